@@ -1,0 +1,44 @@
+"""Packaging for d2v_hf: data2vec pretraining and fine-tuning on top of Hugging Face Transformers."""
+
+from setuptools import find_packages, setup
+
+
+install_requires = [
+    # torch is listed without an upper bound; install the CPU wheel first on CPU machines (see README.md)
+    "torch>=2.4",
+    "transformers>=5.0,<6",
+    "accelerate>=1.0",
+    "datasets>=3.0",
+    "evaluate>=0.4",
+    "peft>=0.13",
+    "safetensors>=0.4",
+    "huggingface_hub>=1.0",
+    "tokenizers>=0.20",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "soundfile",
+    "pillow",
+    "matplotlib",
+    "tqdm",
+]
+
+extras = {
+    "test": ["pytest>=8", "pytest-timeout"],
+    "quality": ["ruff>=0.6"],
+}
+extras["dev"] = extras["test"] + extras["quality"]
+
+setup(
+    name="d2v_hf",
+    version="0.1.0",
+    description="data2vec self-supervised pretraining (text, speech, images) for Hugging Face Transformers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["d2v_hf", "d2v_hf.*"]),
+    package_data={"d2v_hf": ["templates/*.md", "resources/*"]},
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require=extras,
+)

@@ -1,0 +1,21 @@
+import os
+from pathlib import Path
+
+import pytest
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """Path to ../shared/data; skips the test cleanly when the folder is absent."""
+    path = Path(os.environ.get("D2V_HF_SHARED_DATA", SHARED_DATA))
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} not found")
+    return path
