@@ -1,0 +1,146 @@
+"""
+What data2vec needs to know about each Hugging Face Data2Vec backbone: how to build it, where its per-layer target
+features live, how long its output sequence is, and which inputs are valid. Kept apart from the algorithm so that the
+modeling file reads as the paper's steps.
+"""
+
+import torch
+from torch import nn
+from transformers import Data2VecAudioModel, Data2VecTextModel, Data2VecVisionModel, PreTrainedConfig, PreTrainedModel
+
+from .masking import audio_frame_attention_mask, audio_frame_lengths, audio_receptive_field
+
+
+INPUT_NAME = {"text": "input_ids", "audio": "input_values", "vision": "pixel_values"}
+MODALITY_OF_INPUT = {name: modality for modality, name in INPUT_NAME.items()}
+
+
+def build_backbone(config: PreTrainedConfig, modality: str) -> PreTrainedModel:
+    """A randomly initialised backbone; no text pooler, which pretraining never trains (and DDP would flag)."""
+    if modality == "text":
+        return Data2VecTextModel(config, add_pooling_layer=False)
+    if modality == "audio":
+        return Data2VecAudioModel(config)
+    return Data2VecVisionModel(config, add_pooling_layer=False)
+
+
+def encoder_layers(backbone: PreTrainedModel, modality: str) -> nn.ModuleList:
+    return backbone.encoder.layers if modality == "audio" else backbone.encoder.layer
+
+
+def target_modules(backbone: PreTrainedModel, modality: str, target_feature: str) -> list[nn.Module]:
+    """
+    One module per layer whose forward output is that layer's target feature.
+
+    `"ffn"` is the feed-forward output before the last residual connection, as fairseq's `fc_results` / `lr`:
+    text `Data2VecTextOutput.dense` (before dropout, residual and post-LN), audio `Data2VecAudioFeedForward` (its
+    trailing dropout is off in the eval-mode teacher), vision `Data2VecVisionOutput` (before layer scale `lambda_2`).
+    `"block"` is the layer itself (the residual stream at the end of the block).
+    """
+    layers = encoder_layers(backbone, modality)
+    if target_feature == "block":
+        return list(layers)
+    if modality == "text":
+        return [layer.output.dense for layer in layers]
+    if modality == "audio":
+        return [layer.feed_forward for layer in layers]
+    return [layer.output for layer in layers]
+
+
+def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """
+    Validates the modality's inputs and returns `(main_input, padding_mask)`, where `padding_mask` is a bool
+    `(batch, seq)` tensor over the backbone's OUTPUT positions (tokens / feature frames / patches), True where real.
+    """
+    modality, backbone = config.modality, config.backbone_config
+    expected = INPUT_NAME[modality]
+    foreign = [name for name, value in inputs.items() if value is not None and name != expected]
+    foreign = [name for name in foreign if name in MODALITY_OF_INPUT]
+    if foreign:
+        raise ValueError(
+            f"This model is configured for {modality} ({backbone.model_type}) but got `{foreign[0]}`, an input of "
+            f"the {MODALITY_OF_INPUT[foreign[0]]} modality; pass `{expected}`."
+        )
+    main = inputs.get(expected)
+    if main is None:
+        raise ValueError(f"The {modality} model needs `{expected}`.")
+    attention_mask = inputs.get("attention_mask")
+    if modality == "text":
+        if main.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, seq_len); got shape {tuple(main.shape)}.")
+        if main.numel() and (main.min() < 0 or main.max() >= backbone.vocab_size):
+            bad = main.max().item() if main.max() >= backbone.vocab_size else main.min().item()
+            raise ValueError(f"input_ids contains token id {bad} outside the vocabulary (size {backbone.vocab_size}).")
+        # learned positions start after the padding index, as in RoBERTa
+        max_len = backbone.max_position_embeddings - backbone.pad_token_id - 1
+        if main.shape[1] > max_len:
+            raise ValueError(f"Sequence length {main.shape[1]} exceeds the backbone's maximum of {max_len} tokens.")
+        padding = None if attention_mask is None else _check_attention_mask(attention_mask, main.shape).bool()
+        return main, padding
+    if modality == "audio":
+        if main.dim() != 2:
+            raise ValueError(f"input_values must be (batch, num_samples) raw audio; got shape {tuple(main.shape)}.")
+        field = audio_receptive_field(backbone.conv_kernel, backbone.conv_stride)
+        shortest = main.shape[1]
+        if attention_mask is not None:
+            shortest = int(_check_attention_mask(attention_mask, main.shape).sum(-1).min())
+        if shortest < field:
+            raise ValueError(
+                f"Audio of {shortest} samples is shorter than the feature encoder's receptive field of {field} "
+                f"samples ({field / 16000 * 1000:.0f} ms at 16 kHz); no feature frame can be computed."
+            )
+        num_frames = int(audio_frame_lengths(main.shape[1], backbone.conv_kernel, backbone.conv_stride))
+        if attention_mask is None:
+            return main, None
+        frames = audio_frame_attention_mask(attention_mask, num_frames, backbone.conv_kernel, backbone.conv_stride)
+        return main, frames
+    if main.dim() != 4:
+        raise ValueError(f"pixel_values must be (batch, channels, height, width); got shape {tuple(main.shape)}.")
+    height, width = main.shape[-2:]
+    patch = backbone.patch_size
+    if height % patch or width % patch:
+        raise ValueError(f"Image size {height}x{width} is not divisible by the patch size {patch}.")
+    size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
+    if (height, width) != (size, size):
+        raise ValueError(f"Image size {height}x{width} differs from the backbone's image_size {size}x{size}.")
+    if main.shape[1] != backbone.num_channels:
+        raise ValueError(f"pixel_values has {main.shape[1]} channels; the backbone expects {backbone.num_channels}.")
+    return main, None
+
+
+def num_output_positions(config, main_input: torch.Tensor) -> int:
+    backbone = config.backbone_config
+    if config.modality == "text":
+        return main_input.shape[1]
+    if config.modality == "audio":
+        return int(audio_frame_lengths(main_input.shape[1], backbone.conv_kernel, backbone.conv_stride))
+    return (main_input.shape[-2] // backbone.patch_size) * (main_input.shape[-1] // backbone.patch_size)
+
+
+def check_mask(mask, batch_size: int, num_positions: int, padding: torch.Tensor | None, modality: str):
+    what = {"text": "tokens", "audio": "feature frames", "vision": "patches"}[modality]
+    if mask is None:
+        raise ValueError(f"`mask` is required: a bool tensor (batch, {what}) that is True at masked positions.")
+    if tuple(mask.shape) != (batch_size, num_positions):
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)} but the input has {batch_size} x {num_positions} {what}; "
+            f"expected ({batch_size}, {num_positions})."
+        )
+    if mask.dtype != torch.bool:
+        if mask.dtype.is_floating_point or ((mask != 0) & (mask != 1)).any():
+            raise ValueError(f"mask must be boolean (or 0/1 integers); got dtype {mask.dtype}.")
+        mask = mask.bool()
+    if not mask.any():
+        raise ValueError("mask has no masked position in the batch: there is nothing to regress.")
+    if padding is not None and (mask & ~padding.to(mask.device)).any():
+        raise ValueError(f"mask marks padded {what} as masked; only real positions can be masked.")
+    return mask
+
+
+def _check_attention_mask(attention_mask: torch.Tensor, shape) -> torch.Tensor:
+    if tuple(attention_mask.shape) != tuple(shape[:2]):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {tuple(shape[:2])}.")
+    return attention_mask
+
+
+__all__ = ["build_backbone", "check_inputs", "check_mask", "encoder_layers", "num_output_positions", "target_modules"]

@@ -1,0 +1,363 @@
+"""Configuration of [`Data2VecForPretraining`]: the data2vec 1.0 recipe around a Hugging Face Data2Vec backbone."""
+
+import copy
+import math
+from typing import Any
+
+from transformers import (
+    AutoConfig,
+    Data2VecAudioConfig,
+    Data2VecTextConfig,
+    Data2VecVisionConfig,
+    PreTrainedConfig,
+)
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+MODALITY_BY_MODEL_TYPE = {"data2vec-text": "text", "data2vec-audio": "audio", "data2vec-vision": "vision"}
+TARGET_FEATURES = ("ffn", "block")
+TEXT_MASK_STRATEGIES = ("span", "bert")
+LOSS_CHANNEL_REDUCTIONS = ("sum", "mean")
+
+# data2vec 1.0 base recipes: the summary table (section 5) of the reference, released code unless noted.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "text": {
+        "average_top_k_layers": 10,
+        "target_feature": "ffn",
+        "layer_norm_target_layer": True,
+        "head_layers": 2,
+        "loss_beta": 4.0,
+        "loss_scale": 1.0,
+        "ema_decay": 0.999,
+        "ema_end_decay": 0.9999,
+        "ema_anneal_end_step": 300_000,
+        "teacher_shared_params": ["embeddings."],
+        "text_mask_strategy": "span",
+        "mask_prob": 0.35,
+        "mask_length": 4,
+    },
+    "audio": {
+        "average_top_k_layers": 8,
+        "target_feature": "ffn",
+        "instance_norm_target_layer": True,
+        "head_layers": 1,
+        "loss_beta": 0.0,
+        "loss_scale": None,
+        "ema_decay": 0.999,
+        "ema_end_decay": 0.9999,
+        "ema_anneal_end_step": 30_000,
+        "teacher_shared_params": [
+            "feature_extractor.",
+            "feature_projection.",
+            "encoder.pos_conv_embed.",
+            "masked_spec_embed",
+        ],
+        "mask_prob": 0.65,
+        "mask_length": 10,
+    },
+    "vision": {
+        "average_top_k_layers": 6,
+        "target_feature": "block",
+        "layer_norm_target_layer": True,
+        "layer_norm_targets": True,
+        "head_layers": 1,
+        "loss_beta": 2.0,
+        "loss_scale": 1.0,
+        "loss_channel_reduction": "mean",
+        "ema_decay": 0.9998,
+        "ema_end_decay": 0.9998,
+        "ema_anneal_end_step": 0,
+        "teacher_shared_params": [],
+        "num_mask_patches": 120,
+        "min_mask_patches_per_block": 16,
+    },
+}
+
+
+def _base_backbone_config(modality: str) -> PreTrainedConfig:
+    """The base (12 x 768) architecture of each modality, as data2vec 1.0 pretrained it."""
+    if modality == "text":
+        # RoBERTa-base: GPT-2 BPE vocabulary + <mask>, 512 positions (+2 for fairseq's padding offset)
+        return Data2VecTextConfig(
+            vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1
+        )
+    if modality == "audio":
+        # fairseq's data2vec audio: LayerDrop 0.05, no channel masking
+        return Data2VecAudioConfig(layerdrop=0.05, mask_feature_prob=0.0)
+    if modality == "vision":
+        # BEiT ViT-B/16 as in the data2vec_vision repo: shared relative position bias, layer scale 1e-4,
+        # drop-path 0.25, attention dropout 0.05, final LayerNorm (no mean pooling), a learned mask token
+        return Data2VecVisionConfig(
+            use_mask_token=True,
+            use_absolute_position_embeddings=False,
+            use_shared_relative_position_bias=True,
+            layer_scale_init_value=1e-4,
+            drop_path_rate=0.25,
+            attention_probs_dropout_prob=0.05,
+            use_mean_pooling=False,
+        )
+    raise ValueError(f"Unknown modality {modality!r}; expected one of 'text', 'audio', 'vision'.")
+
+
+class Data2VecPretrainingConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`Data2VecForPretraining`]: a Hugging Face Data2Vec backbone (text, audio or vision) trained with
+    the data2vec 1.0 objective (https://huggingface.co/papers/2202.03555). The backbone configuration is nested and
+    survives `save_pretrained` / `from_pretrained`. Use [`~Data2VecPretrainingConfig.from_preset`] for the paper's
+    base recipes.
+
+    Args:
+        backbone_config (`Data2VecTextConfig`, `Data2VecAudioConfig`, `Data2VecVisionConfig` or `dict`):
+            Configuration of the student (and teacher) backbone. Its class decides `modality`.
+        average_top_k_layers (`int`, *optional*, defaults to 8):
+            Number K of top teacher layers whose (normalised) outputs are averaged into the targets.
+        target_feature (`str`, *optional*, defaults to `"ffn"`):
+            Per-layer feature: `"ffn"` is the feed-forward output before the last residual connection (and before
+            the post-LN of text/audio; before layer scale `lambda_2` for vision), `"block"` the block output.
+        instance_norm_target_layer (`bool`, *optional*, defaults to `False`):
+            Instance-normalise each layer's feature over time, per channel and sequence (no affine), before averaging.
+        layer_norm_target_layer (`bool`, *optional*, defaults to `False`):
+            Parameter-free LayerNorm of each layer's feature over channels before averaging.
+        instance_norm_targets (`bool`, *optional*, defaults to `False`):
+            Instance norm of the averaged targets (applied after `layer_norm_targets`).
+        layer_norm_targets (`bool`, *optional*, defaults to `False`):
+            Parameter-free LayerNorm of the averaged targets.
+        head_layers (`int`, *optional*, defaults to 1):
+            Regression head depth: 1 is `Linear(D, D)`, 2 is `Linear(D, 2D) -> GELU -> Linear(2D, D)`.
+        loss_beta (`float`, *optional*, defaults to 0.0):
+            0 gives the L2 loss; > 0 the smooth L1 loss with this beta.
+        loss_scale (`float`, *optional*):
+            Multiplier of the per-position loss; `None` means `1 / sqrt(hidden_size)`.
+        loss_channel_reduction (`str`, *optional*, defaults to `"sum"`):
+            How the element-wise loss is reduced over channels at each masked position: `"sum"` (fairseq) or
+            `"mean"` (the BEiT-based vision code, whose `reduction="mean"` averages over positions and channels).
+        ema_decay (`float`, *optional*, defaults to 0.999):
+            Teacher EMA decay tau_0 at step 0.
+        ema_end_decay (`float`, *optional*, defaults to 0.9999):
+            Teacher EMA decay tau_e reached at `ema_anneal_end_step` (linear ramp), constant afterwards.
+        ema_anneal_end_step (`int`, *optional*, defaults to 30000):
+            Number of optimizer steps of the linear ramp from `ema_decay` to `ema_end_decay`.
+        teacher_shared_params (`list[str]`, *optional*, defaults to `[]`):
+            Backbone parameter-name prefixes that the teacher shares with the student: they are copied from the
+            student at every EMA step instead of being averaged (fairseq's `ema_transformer_layers_only`).
+        text_mask_strategy (`str`, *optional*, defaults to `"span"`):
+            Text only: `"span"` (released recipe: spans of `mask_length` tokens, all replaced by `<mask>`) or
+            `"bert"` (paper's main row: `mask_prob` of tokens, 80% `<mask>`, 10% random, 10% unchanged).
+        mask_prob (`float`, *optional*, defaults to 0.65):
+            Text/audio masking probability (span start probability times span length, as in fairseq).
+        mask_length (`int`, *optional*, defaults to 10):
+            Text/audio span length.
+        mask_random_token_prob (`float`, *optional*, defaults to 0.1):
+            BERT masking: fraction of selected tokens replaced by a random token.
+        mask_leave_unmasked_prob (`float`, *optional*, defaults to 0.1):
+            BERT masking: fraction of selected tokens left unchanged (still scored).
+        mask_token_id (`int`, *optional*):
+            Text only: the tokenizer's `<mask>` id, placed at masked positions of the student input.
+        num_mask_patches (`int`, *optional*, defaults to 120):
+            Vision: number of patches masked by BEiT block-wise masking (120 of 196 at 224px / 16).
+        min_mask_patches_per_block (`int`, *optional*, defaults to 16):
+            Vision: minimum size of one masked block.
+        min_target_var (`float`, *optional*, defaults to 0.1):
+            Collapse guard: training stops when the target std falls under this value (0 disables).
+        min_pred_var (`float`, *optional*, defaults to 0.01):
+            Collapse guard: training stops when the prediction std falls under this value (0 disables).
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the normal initialisation of the regression head.
+
+    Example:
+
+    ```python
+    >>> from d2v_hf import Data2VecPretrainingConfig, Data2VecForPretraining
+
+    >>> config = Data2VecPretrainingConfig.from_preset("audio")
+    >>> config.modality
+    'audio'
+    >>> model = Data2VecForPretraining(config)
+    ```
+    """
+
+    model_type = "data2vec-pretraining"
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="data2vec-text")}
+
+    backbone_config: PreTrainedConfig | dict | None = None
+    # Parameters that control the targets
+    average_top_k_layers: int = 8
+    target_feature: str = "ffn"
+    instance_norm_target_layer: bool = False
+    layer_norm_target_layer: bool = False
+    instance_norm_targets: bool = False
+    layer_norm_targets: bool = False
+    # Parameters that control the head and the loss
+    head_layers: int = 1
+    loss_beta: float = 0.0
+    loss_scale: float | None = None
+    loss_channel_reduction: str = "sum"
+    # Parameters that control the teacher
+    ema_decay: float = 0.999
+    ema_end_decay: float = 0.9999
+    ema_anneal_end_step: int = 30_000
+    teacher_shared_params: list[str] | None = None
+    # Parameters that control masking
+    text_mask_strategy: str = "span"
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    mask_random_token_prob: float = 0.1
+    mask_leave_unmasked_prob: float = 0.1
+    mask_token_id: int | None = None
+    num_mask_patches: int = 120
+    min_mask_patches_per_block: int = 16
+    # Parameters that control the collapse guard
+    min_target_var: float = 0.1
+    min_pred_var: float = 0.01
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        if self.backbone_config is None:
+            raise ValueError(
+                "Data2VecPretrainingConfig needs a `backbone_config` (Data2VecTextConfig, Data2VecAudioConfig or "
+                "Data2VecVisionConfig); use `Data2VecPretrainingConfig.from_preset(modality)` for the base recipes."
+            )
+        if isinstance(self.backbone_config, dict) and self.backbone_config.get("model_type") not in (
+            MODALITY_BY_MODEL_TYPE
+        ):
+            raise ValueError(
+                f"backbone_config has model_type {self.backbone_config.get('model_type')!r}; data2vec pretraining "
+                f"supports {sorted(MODALITY_BY_MODEL_TYPE)}."
+            )
+        if self.teacher_shared_params is None:
+            self.teacher_shared_params = []
+        super().__post_init__(**kwargs)
+        self._check_backbone()
+        self.validate_recipe()
+
+    def _check_backbone(self):
+        model_type = getattr(self.backbone_config, "model_type", None)
+        if model_type not in MODALITY_BY_MODEL_TYPE:
+            raise ValueError(
+                f"backbone_config is a {type(self.backbone_config).__name__} (model_type {model_type!r}); data2vec "
+                f"pretraining supports Data2VecTextConfig, Data2VecAudioConfig and Data2VecVisionConfig."
+            )
+        backbone = self.backbone_config
+        if self.modality == "vision":
+            image_size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
+            if image_size % backbone.patch_size != 0:
+                raise ValueError(
+                    f"image_size {backbone.image_size} is not divisible by patch_size {backbone.patch_size}."
+                )
+            if not backbone.use_mask_token:
+                # the student replaces masked patches with the backbone's learned mask token
+                logger.info("Setting backbone_config.use_mask_token=True: the student needs a learned mask token.")
+                backbone.use_mask_token = True
+        if self.modality == "audio":
+            # HF creates `masked_spec_embed` (the learned mask vector) only when mask_time_prob > 0, and ignores
+            # given masks when apply_spec_augment is False
+            if not backbone.mask_time_prob > 0:
+                logger.info("Setting backbone_config.mask_time_prob=0.05 so that the learned mask embedding exists.")
+                backbone.mask_time_prob = 0.05
+            if getattr(backbone, "apply_spec_augment", True) is False:
+                raise ValueError("backbone_config.apply_spec_augment=False would make the student ignore the mask.")
+            if backbone.mask_feature_prob > 0:
+                raise ValueError(
+                    f"backbone_config.mask_feature_prob={backbone.mask_feature_prob}: channel masking is not part of "
+                    "data2vec pretraining; set it to 0."
+                )
+
+    @property
+    def modality(self) -> str:
+        """`"text"`, `"audio"` or `"vision"`, derived from the backbone configuration."""
+        return MODALITY_BY_MODEL_TYPE[self.backbone_config.model_type]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone_config.hidden_size
+
+    @property
+    def effective_loss_scale(self) -> float:
+        return self.loss_scale if self.loss_scale is not None else 1.0 / math.sqrt(self.hidden_size)
+
+    def validate_recipe(self):
+        """Raises a `ValueError` naming the first invalid field."""
+        num_layers = self.backbone_config.num_hidden_layers
+        if not 1 <= self.average_top_k_layers <= num_layers:
+            raise ValueError(
+                f"average_top_k_layers={self.average_top_k_layers} must be between 1 and the backbone's "
+                f"num_hidden_layers={num_layers}."
+            )
+        if self.target_feature not in TARGET_FEATURES:
+            raise ValueError(f"target_feature={self.target_feature!r}; expected one of {TARGET_FEATURES}.")
+        if self.loss_channel_reduction not in LOSS_CHANNEL_REDUCTIONS:
+            raise ValueError(
+                f"loss_channel_reduction={self.loss_channel_reduction!r}; expected one of {LOSS_CHANNEL_REDUCTIONS}."
+            )
+        if self.text_mask_strategy not in TEXT_MASK_STRATEGIES:
+            raise ValueError(f"text_mask_strategy={self.text_mask_strategy!r}; expected {TEXT_MASK_STRATEGIES}.")
+        if self.head_layers < 1:
+            raise ValueError(f"head_layers={self.head_layers} must be >= 1.")
+        if self.loss_beta < 0:
+            raise ValueError(f"loss_beta={self.loss_beta} must be >= 0 (0 selects the L2 loss).")
+        if self.loss_scale is not None and self.loss_scale <= 0:
+            raise ValueError(f"loss_scale={self.loss_scale} must be > 0, or None for 1/sqrt(hidden_size).")
+        for name in ("ema_decay", "ema_end_decay", "mask_prob", "mask_random_token_prob", "mask_leave_unmasked_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value} must be in [0, 1].")
+        if self.ema_anneal_end_step < 0:
+            raise ValueError(f"ema_anneal_end_step={self.ema_anneal_end_step} must be >= 0.")
+        if self.mask_length < 1:
+            raise ValueError(f"mask_length={self.mask_length} must be >= 1.")
+        if self.modality == "text" and self.mask_token_id is not None:
+            if not 0 <= self.mask_token_id < self.backbone_config.vocab_size:
+                raise ValueError(
+                    f"mask_token_id={self.mask_token_id} is outside the vocabulary "
+                    f"(vocab_size={self.backbone_config.vocab_size})."
+                )
+
+    @classmethod
+    def from_preset(cls, modality: str, backbone_config: PreTrainedConfig | None = None, **overrides):
+        r"""
+        The data2vec 1.0 base recipe of a modality (the reference's summary table; released code where it differs
+        from the paper, except for the two released bugs, see `docs/faithfulness.md`).
+
+        - **text** (`data2vec_text`, RoBERTa-base): K=10 top layers of the FFN output (before the last residual
+          and the post-LN), parameter-free LayerNorm per layer, no final norm; head `Linear(768,1536)-GELU-
+          Linear(1536,768)` (`head_layers=2`); smooth L1 with beta=4 summed over channels, `loss_scale=1`; EMA
+          0.999 -> 0.9999 over 300,000 updates (the paper says 100,000); embeddings (token, position, LayerNorm)
+          shared with the student; span masking p=0.35, length 4, all `<mask>` (about 31% of tokens);
+          `mask_token_id=50264` for the default RoBERTa vocabulary.
+        - **audio** (`data2vec_audio`, wav2vec 2.0 base): K=8, FFN output, instance norm over time per layer, no
+          final norm; head `Linear(768,768)`; L2 summed over channels times 1/sqrt(768) (`loss_scale=None`); EMA
+          0.999 -> 0.9999 over 30,000 updates; CNN feature encoder, feature projection, positional convolution and
+          mask embedding shared; span masking p=0.65, length 10 over 20 ms frames (about 49% before trimming);
+          backbone LayerDrop 0.05.
+        - **vision** (BEiT-based data2vec_vision code, ViT-B/16): K=6, block outputs (`'end'`), LayerNorm per layer
+          and a final LayerNorm of the average; head `Linear(768,768)`; smooth L1 with beta=2 and a mean over
+          positions and channels (`loss_channel_reduction="mean"`, `loss_scale=1`); constant EMA 0.9998; the whole
+          backbone is averaged (no sharing); BEiT block masking of 120 of 196 patches, at least 16 per block;
+          backbone with shared relative position bias, layer scale 1e-4, drop-path 0.25, attention dropout 0.05.
+
+        Args:
+            modality (`str`): `"text"`, `"audio"` or `"vision"`.
+            backbone_config (`PreTrainedConfig`, *optional*):
+                The backbone; defaults to the base (12 x 768) architecture of the modality.
+            overrides: any field of this configuration, applied on top of the preset.
+        """
+        if modality not in _PRESETS:
+            raise ValueError(f"Unknown modality {modality!r}; expected one of {sorted(_PRESETS)}.")
+        if backbone_config is None:
+            backbone_config = _base_backbone_config(modality)
+        elif MODALITY_BY_MODEL_TYPE.get(getattr(backbone_config, "model_type", None)) != modality:
+            raise ValueError(
+                f"from_preset({modality!r}) got a {type(backbone_config).__name__}; expected the Data2Vec "
+                f"{modality} backbone configuration."
+            )
+        fields = copy.deepcopy(_PRESETS[modality])
+        if modality == "text" and backbone_config.vocab_size == 50265:
+            fields["mask_token_id"] = 50264
+        fields.update(overrides)
+        return cls(backbone_config=copy.deepcopy(backbone_config), **fields)
+
+
+__all__ = ["Data2VecPretrainingConfig"]

@@ -1,0 +1,72 @@
+"""The data2vec teacher: EMA arithmetic and the decay schedule, as pure functions."""
+
+import torch
+from torch import nn
+
+
+def get_annealed_rate(start: float, end: float, step: int, total_steps: int) -> float:
+    """
+    fairseq's linear EMA ramp: `end - (end - start) * (1 - step / total_steps)`, clamped at `end` once
+    `step >= total_steps` (and constant when `start == end` or `total_steps == 0`).
+    """
+    if step < 0:
+        raise ValueError(f"step={step} must be >= 0.")
+    if total_steps <= 0 or step >= total_steps or start == end:
+        return end
+    return end - (end - start) * (1.0 - step / total_steps)
+
+
+def check_decay(decay: float) -> float:
+    decay = float(decay)
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"EMA decay={decay} must be in [0, 1].")
+    return decay
+
+
+def split_shared_parameters(
+    teacher: nn.Module, student: nn.Module, shared_prefixes: list[str]
+) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """
+    Pairs `(teacher_param, student_param)` by name, split into the averaged ones and the shared ones (names that
+    start with one of `shared_prefixes`). Buffers are returned with the shared ones: fairseq copies them verbatim.
+    """
+    student_params = dict(student.named_parameters())
+    averaged, shared = [], []
+    for name, teacher_param in teacher.named_parameters():
+        pair = (teacher_param, student_params[name])
+        (shared if any(name.startswith(prefix) for prefix in shared_prefixes) else averaged).append(pair)
+    student_buffers = dict(student.named_buffers())
+    for name, teacher_buffer in teacher.named_buffers():
+        shared.append((teacher_buffer, student_buffers[name]))
+    return averaged, shared
+
+
+@torch.no_grad()
+def ema_update_(
+    averaged: list[tuple[torch.Tensor, torch.Tensor]],
+    shared: list[tuple[torch.Tensor, torch.Tensor]],
+    decay: float,
+    fp32_master: list[torch.Tensor] | None = None,
+) -> None:
+    """
+    In place: `teacher <- decay * teacher + (1 - decay) * student` for the averaged pairs, `teacher <- student` for
+    the shared ones. The arithmetic runs in fp32: on the teacher itself when it is fp32, else on `fp32_master`
+    (one fp32 tensor per averaged pair), which is then cast into the teacher.
+    """
+    decay = check_decay(decay)
+    if averaged:
+        teachers = [t for t, _ in averaged]
+        students = [s.detach().float() if s.dtype != torch.float32 else s.detach() for _, s in averaged]
+        targets = fp32_master if fp32_master is not None else teachers
+        if any(t.dtype != torch.float32 for t in targets):
+            raise ValueError("ema_update_ needs fp32 accumulators: pass `fp32_master` for a low-precision teacher.")
+        # one fused multi-tensor kernel per op instead of a Python loop over hundreds of tensors
+        torch._foreach_mul_(targets, decay)
+        torch._foreach_add_(targets, students, alpha=1.0 - decay)
+        if fp32_master is not None:
+            torch._foreach_copy_(teachers, fp32_master)
+    if shared:
+        torch._foreach_copy_([t for t, _ in shared], [s.detach() for _, s in shared])
+
+
+__all__ = ["check_decay", "ema_update_", "get_annealed_rate", "split_shared_parameters"]

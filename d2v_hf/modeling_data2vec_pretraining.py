@@ -1,0 +1,309 @@
+"""
+data2vec 1.0 (https://huggingface.co/papers/2202.03555) as a Transformers model: a student backbone regresses, at
+masked positions, the average of the top-K normalised layer outputs of an EMA teacher that sees the unmasked input.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .backbones import INPUT_NAME, build_backbone, check_inputs, check_mask, num_output_positions, target_modules
+from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
+from .ema import check_decay, ema_update_, get_annealed_rate, split_shared_parameters
+
+
+@dataclass
+class Data2VecForPretrainingOutput(ModelOutput):
+    """
+    Output of [`Data2VecForPretraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`):
+            Regression loss averaged over the masked positions of this batch (the trainer re-normalises by the
+            masked positions of the whole optimizer step).
+        predictions (`torch.FloatTensor` of shape `(num_masked, hidden_size)`):
+            Regression-head outputs of the student at the masked positions.
+        targets (`torch.FloatTensor` of shape `(num_masked, hidden_size)`):
+            Teacher targets at the masked positions (fp32, no gradient).
+        target_var (`torch.FloatTensor` of shape `()`):
+            Mean over channels of the per-channel std of `targets` (the collapse monitor of fairseq).
+        prediction_var (`torch.FloatTensor` of shape `()`):
+            The same statistic for `predictions`.
+        num_masked (`torch.LongTensor` of shape `()`):
+            Number of masked positions in the batch.
+    """
+
+    loss: torch.FloatTensor | None = None
+    predictions: torch.FloatTensor | None = None
+    targets: torch.FloatTensor | None = None
+    target_var: torch.FloatTensor | None = None
+    prediction_var: torch.FloatTensor | None = None
+    num_masked: torch.LongTensor | None = None
+
+
+class Data2VecRegressionHead(nn.Module):
+    """fairseq's regression head: `Linear(D, D)`, or `Linear(D, 2D) -> GELU -> ... -> Linear(2D, D)`."""
+
+    def __init__(self, hidden_size: int, num_layers: int):
+        super().__init__()
+        layers, dim = [], hidden_size
+        for i in range(num_layers - 1):
+            next_dim = hidden_size * 2 if i == 0 else dim
+            layers += [nn.Linear(dim, next_dim), nn.GELU()]
+            dim = next_dim
+        layers.append(nn.Linear(dim, hidden_size))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layers(hidden_states)
+
+
+def instance_norm_over_time(x: torch.Tensor, padding: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Normalises each channel over time within each sequence (`F.instance_norm` on (B, C, T)), real steps only."""
+    if padding is None:
+        return F.instance_norm(x.transpose(1, 2), eps=eps).transpose(1, 2)
+    valid = padding.unsqueeze(-1).to(x.dtype)
+    count = valid.sum(1, keepdim=True).clamp(min=1)
+    mean = (x * valid).sum(1, keepdim=True) / count
+    var = ((x - mean).square() * valid).sum(1, keepdim=True) / count
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def feature_std(x: torch.Tensor) -> torch.Tensor:
+    """fairseq's `compute_var`: mean over channels of the per-channel std over positions."""
+    if x.shape[0] < 2:
+        return x.new_zeros(())
+    return torch.sqrt(x.float().var(dim=0) + 1e-6).mean()
+
+
+class Data2VecForPretraining(PreTrainedModel):
+    r"""
+    data2vec 1.0 pretraining around a Hugging Face Data2Vec backbone: `student` (the backbone being trained),
+    `teacher` (a frozen EMA copy, always in eval mode, never given gradients) and `head` (the regression head).
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig, compute_text_span_mask
+
+    >>> model = Data2VecForPretraining(Data2VecPretrainingConfig.from_preset("text"))
+    >>> input_ids = torch.randint(5, 50000, (2, 64))
+    >>> attention_mask = torch.ones_like(input_ids)
+    >>> mask = compute_text_span_mask(attention_mask)
+    >>> out = model(input_ids=input_ids, attention_mask=attention_mask, mask=mask)
+    >>> out.loss.backward()
+    >>> model.ema_step()  # once per optimizer step
+    ```
+    """
+
+    config_class = Data2VecPretrainingConfig
+    config: Data2VecPretrainingConfig
+    base_model_prefix = "student"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _keys_to_ignore_on_load_unexpected = [r".*relative_position_index.*"]
+
+    def __init__(self, config: Data2VecPretrainingConfig):
+        super().__init__(config)
+        self.modality = config.modality
+        self.main_input_name = INPUT_NAME[self.modality]
+        self.student = build_backbone(config.backbone_config, self.modality)
+        self.teacher = build_backbone(config.backbone_config, self.modality)
+        self.head = Data2VecRegressionHead(config.hidden_size, config.head_layers)
+        # the number of EMA steps taken so far; saved with the weights so that a resumed run continues the schedule
+        self.register_buffer("ema_num_updates", torch.zeros((), dtype=torch.long))
+        self._ema_fp32_master = None
+        self.post_init()
+        # the teacher starts as an exact copy of the student (fairseq deep-copies the student)
+        with torch.no_grad():
+            for teacher_tensor, student_tensor in zip(
+                self.teacher.state_dict().values(), self.student.state_dict().values()
+            ):
+                teacher_tensor.copy_(student_tensor)
+        # there is no backpropagation through the teacher, so no need for gradients
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+            nn.init.zeros_(module.bias)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # no dropout, LayerDrop, drop-path or SpecAugment in the teacher, ever
+        self.teacher.eval()
+        return self
+
+    def get_input_embeddings(self):
+        return self.student.get_input_embeddings()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        mask: torch.BoolTensor | None = None,
+        student_input_ids: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> Data2VecForPretrainingOutput:
+        r"""
+        Args:
+            input_ids / input_values / pixel_values:
+                The ORIGINAL (unmasked) input of the config's modality; the teacher sees it as is.
+            attention_mask (`torch.Tensor` of shape `(batch_size, seq_len)`, *optional*):
+                1 for real tokens / audio samples, 0 for padding.
+            mask (`torch.BoolTensor` of shape `(batch_size, num_positions)`):
+                True where the student's input is masked: tokens, feature frames (after the CNN) or patches.
+            student_input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
+                Text only: the corrupted student input (BERT 80/10/10 masking). Without it, every masked position
+                gets `config.mask_token_id`. Every position of `mask` is scored either way (paper, fairseq#4229).
+        """
+        inputs = {"input_ids": input_ids, "input_values": input_values, "pixel_values": pixel_values}
+        inputs.update({k: v for k, v in kwargs.items() if k in ("input_ids", "input_values", "pixel_values")})
+        main_input, padding = check_inputs(self.config, {**inputs, "attention_mask": attention_mask})
+        mask = check_mask(
+            mask, main_input.shape[0], num_output_positions(self.config, main_input), padding, self.modality
+        )
+
+        # 1. student forward on the masked input (mask token / learned mask embedding / mask token)
+        hidden_states = self._student_forward(main_input, attention_mask, mask, student_input_ids)
+
+        # 2. teacher targets on the unmasked input: average of the top-K normalised layers (Sec. 3.3 of the paper)
+        targets = self.compute_targets(**{self.main_input_name: main_input, "attention_mask": attention_mask})
+
+        # 3. regress the targets at the masked positions only
+        predictions = self.head(hidden_states[mask])
+        targets = targets[mask]
+        num_masked = mask.sum()
+        loss = self.regression_loss(predictions, targets) / num_masked
+
+        # 4. collapse monitors
+        with torch.no_grad():
+            target_var, prediction_var = feature_std(targets), feature_std(predictions)
+        return Data2VecForPretrainingOutput(
+            loss=loss,
+            predictions=predictions,
+            targets=targets,
+            target_var=target_var,
+            prediction_var=prediction_var,
+            num_masked=num_masked,
+        )
+
+    def _student_forward(self, main_input, attention_mask, mask, student_input_ids):
+        if self.modality == "text":
+            if student_input_ids is None:
+                if self.config.mask_token_id is None:
+                    raise ValueError("config.mask_token_id is None: set it to the tokenizer's `mask_token_id`.")
+                student_input_ids = main_input.masked_fill(mask, self.config.mask_token_id)
+            elif student_input_ids.shape != main_input.shape:
+                raise ValueError(
+                    f"student_input_ids has shape {tuple(student_input_ids.shape)}; input_ids has "
+                    f"{tuple(main_input.shape)}."
+                )
+            return self.student(input_ids=student_input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.modality == "audio":
+            out = self.student(main_input, attention_mask=attention_mask, mask_time_indices=mask)
+            return out.last_hidden_state
+        # patches only: the CLS token is neither masked nor scored
+        return self.student(main_input, bool_masked_pos=mask).last_hidden_state[:, 1:]
+
+    @torch.no_grad()
+    def compute_targets(self, **unmasked_inputs) -> torch.FloatTensor:
+        """
+        Teacher targets at every position, `(batch, seq, hidden)` in fp32 (vision: patches only, no CLS): the
+        chosen feature of each of the top K layers, normalised per layer, averaged, then optionally normalised again.
+        """
+        config = self.config
+        main_input, padding = check_inputs(config, unmasked_inputs)
+        attention_mask = unmasked_inputs.get("attention_mask")
+        modules = target_modules(self.teacher, self.modality, config.target_feature)[-config.average_top_k_layers :]
+        features = []
+
+        def record(module, args, output):
+            features.append(output[0] if isinstance(output, tuple) else output)
+
+        handles = [module.register_forward_hook(record) for module in modules]
+        try:
+            self.teacher.eval()
+            if self.modality == "vision":
+                self.teacher(main_input)
+            else:
+                self.teacher(main_input, attention_mask=attention_mask)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if self.modality == "vision":
+            features = [feature[:, 1:] for feature in features]
+
+        target = 0
+        for feature in features:
+            feature = feature.float()
+            if config.instance_norm_target_layer:
+                feature = instance_norm_over_time(feature, padding)
+            if config.layer_norm_target_layer:
+                feature = F.layer_norm(feature, feature.shape[-1:])
+            target = target + feature
+        target = target / len(features)
+        if config.layer_norm_targets:
+            target = F.layer_norm(target, target.shape[-1:])
+        if config.instance_norm_targets:
+            target = instance_norm_over_time(target, padding)
+        return target
+
+    def regression_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Sum over masked positions of the per-position loss (L2 or smooth L1, reduced over channels, scaled)."""
+        predictions = predictions.float()
+        if self.config.loss_beta == 0:
+            loss = F.mse_loss(predictions, targets, reduction="none")
+        else:
+            loss = F.smooth_l1_loss(predictions, targets, reduction="none", beta=self.config.loss_beta)
+        loss = loss.sum(-1) if self.config.loss_channel_reduction == "sum" else loss.mean(-1)
+        return loss.sum() * self.config.effective_loss_scale
+
+    def ema_decay_at(self, step: int | None = None) -> float:
+        """The scheduled teacher decay at optimizer step `step` (default: the number of EMA steps taken)."""
+        step = int(self.ema_num_updates) if step is None else step
+        config = self.config
+        return get_annealed_rate(config.ema_decay, config.ema_end_decay, step, config.ema_anneal_end_step)
+
+    @torch.no_grad()
+    def ema_step(self, decay: float | None = None) -> float:
+        """
+        One teacher update, once per optimizer step: `teacher <- decay * teacher + (1 - decay) * student` for the
+        averaged parameters (fp32 arithmetic), a copy of the student for `config.teacher_shared_params` and buffers.
+        `decay` defaults to the config's schedule at the current step. Returns the decay used.
+        """
+        decay = check_decay(self.ema_decay_at() if decay is None else decay)
+        averaged, shared = split_shared_parameters(self.teacher, self.student, self.config.teacher_shared_params)
+        master = None
+        if any(t.dtype != torch.float32 for t, _ in averaged):
+            # a low-precision teacher keeps an fp32 shadow (fairseq's ema_fp32); it lives for this process only
+            if self._ema_fp32_master is None or len(self._ema_fp32_master) != len(averaged):
+                self._ema_fp32_master = [t.detach().float().clone() for t, _ in averaged]
+            master = self._ema_fp32_master
+        ema_update_(averaged, shared, decay, fp32_master=master)
+        self.ema_num_updates += 1
+        return decay
+
+    def export_student(self, save_directory: str | os.PathLike, **save_kwargs) -> None:
+        """
+        Writes the student as a plain `Data2VecTextModel` / `Data2VecAudioModel` / `Data2VecVisionModel` checkpoint,
+        which the backbone classes and their task heads (`...ForSequenceClassification`, `...ForCTC`, ...) load.
+        """
+        self.student.save_pretrained(save_directory, **save_kwargs)
+
+
+AutoConfig.register("data2vec-pretraining", Data2VecPretrainingConfig, exist_ok=True)
+AutoModel.register(Data2VecPretrainingConfig, Data2VecForPretraining, exist_ok=True)
+AutoModelForPreTraining.register(Data2VecPretrainingConfig, Data2VecForPretraining, exist_ok=True)
+
+__all__ = ["Data2VecForPretraining", "Data2VecForPretrainingOutput", "Data2VecRegressionHead"]
