@@ -160,10 +160,6 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             Vision: number of patches masked by BEiT block-wise masking (120 of 196 at 224px / 16).
         min_mask_patches_per_block (`int`, *optional*, defaults to 16):
             Vision: minimum size of one masked block.
-        min_target_var (`float`, *optional*, defaults to 0.1):
-            Collapse guard: training stops when the target std falls under this value (0 disables).
-        min_pred_var (`float`, *optional*, defaults to 0.01):
-            Collapse guard: training stops when the prediction std falls under this value (0 disables).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the normal initialisation of the regression head.
 
@@ -209,9 +205,6 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     mask_token_id: int | None = None
     num_mask_patches: int = 120
     min_mask_patches_per_block: int = 16
-    # Parameters that control the collapse guard
-    min_target_var: float = 0.1
-    min_pred_var: float = 0.01
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
@@ -308,6 +301,15 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"ema_anneal_end_step={self.ema_anneal_end_step} must be >= 0.")
         if self.mask_length < 1:
             raise ValueError(f"mask_length={self.mask_length} must be >= 1.")
+        if self.modality == "vision":
+            backbone = self.backbone_config
+            size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
+            num_patches = (size // backbone.patch_size) ** 2
+            if not 1 <= self.min_mask_patches_per_block <= self.num_mask_patches <= num_patches:
+                raise ValueError(
+                    f"Need 1 <= min_mask_patches_per_block ({self.min_mask_patches_per_block}) <= num_mask_patches "
+                    f"({self.num_mask_patches}) <= number of patches ({num_patches})."
+                )
         if self.modality == "text" and self.mask_token_id is not None:
             if not 0 <= self.mask_token_id < self.backbone_config.vocab_size:
                 raise ValueError(

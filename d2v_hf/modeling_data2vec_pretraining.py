@@ -153,6 +153,7 @@ class Data2VecForPretraining(PreTrainedModel):
         pixel_values: torch.FloatTensor | None = None,
         mask: torch.BoolTensor | None = None,
         student_input_ids: torch.LongTensor | None = None,
+        return_loss: bool = True,
         **kwargs,
     ) -> Data2VecForPretrainingOutput:
         r"""
@@ -166,6 +167,8 @@ class Data2VecForPretraining(PreTrainedModel):
             student_input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
                 Text only: the corrupted student input (BERT 80/10/10 masking). Without it, every masked position
                 gets `config.mask_token_id`. Every position of `mask` is scored either way (paper, fairseq#4229).
+            return_loss (`bool`, *optional*, defaults to `True`):
+                Always computed; the argument tells [`~transformers.Trainer`] that evaluation yields a loss.
         """
         inputs = {"input_ids": input_ids, "input_values": input_values, "pixel_values": pixel_values}
         inputs.update({k: v for k, v in kwargs.items() if k in ("input_ids", "input_values", "pixel_values")})

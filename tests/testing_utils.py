@@ -39,6 +39,9 @@ def tiny_config(modality: str, num_layers: int = 2, preset: bool = True, backbon
     backbone = tiny_backbone_config(modality, num_layers, **(backbone_kwargs or {}))
     if modality == "text":
         overrides.setdefault("mask_token_id", MASK_TOKEN_ID)
+    if modality == "vision":  # a 4 x 4 patch grid
+        overrides.setdefault("num_mask_patches", 8)
+        overrides.setdefault("min_mask_patches_per_block", 2)
     if preset:
         from d2v_hf.configuration_data2vec_pretraining import _PRESETS
 

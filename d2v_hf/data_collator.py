@@ -1,0 +1,218 @@
+"""
+Data collators for data2vec pretraining: they pad, build attention masks and draw the student's mask with the
+library's masking functions. The model itself builds the masked student input from the original one.
+
+Masks are drawn from a private generator seeded by (collator seed, the example's content), one example at a time:
+the global RNG is never touched (so resuming from a checkpoint replays the same masks and dropout), data-loader
+workers need no coordination, and an example gets the same mask whatever batch or process it lands in.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
+from .masking import (
+    audio_frame_attention_mask,
+    audio_frame_lengths,
+    audio_receptive_field,
+    compute_audio_span_mask,
+    compute_text_bert_mask,
+    compute_text_span_mask,
+    compute_vision_block_mask,
+)
+
+
+def example_generator(seed: int, *arrays) -> torch.Generator:
+    """A generator seeded by `seed` and the bytes of the example, so that its mask does not depend on batching."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(str(seed).encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1))
+
+
+@dataclass
+class DataCollatorForData2VecText:
+    """
+    Pads `input_ids` (lists from a tokenizer), adds `attention_mask` and `mask`; with `text_mask_strategy="bert"`
+    also `student_input_ids` (80% `<mask>`, 10% random, 10% unchanged). Padding and special tokens are never masked
+    when `mask_special_tokens` is False; fairseq masks `<s>`/`</s>` too, which is the default here.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    config: Data2VecPretrainingConfig
+    pad_to_multiple_of: int | None = None
+    mask_special_tokens: bool = True
+    seed: int = 0
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        ids = [list(example["input_ids"]) for example in examples]
+        if any(len(row) == 0 for row in ids):
+            raise ValueError("An example has no tokens (empty input_ids); filter empty lines before collating.")
+        length = max(len(row) for row in ids)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        pad_id = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+        special = None
+        if not self.mask_special_tokens:
+            special_ids = torch.tensor(self.tokenizer.all_special_ids)
+            special = torch.isin(input_ids, special_ids).long()
+
+        config = self.config
+        masks, students = [], []
+        for i, row in enumerate(ids):
+            generator = example_generator(self.seed, np.asarray(row, dtype=np.int64))
+            row_special = None if special is None else special[i : i + 1]
+            if config.text_mask_strategy == "span":
+                masks.append(
+                    compute_text_span_mask(
+                        attention_mask[i : i + 1], config.mask_prob, config.mask_length, row_special, generator
+                    )
+                )
+            else:
+                mask, student = compute_text_bert_mask(
+                    input_ids[i : i + 1],
+                    attention_mask[i : i + 1],
+                    config.mask_token_id,
+                    config.backbone_config.vocab_size,
+                    mask_prob=config.mask_prob,
+                    random_token_prob=config.mask_random_token_prob,
+                    leave_unmasked_prob=config.mask_leave_unmasked_prob,
+                    special_tokens_mask=row_special,
+                    generator=generator,
+                    special_token_ids=self.tokenizer.all_special_ids,
+                )
+                masks.append(mask)
+                students.append(student)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": torch.cat(masks)}
+        if students:
+            batch["student_input_ids"] = torch.cat(students)
+        return batch
+
+
+@dataclass
+class DataCollatorForData2VecAudio:
+    """
+    Batches raw 16 kHz audio (`input_values` lists or arrays). As fairseq's unlabeled audio pretraining, every
+    example is randomly cropped to the shortest one of the batch (`crop_to_shortest=True`, no padding); otherwise
+    examples are right-padded with an `attention_mask`. `max_samples` crops longer examples to a random window.
+    Each example is normalised to zero mean and unit variance when `normalize` (data2vec's `task.normalize`).
+    """
+
+    config: Data2VecPretrainingConfig
+    crop_to_shortest: bool = True
+    max_samples: int | None = None
+    normalize: bool = True
+    seed: int = 0
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        backbone = self.config.backbone_config
+        waves = [np.asarray(example["input_values"], dtype=np.float32).reshape(-1) for example in examples]
+        field = audio_receptive_field(backbone.conv_kernel, backbone.conv_stride)
+        short = [len(w) for w in waves if len(w) < field]
+        if short:
+            raise ValueError(
+                f"An audio example has {short[0]} samples, fewer than the feature encoder's receptive field of "
+                f"{field} samples; filter out clips shorter than {field / 16000:.3f} s at 16 kHz."
+            )
+        target = min(len(w) for w in waves) if self.crop_to_shortest else max(len(w) for w in waves)
+        if self.max_samples:
+            target = min(target, self.max_samples)
+        generators = [example_generator(self.seed, w[:: max(1, len(w) // 4096)]) for w in waves]
+        cropped = []
+        for wave, generator in zip(waves, generators):
+            if len(wave) > target:
+                start = int(torch.randint(0, len(wave) - target + 1, (1,), generator=generator))
+                wave = wave[start : start + target]
+            if self.normalize:
+                wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-5)
+            cropped.append(wave)
+        input_values = torch.zeros(len(cropped), target)
+        attention_mask = torch.zeros(len(cropped), target, dtype=torch.long)
+        for i, wave in enumerate(cropped):
+            input_values[i, : len(wave)] = torch.from_numpy(wave)
+            attention_mask[i, : len(wave)] = 1
+        num_frames = int(audio_frame_lengths(target, backbone.conv_kernel, backbone.conv_stride))
+        frames = audio_frame_attention_mask(attention_mask, num_frames, backbone.conv_kernel, backbone.conv_stride)
+        # one draw per example, then fairseq's require_same_masks trimming across the batch
+        rows = [
+            compute_audio_span_mask(
+                frames[i : i + 1],
+                self.config.mask_prob,
+                self.config.mask_length,
+                require_same_masks=False,
+                generator=generator,
+            )
+            for i, generator in enumerate(generators)
+        ]
+        mask = _trim_to_same_count(torch.cat(rows), generators)
+        batch = {"input_values": input_values, "mask": mask}
+        if not bool(attention_mask.all()):
+            batch["attention_mask"] = attention_mask
+        return batch
+
+
+def _trim_to_same_count(mask: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """Randomly unmask positions so that every row has the batch's minimum count (fairseq require_same_masks)."""
+    counts = mask.sum(-1)
+    smallest = int(counts.min())
+    for i, generator in enumerate(generators):
+        extra = int(counts[i]) - smallest
+        if extra > 0:
+            positions = mask[i].nonzero().squeeze(-1)
+            drop = positions[torch.randperm(len(positions), generator=generator)[:extra]]
+            mask[i, drop] = False
+    return mask
+
+
+@dataclass
+class DataCollatorForData2VecVision:
+    """Stacks `pixel_values` (C, H, W tensors) and draws BEiT block-wise masks over the patch grid."""
+
+    config: Data2VecPretrainingConfig
+    seed: int = 0
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        pixel_values = torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])
+        patch = self.config.backbone_config.patch_size
+        grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
+        masks = [
+            compute_vision_block_mask(
+                1,
+                grid,
+                self.config.num_mask_patches,
+                min_num_patches=self.config.min_mask_patches_per_block,
+                generator=example_generator(self.seed, image.numpy()[:, ::4, ::4]),
+            )
+            for image in pixel_values
+        ]
+        return {"pixel_values": pixel_values, "mask": torch.cat(masks)}
+
+
+def data_collator_for(config: Data2VecPretrainingConfig, tokenizer=None, **kwargs):
+    """The collator of the config's modality."""
+    if config.modality == "text":
+        if tokenizer is None:
+            raise ValueError("The text collator needs a tokenizer.")
+        return DataCollatorForData2VecText(tokenizer, config, **kwargs)
+    if config.modality == "audio":
+        return DataCollatorForData2VecAudio(config, **kwargs)
+    return DataCollatorForData2VecVision(config, **kwargs)
+
+
+__all__ = [
+    "DataCollatorForData2VecAudio",
+    "DataCollatorForData2VecText",
+    "DataCollatorForData2VecVision",
+    "data_collator_for",
+    "example_generator",
+]

@@ -1,0 +1,738 @@
+"""Extractive question answering utilities: SQuAD/XQuAD loading, feature preparation and post-processing.
+
+The feature preparation and post-processing follow transformers' `examples/pytorch/question-answering` (`run_qa.py`
+and `utils_qa.py`): contexts longer than `max_length` are split into overlapping windows (`doc_stride` tokens of
+overlap), answers outside a window (and unanswerable questions) point at the CLS token, and predictions are mapped
+back to the original context through the offset mapping, keeping the best of the `n_best_size` x `n_best_size`
+start/end candidates.
+
+XQuAD (`xquad.{lang}.json.gz`) holds the same 48 articles (240 paragraphs, 1,190 questions) in 12 languages: files
+are parallel, with the same article order and the same question ids in every language. [`split_by_article`] splits
+the English file by article and [`select_parallel_articles`] picks the same articles in another language through the
+question ids (not through titles, which a translated file may not keep in English).
+
+```python
+>>> from d2v_hf.qa_utils import load_squad_json, split_by_article, select_parallel_articles
+>>> english = load_squad_json("../shared/data/xquad/xquad.en.json.gz")
+>>> splits = split_by_article(english, test_fraction=0.5, seed=42)
+>>> german = load_squad_json("../shared/data/xquad/xquad.de.json.gz")
+>>> german_test = select_parallel_articles(english, splits["test"].unique("title"), german)
+```
+"""
+
+import collections
+import gzip
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from transformers import EvalPrediction
+
+
+logger = logging.getLogger(__name__)
+
+XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+
+SQUAD_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "title": datasets.Value("string"),
+        "context": datasets.Value("string"),
+        "question": datasets.Value("string"),
+        "answers": {
+            "text": datasets.List(datasets.Value("string")),
+            "answer_start": datasets.List(datasets.Value("int32")),
+        },
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _require(record: dict, key: str, where: str):
+    if not isinstance(record, dict):
+        raise ValueError(f"Expected a JSON object at {where}, got {type(record).__name__}: {str(record)[:100]!r}.")
+    if key not in record:
+        raise ValueError(f"Missing key {key!r} at {where}; keys present: {sorted(record)}.")
+    return record[key]
+
+
+def _read_json_text(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def load_squad_json(path: str | os.PathLike, version_2_with_negative: bool = True) -> datasets.Dataset:
+    """
+    Reads a SQuAD-format file into a `datasets.Dataset` with columns `id`, `title`, `context`, `question`, `answers`
+    (`{"text": [...], "answer_start": [...]}`), like `load_dataset("squad")`.
+
+    Accepted layouts (plain or gzip-compressed, `.json`, `.jsonl`, `.json.gz`):
+    - the official nested layout `{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
+      "answers": [{"text", "answer_start"}], "is_impossible"?}]}]}]}` (SQuAD v1.1/v2.0, XQuAD);
+    - the flat layout of `load_dataset("squad")` exports: one record per question with the five columns, either as a
+      JSON list, as `{"data": [...]}` or as JSON lines.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The file to read.
+        version_2_with_negative (`bool`, *optional*, defaults to `True`):
+            When `False` (SQuAD v1.1 mode), a question without answer (or with `is_impossible: true`) raises a
+            `ValueError` naming its id. SQuAD v2.0 questions marked `is_impossible` get empty answers (their
+            `plausible_answers` are not answers).
+
+    Raises:
+        `ValueError`: missing or empty file, malformed JSON, a missing key (named with its location), or an
+        unanswerable question in v1.1 mode.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"SQuAD file {str(path)!r} does not exist.")
+    text = _read_json_text(path)
+    if not text.strip():
+        raise ValueError(f"SQuAD file {str(path)!r} is empty.")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        # JSON lines: one flat record per line.
+        try:
+            payload = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{str(path)!r} is neither JSON nor JSON lines: {error}.") from None
+
+    records = payload.get("data") if isinstance(payload, dict) else payload
+    if isinstance(payload, dict) and "data" not in payload:
+        raise ValueError(f"Missing key 'data' at the top level of {str(path)!r}; keys present: {sorted(payload)}.")
+    if not isinstance(records, list):
+        raise ValueError(f"Expected a list of articles or questions in {str(path)!r}, got {type(records).__name__}.")
+    if not records:
+        raise ValueError(f"SQuAD file {str(path)!r} contains no articles/questions.")
+
+    rows = {name: [] for name in SQUAD_FEATURES}
+    nested = isinstance(records[0], dict) and "paragraphs" in records[0]
+    if nested:
+        for a, article in enumerate(records):
+            title = article.get("title", "") if isinstance(article, dict) else ""
+            for p, paragraph in enumerate(_require(article, "paragraphs", f"data[{a}]")):
+                where = f"data[{a}].paragraphs[{p}]"
+                context = _require(paragraph, "context", where)
+                for q, qa in enumerate(_require(paragraph, "qas", where)):
+                    qa_where = f"{where}.qas[{q}]"
+                    answers = [] if qa.get("is_impossible", False) else _require(qa, "answers", qa_where)
+                    rows["id"].append(str(_require(qa, "id", qa_where)))
+                    rows["title"].append(title)
+                    rows["context"].append(context)
+                    rows["question"].append(_require(qa, "question", qa_where))
+                    rows["answers"].append(
+                        {
+                            "text": [
+                                _require(ans, "text", f"{qa_where}.answers[{i}]") for i, ans in enumerate(answers)
+                            ],
+                            "answer_start": [
+                                int(_require(ans, "answer_start", f"{qa_where}.answers[{i}]"))
+                                for i, ans in enumerate(answers)
+                            ],
+                        }
+                    )
+    else:
+        for r, record in enumerate(records):
+            where = f"record {r}"
+            for key in ("id", "context", "question", "answers"):
+                _require(record, key, where)
+            answers = record["answers"]
+            if isinstance(answers, list):  # [{"text", "answer_start"}] like the nested layout
+                answers = {"text": [a["text"] for a in answers], "answer_start": [a["answer_start"] for a in answers]}
+            rows["id"].append(str(record["id"]))
+            rows["title"].append(record.get("title", ""))
+            rows["context"].append(record["context"])
+            rows["question"].append(record["question"])
+            rows["answers"].append(
+                {
+                    "text": list(_require(answers, "text", f"{where}.answers")),
+                    "answer_start": [int(s) for s in _require(answers, "answer_start", f"{where}.answers")],
+                }
+            )
+    if not rows["id"]:
+        raise ValueError(f"SQuAD file {str(path)!r} contains no questions.")
+    dataset = datasets.Dataset.from_dict(rows, features=SQUAD_FEATURES)
+    validate_squad_dataset(dataset, version_2_with_negative=version_2_with_negative, name=str(path))
+    return dataset
+
+
+def validate_squad_dataset(dataset: datasets.Dataset, version_2_with_negative: bool = False, name: str = "dataset"):
+    """
+    Checks a SQuAD-style dataset: the `id`, `context`, `question` and `answers` columns exist, answer texts and starts
+    pair up, and (v1.1 mode) every question has an answer.
+
+    Raises:
+        `ValueError` naming the missing column or the offending question id.
+    """
+    missing = [c for c in ("id", "context", "question", "answers") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; columns present: {dataset.column_names}.")
+    if len(dataset) == 0:
+        raise ValueError(f"{name} contains no questions.")
+    for qid, answers in zip(dataset["id"], dataset["answers"]):
+        if len(answers["text"]) != len(answers["answer_start"]):
+            raise ValueError(f"Question {qid!r} in {name} has {answers!r}: texts and answer_start differ in length.")
+        if not version_2_with_negative and len(answers["text"]) == 0:
+            raise ValueError(
+                f"Question {qid!r} in {name} has no answer, which SQuAD v1.1 does not allow; pass "
+                "--version_2_with_negative (SQuAD v2.0) for data with unanswerable questions."
+            )
+
+
+def load_xquad(
+    xquad_dir: str | os.PathLike, languages: Sequence[str] = XQUAD_LANGUAGES
+) -> dict[str, datasets.Dataset]:
+    """Loads `xquad.{lang}.json.gz` (or `.json`) for each language from `xquad_dir` (SQuAD v1.1 mode)."""
+    xquad_dir = Path(xquad_dir)
+    result = {}
+    for language in languages:
+        if language not in XQUAD_LANGUAGES:
+            raise ValueError(f"Unknown XQuAD language {language!r}; valid ones: {', '.join(XQUAD_LANGUAGES)}.")
+        candidates = [xquad_dir / f"xquad.{language}.json.gz", xquad_dir / f"xquad.{language}.json"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise ValueError(
+                f"No XQuAD file for {language!r} in {str(xquad_dir)!r} (looked for {candidates[0].name})."
+            )
+        result[language] = load_squad_json(path, version_2_with_negative=False)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Article splits (XQuAD)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def split_by_article(dataset: datasets.Dataset, test_fraction: float = 0.5, seed: int = 42) -> datasets.DatasetDict:
+    """
+    Splits a SQuAD-style dataset by article (`title`), so no context of a test article is seen in training.
+
+    Args:
+        dataset (`datasets.Dataset`): with a `title` column.
+        test_fraction (`float`, *optional*, defaults to 0.5): fraction of the articles put in `test`, in (0, 1).
+        seed (`int`, *optional*, defaults to 42): seed of the article shuffle.
+
+    Returns:
+        `datasets.DatasetDict` with `train` and `test`, each keeping the original row order.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+    if "title" not in dataset.column_names:
+        raise ValueError(f"Cannot split by article without a 'title' column; columns: {dataset.column_names}.")
+    titles = list(dict.fromkeys(dataset["title"]))  # unique, in order of appearance
+    if len(titles) < 2:
+        raise ValueError(f"Need at least 2 articles to split by article, got {len(titles)}: {titles}.")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(titles))
+    num_test = min(max(1, int(round(test_fraction * len(titles)))), len(titles) - 1)
+    test_titles = {titles[i] for i in order[:num_test]}
+    is_test = [title in test_titles for title in dataset["title"]]
+    test_indices = [i for i, t in enumerate(is_test) if t]
+    train_indices = [i for i, t in enumerate(is_test) if not t]
+    return datasets.DatasetDict(train=dataset.select(train_indices), test=dataset.select(test_indices))
+
+
+def select_parallel_articles(
+    reference: datasets.Dataset, titles: Iterable[str], target: datasets.Dataset
+) -> datasets.Dataset:
+    """
+    Selects, in a parallel dataset (another XQuAD language), the questions of the `reference` dataset's articles
+    `titles`.
+
+    The match goes through question ids, which XQuAD keeps identical across languages, so it works whatever the
+    target language does to titles. The target rows are returned in the reference's order.
+
+    Raises:
+        `ValueError`: a title is not in `reference`, or some of the selected question ids are missing in `target`
+        (the files are not parallel).
+    """
+    titles = list(titles)
+    known_titles = set(reference["title"])
+    unknown = [t for t in titles if t not in known_titles]
+    if unknown:
+        raise ValueError(f"Article title(s) {unknown[:5]} not found in the reference dataset.")
+    wanted = set(titles)
+    ids = [qid for qid, title in zip(reference["id"], reference["title"]) if title in wanted]
+    target_index = {qid: i for i, qid in enumerate(target["id"])}
+    missing = [qid for qid in ids if qid not in target_index]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} question id(s) of the selected articles are missing in the target dataset (e.g. "
+            f"{missing[:3]}): the two files are not parallel XQuAD files."
+        )
+    return target.select([target_index[qid] for qid in ids])
+
+
+def load_qa_datasets(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    xquad_dir: str | None = None,
+    xquad_test_fraction: float = 0.5,
+    xquad_languages: Sequence[str] = XQUAD_LANGUAGES,
+    version_2_with_negative: bool = False,
+    seed: int = 42,
+    cache_dir: str | None = None,
+    token: str | None = None,
+) -> tuple[datasets.Dataset | None, dict[str, datasets.Dataset]]:
+    """
+    Loads the QA data of `run_qa.py`: `(train examples or None, {name: evaluation examples})`.
+
+    - `xquad_dir` (zero-shot mode): the English XQuAD file is split by article ([`split_by_article`]); the train
+      articles are returned for training and the held-out articles in every language of `xquad_languages` (same
+      questions, through [`select_parallel_articles`]) for evaluation, keyed by language.
+    - `train_file`/`validation_file`: SQuAD-format files ([`load_squad_json`]); the evaluation set is `validation`.
+    - `dataset_name`: `load_dataset(dataset_name, dataset_config_name)` with `train`/`validation` splits.
+    """
+    local = train_file is not None or validation_file is not None
+    if sum([xquad_dir is not None, local, dataset_name is not None]) > 1:
+        raise ValueError("Give only one of --xquad_dir, --train_file/--validation_file and --dataset_name.")
+    if xquad_dir is not None:
+        if version_2_with_negative:
+            raise ValueError(
+                "XQuAD is SQuAD v1.1 data (every question has an answer): drop --version_2_with_negative."
+            )
+        languages = list(dict.fromkeys(xquad_languages))
+        xquad = load_xquad(xquad_dir, list(dict.fromkeys(["en", *languages])))
+        splits = split_by_article(xquad["en"], test_fraction=xquad_test_fraction, seed=seed)
+        test_titles = list(dict.fromkeys(splits["test"]["title"]))
+        logger.info(
+            f"XQuAD: {len(splits['train'])} English training questions, {len(splits['test'])} held-out questions "
+            f"from {len(test_titles)} articles, evaluated in {', '.join(languages)}."
+        )
+        eval_sets = {lang: select_parallel_articles(xquad["en"], test_titles, xquad[lang]) for lang in languages}
+        return splits["train"], eval_sets
+    if local:
+        train = load_squad_json(train_file, version_2_with_negative) if train_file is not None else None
+        eval_sets = {}
+        if validation_file is not None:
+            eval_sets["validation"] = load_squad_json(validation_file, version_2_with_negative)
+        return train, eval_sets
+    if dataset_name is None:
+        raise ValueError("Give --dataset_name, --train_file/--validation_file or --xquad_dir.")
+    raw = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, token=token)
+    for split, dataset in raw.items():
+        validate_squad_dataset(dataset, version_2_with_negative, name=f"{dataset_name} {split}")
+    eval_sets = {"validation": raw["validation"]} if "validation" in raw else {}
+    return raw.get("train"), eval_sets
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _check_qa_tokenizer(tokenizer, max_length: int, doc_stride: int):
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"Question answering needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} is not one."
+        )
+    if doc_stride >= max_length:
+        raise ValueError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length}).")
+
+
+def _tokenize_qa(examples, tokenizer, question_column, context_column, max_length, doc_stride, pad_to_max_length):
+    pad_on_right = tokenizer.padding_side == "right"
+    # Some questions start with whitespace, which would waste room in the window (as in transformers' run_qa.py).
+    questions = [q.lstrip() for q in examples[question_column]]
+    contexts = examples[context_column]
+    return tokenizer(
+        questions if pad_on_right else contexts,
+        contexts if pad_on_right else questions,
+        truncation="only_second" if pad_on_right else "only_first",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length" if pad_to_max_length else False,
+    )
+
+
+def prepare_train_features(
+    examples: dict[str, list],
+    tokenizer,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    pad_to_max_length: bool = True,
+    version_2_with_negative: bool = True,
+    question_column_name: str = "question",
+    context_column_name: str = "context",
+    answer_column_name: str = "answers",
+) -> dict[str, list]:
+    """
+    Tokenizes a batch of examples (for `Dataset.map(batched=True)`) into training features with `start_positions`
+    and `end_positions`.
+
+    Long contexts give several features (windows overlapping by `doc_stride` tokens). A feature whose window does not
+    contain the whole answer, and an unanswerable question, are labeled with the CLS token index.
+
+    Args:
+        examples (`dict[str, list]`): a batch with question, context and answers columns.
+        tokenizer ([`PreTrainedTokenizerFast`]): must be fast (offset mappings).
+        max_length (`int`): length of a feature (question + context window + special tokens).
+        doc_stride (`int`): overlap between consecutive windows, in tokens.
+        pad_to_max_length (`bool`): pad every feature to `max_length`.
+        version_2_with_negative (`bool`): when `False`, an example without answer raises a `ValueError`.
+    """
+    _check_qa_tokenizer(tokenizer, max_length, doc_stride)
+    pad_on_right = tokenizer.padding_side == "right"
+    tokenized = _tokenize_qa(
+        examples, tokenizer, question_column_name, context_column_name, max_length, doc_stride, pad_to_max_length
+    )
+    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
+    offset_mapping = tokenized.pop("offset_mapping")
+    tokenized["start_positions"] = []
+    tokenized["end_positions"] = []
+    context_index = 1 if pad_on_right else 0
+
+    for i, offsets in enumerate(offset_mapping):
+        input_ids = tokenized["input_ids"][i]
+        if tokenizer.cls_token_id is not None and tokenizer.cls_token_id in input_ids:
+            cls_index = input_ids.index(tokenizer.cls_token_id)
+        elif tokenizer.bos_token_id is not None and tokenizer.bos_token_id in input_ids:
+            cls_index = input_ids.index(tokenizer.bos_token_id)
+        else:
+            cls_index = 0
+        sequence_ids = tokenized.sequence_ids(i)
+        sample_index = sample_mapping[i]
+        answers = examples[answer_column_name][sample_index]
+        if len(answers["answer_start"]) == 0:
+            if not version_2_with_negative:
+                qid = examples["id"][sample_index] if "id" in examples else sample_index
+                raise ValueError(
+                    f"Question {qid!r} has no answer, which SQuAD v1.1 does not allow; use version_2_with_negative."
+                )
+            tokenized["start_positions"].append(cls_index)
+            tokenized["end_positions"].append(cls_index)
+            continue
+        start_char = answers["answer_start"][0]
+        end_char = start_char + len(answers["text"][0])
+        # First and last token of the context in this window.
+        token_start_index = 0
+        while sequence_ids[token_start_index] != context_index:
+            token_start_index += 1
+        token_end_index = len(input_ids) - 1
+        while sequence_ids[token_end_index] != context_index:
+            token_end_index -= 1
+        if not (offsets[token_start_index][0] <= start_char and offsets[token_end_index][1] >= end_char):
+            # The answer is not fully inside this window: label it with the CLS index.
+            tokenized["start_positions"].append(cls_index)
+            tokenized["end_positions"].append(cls_index)
+        else:
+            # Move token_start_index and token_end_index to the two ends of the answer (the answer may be the last
+            # word of the window: the `<` bound guards the start scan).
+            while token_start_index < len(offsets) and offsets[token_start_index][0] <= start_char:
+                token_start_index += 1
+            tokenized["start_positions"].append(token_start_index - 1)
+            while offsets[token_end_index][1] >= end_char:
+                token_end_index -= 1
+            tokenized["end_positions"].append(token_end_index + 1)
+    return tokenized
+
+
+def prepare_validation_features(
+    examples: dict[str, list],
+    tokenizer,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    pad_to_max_length: bool = True,
+    question_column_name: str = "question",
+    context_column_name: str = "context",
+    id_column_name: str = "id",
+) -> dict[str, list]:
+    """
+    Tokenizes a batch of examples into evaluation features: each feature keeps its `example_id` and an
+    `offset_mapping` where tokens outside the context are `None`, so post-processing only picks context spans.
+    """
+    _check_qa_tokenizer(tokenizer, max_length, doc_stride)
+    pad_on_right = tokenizer.padding_side == "right"
+    tokenized = _tokenize_qa(
+        examples, tokenizer, question_column_name, context_column_name, max_length, doc_stride, pad_to_max_length
+    )
+    sample_mapping = tokenized.pop("overflow_to_sample_mapping")
+    context_index = 1 if pad_on_right else 0
+    tokenized["example_id"] = []
+    for i in range(len(tokenized["input_ids"])):
+        sequence_ids = tokenized.sequence_ids(i)
+        tokenized["example_id"].append(examples[id_column_name][sample_mapping[i]])
+        tokenized["offset_mapping"][i] = [
+            (offset if sequence_ids[k] == context_index else None)
+            for k, offset in enumerate(tokenized["offset_mapping"][i])
+        ]
+    return tokenized
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Post-processing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def postprocess_qa_predictions(
+    examples,
+    features,
+    predictions: tuple[np.ndarray, np.ndarray],
+    version_2_with_negative: bool = False,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+    output_dir: str | None = None,
+    prefix: str | None = None,
+) -> collections.OrderedDict:
+    """
+    Turns start/end logits of the features into answer texts for the examples, as transformers' `utils_qa.py` does.
+
+    For each example, the `n_best_size` best start and end positions of each of its features are combined; spans
+    that leave the context, end before they start or are longer than `max_answer_length` tokens are dropped, and the
+    best-scoring span (start logit + end logit) is kept. With `version_2_with_negative`, the null answer scores the
+    minimum over the features of `start_logits[0] + end_logits[0]` (CLS), and the empty answer is predicted when
+    `null_score - best_non_null_score > null_score_diff_threshold`.
+
+    Args:
+        examples: the raw examples (`id`, `context`).
+        features: the features from [`prepare_validation_features`] (`example_id`, `offset_mapping`).
+        predictions (`tuple[np.ndarray, np.ndarray]`): start and end logits, one row per feature.
+        version_2_with_negative (`bool`): whether the null answer is allowed.
+        n_best_size (`int`): number of start/end candidates per feature, and of n-best answers kept.
+        max_answer_length (`int`): longest answer, in tokens.
+        null_score_diff_threshold (`float`): see above (v2 only).
+        output_dir (`str`, *optional*): if given, `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
+            in v2) are written there, with `prefix_` prepended when `prefix` is given.
+
+    Returns:
+        `collections.OrderedDict`: example id -> predicted answer text.
+    """
+    if len(predictions) != 2:
+        raise ValueError(
+            f"`predictions` should be a tuple (start_logits, end_logits), got {len(predictions)} elements."
+        )
+    all_start_logits, all_end_logits = predictions
+    # Column access below needs `datasets.Dataset`s; plain dicts of lists (handy in tests) are converted.
+    if isinstance(examples, dict):
+        examples = datasets.Dataset.from_dict(examples)
+    if isinstance(features, dict):
+        features = datasets.Dataset.from_dict(features)
+    if len(all_start_logits) != len(features):
+        raise ValueError(f"Got {len(all_start_logits)} predictions and {len(features)} features.")
+
+    example_id_to_index = {k: i for i, k in enumerate(examples["id"])}
+    features_per_example = collections.defaultdict(list)
+    for i, example_id in enumerate(features["example_id"]):
+        if example_id not in example_id_to_index:
+            raise ValueError(f"Feature {i} points at example id {example_id!r}, which is not among the examples.")
+        features_per_example[example_id_to_index[example_id]].append(i)
+    all_offsets = features["offset_mapping"]
+    all_max_context = features["token_is_max_context"] if "token_is_max_context" in features.column_names else None
+
+    all_predictions = collections.OrderedDict()
+    all_nbest_json = collections.OrderedDict()
+    scores_diff_json = collections.OrderedDict() if version_2_with_negative else None
+    logger.info(f"Post-processing {len(examples)} example predictions split into {len(features)} features.")
+
+    for example_index, example in enumerate(examples):
+        if not features_per_example[example_index]:
+            raise ValueError(
+                f"Example {example['id']!r} has no feature: select examples, not features, to subsample the data."
+            )
+        min_null_prediction = None
+        prelim_predictions = []
+        for feature_index in features_per_example[example_index]:
+            start_logits = all_start_logits[feature_index]
+            end_logits = all_end_logits[feature_index]
+            offset_mapping = all_offsets[feature_index]
+            token_is_max_context = all_max_context[feature_index] if all_max_context is not None else None
+
+            feature_null_score = start_logits[0] + end_logits[0]
+            if min_null_prediction is None or min_null_prediction["score"] > feature_null_score:
+                min_null_prediction = {
+                    "offsets": (0, 0),
+                    "score": feature_null_score,
+                    "start_logit": start_logits[0],
+                    "end_logit": end_logits[0],
+                }
+
+            start_indexes = np.argsort(start_logits)[-1 : -n_best_size - 1 : -1].tolist()
+            end_indexes = np.argsort(end_logits)[-1 : -n_best_size - 1 : -1].tolist()
+            for start_index in start_indexes:
+                for end_index in end_indexes:
+                    # Skip out-of-bounds indices and tokens outside the context (offset None).
+                    if (
+                        start_index >= len(offset_mapping)
+                        or end_index >= len(offset_mapping)
+                        or offset_mapping[start_index] is None
+                        or offset_mapping[end_index] is None
+                    ):
+                        continue
+                    if end_index < start_index or end_index - start_index + 1 > max_answer_length:
+                        continue
+                    if token_is_max_context is not None and not token_is_max_context.get(str(start_index), False):
+                        continue
+                    prelim_predictions.append(
+                        {
+                            "offsets": (offset_mapping[start_index][0], offset_mapping[end_index][1]),
+                            "score": start_logits[start_index] + end_logits[end_index],
+                            "start_logit": start_logits[start_index],
+                            "end_logit": end_logits[end_index],
+                        }
+                    )
+        if version_2_with_negative:
+            prelim_predictions.append(min_null_prediction)
+            null_score = min_null_prediction["score"]
+
+        n_best = sorted(prelim_predictions, key=lambda x: x["score"], reverse=True)[:n_best_size]
+        # Add back the null prediction if it was cut by the n-best selection.
+        if version_2_with_negative and not any(p["offsets"] == (0, 0) for p in n_best):
+            n_best.append(min_null_prediction)
+
+        context = example["context"]
+        for pred in n_best:
+            offsets = pred.pop("offsets")
+            pred["text"] = context[offsets[0] : offsets[1]]
+
+        # Rare edge case (no valid span at all): a fake prediction avoids failing.
+        if len(n_best) == 0 or (len(n_best) == 1 and n_best[0]["text"] == ""):
+            n_best.insert(0, {"text": "empty", "start_logit": 0.0, "end_logit": 0.0, "score": 0.0})
+
+        scores = np.array([pred.pop("score") for pred in n_best])
+        exp_scores = np.exp(scores - np.max(scores))
+        probs = exp_scores / exp_scores.sum()
+        for prob, pred in zip(probs, n_best):
+            pred["probability"] = prob
+
+        if not version_2_with_negative:
+            all_predictions[example["id"]] = n_best[0]["text"]
+        else:
+            i = 0
+            while n_best[i]["text"] == "":
+                i += 1
+            best_non_null_pred = n_best[i]
+            score_diff = null_score - best_non_null_pred["start_logit"] - best_non_null_pred["end_logit"]
+            scores_diff_json[example["id"]] = float(score_diff)
+            if score_diff > null_score_diff_threshold:
+                all_predictions[example["id"]] = ""
+            else:
+                all_predictions[example["id"]] = best_non_null_pred["text"]
+
+        all_nbest_json[example["id"]] = [
+            {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in pred.items()} for pred in n_best
+        ]
+
+    if output_dir is not None:
+        if not os.path.isdir(output_dir):
+            raise ValueError(f"output_dir {output_dir!r} is not a directory.")
+        name = lambda base: base if prefix is None else f"{prefix}_{base}"  # noqa: E731
+        with open(os.path.join(output_dir, name("predictions.json")), "w", encoding="utf-8") as f:
+            f.write(json.dumps(all_predictions, indent=4, ensure_ascii=False) + "\n")
+        with open(os.path.join(output_dir, name("nbest_predictions.json")), "w", encoding="utf-8") as f:
+            f.write(json.dumps(all_nbest_json, indent=4, ensure_ascii=False) + "\n")
+        if version_2_with_negative:
+            with open(os.path.join(output_dir, name("null_odds.json")), "w", encoding="utf-8") as f:
+                f.write(json.dumps(scores_diff_json, indent=4) + "\n")
+    return all_predictions
+
+
+def make_qa_post_processing_function(
+    version_2_with_negative: bool = False,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+    null_score_diff_threshold: float = 0.0,
+    output_dir: str | None = None,
+    answer_column_name: str = "answers",
+):
+    """
+    Builds the `post_process_function(examples, features, predictions, stage="eval")` of
+    [`~d2v_hf.trainer.QuestionAnsweringTrainer`]: it runs [`postprocess_qa_predictions`] and returns an
+    `EvalPrediction` whose `predictions` are `evaluate`-style prediction dicts and `label_ids` the references.
+    """
+
+    def post_processing_function(examples, features, predictions, stage: str = "eval") -> EvalPrediction:
+        if isinstance(predictions, tuple) and len(predictions) > 2:
+            predictions = predictions[:2]
+        answers = postprocess_qa_predictions(
+            examples=examples,
+            features=features,
+            predictions=predictions,
+            version_2_with_negative=version_2_with_negative,
+            n_best_size=n_best_size,
+            max_answer_length=max_answer_length,
+            null_score_diff_threshold=null_score_diff_threshold,
+            output_dir=output_dir,
+            prefix=stage,
+        )
+        if version_2_with_negative:
+            formatted = [{"id": k, "prediction_text": v, "no_answer_probability": 0.0} for k, v in answers.items()]
+        else:
+            formatted = [{"id": k, "prediction_text": v} for k, v in answers.items()]
+        references = [{"id": ex["id"], "answers": ex[answer_column_name]} for ex in examples]
+        return EvalPrediction(predictions=formatted, label_ids=references)
+
+    return post_processing_function
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# XQuAD results
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def format_xquad_results(results: dict[str, dict[str, float]]) -> tuple[str, dict[str, Any]]:
+    """
+    Formats per-language `{"exact_match", "f1"}` results as a markdown table with an average row.
+
+    Returns:
+        `(markdown, summary)` where `summary` is `{"languages": {lang: {"exact_match", "f1"}}, "average": {...}}`.
+    """
+    if not results:
+        raise ValueError("No XQuAD results to format.")
+    for language, values in results.items():
+        missing = [k for k in ("exact_match", "f1") if k not in values]
+        if missing:
+            raise ValueError(f"XQuAD results for {language!r} lack {missing}; got keys {sorted(values)}.")
+    languages = {lang: {"exact_match": float(v["exact_match"]), "f1": float(v["f1"])} for lang, v in results.items()}
+    average = {
+        "exact_match": float(np.mean([v["exact_match"] for v in languages.values()])),
+        "f1": float(np.mean([v["f1"] for v in languages.values()])),
+    }
+    lines = ["| language | EM | F1 |", "|---|---:|---:|"]
+    lines += [f"| {lang} | {v['exact_match']:.2f} | {v['f1']:.2f} |" for lang, v in languages.items()]
+    lines.append(f"| **average** | **{average['exact_match']:.2f}** | **{average['f1']:.2f}** |")
+    return "\n".join(lines) + "\n", {"languages": languages, "average": average}
+
+
+def write_xquad_results(results: dict[str, dict[str, float]], output_dir: str | os.PathLike) -> dict[str, Any]:
+    """Writes `xquad_results.md` and `xquad_results.json` to `output_dir`; returns the JSON summary."""
+    markdown, summary = format_xquad_results(results)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "xquad_results.md").write_text(markdown, encoding="utf-8")
+    (output_dir / "xquad_results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+__all__ = [
+    "SQUAD_FEATURES",
+    "XQUAD_LANGUAGES",
+    "format_xquad_results",
+    "load_qa_datasets",
+    "load_squad_json",
+    "load_xquad",
+    "make_qa_post_processing_function",
+    "postprocess_qa_predictions",
+    "prepare_train_features",
+    "prepare_validation_features",
+    "select_parallel_articles",
+    "split_by_article",
+    "validate_squad_dataset",
+    "write_xquad_results",
+]

@@ -1,0 +1,136 @@
+"""[`~transformers.Trainer`] for data2vec pretraining: EMA teacher steps, exact loss normalisation, collapse guard."""
+
+import os
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from ..modeling_data2vec_pretraining import Data2VecForPretraining
+from .pretraining_config import Data2VecPretrainingArguments
+
+
+class Data2VecCollapseError(RuntimeError):
+    """Raised when the target or prediction std falls under its threshold: the representation has collapsed."""
+
+
+class EMATeacherCallback(TrainerCallback):
+    """
+    Steps the teacher once per optimizer step. `on_step_end` fires only after an optimizer step, so gradient
+    accumulation does not step it per micro-batch (the data2vec 1.0 code does; data2vec 2.0 and the paper do not).
+    The decay follows the model config's linear schedule at the model's own EMA step count, which is saved with the
+    weights, so a resumed run continues the schedule where it stopped.
+    """
+
+    def __init__(self, trainer: "Data2VecPretrainingTrainer"):
+        self.trainer = trainer
+        self.last_decay = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        self.last_decay = model.ema_step()
+        return control
+
+
+class Data2VecPretrainingTrainer(Trainer):
+    r"""
+    [`~transformers.Trainer`] for [`Data2VecForPretraining`].
+
+    - The teacher takes one EMA step per optimizer step ([`EMATeacherCallback`]).
+    - The loss of an optimizer step is the sum of the per-position losses over all masked positions of all
+      micro-batches on all processes, divided by their total count: exactly the loss of one big batch, as fairseq's
+      `sample_size` normalisation.
+    - Logs `loss`, `target_var`, `prediction_var`, `ema_decay` and the learning rate, and `eval_loss` on the
+      validation split.
+    - The collapse guard of fairseq: a [`Data2VecCollapseError`] once `target_var < args.min_target_var` or
+      `prediction_var < args.min_pred_var` after `args.collapse_check_after_steps` steps.
+
+    Example:
+
+    ```python
+    >>> trainer = Data2VecPretrainingTrainer(
+    ...     model=model, args=Data2VecPretrainingArguments("out"), data_collator=data_collator_for(config, tokenizer),
+    ...     train_dataset=train_dataset,
+    ... )
+    >>> trainer.train()
+    ```
+    """
+
+    # compute_loss already normalises over the whole optimizer step
+    loss_is_scaled_for_ga = True
+    _tag_names = ["d2v_hf", "data2vec", "self-supervised-learning"]
+
+    def __init__(self, model: Data2VecForPretraining = None, args: Data2VecPretrainingArguments = None, **kwargs):
+        if not isinstance(model, Data2VecForPretraining):
+            raise ValueError(
+                f"Data2VecPretrainingTrainer trains a Data2VecForPretraining, got {type(model).__name__}."
+            )
+        if args is not None and not isinstance(args, Data2VecPretrainingArguments):
+            raise ValueError("Pass Data2VecPretrainingArguments (collapse guard and changed defaults).")
+        super().__init__(model=model, args=args, **kwargs)
+        self.ema_callback = EMATeacherCallback(self)
+        self.add_callback(self.ema_callback)
+        # running sums of (target_var, prediction_var, count) since the last log
+        self._monitor = torch.zeros(3, device=self.args.device)
+
+    def create_model_card(self, *args, **kwargs):
+        """Keeps the data2vec card that `run_pretraining.py` wrote; falls back to the Trainer's card otherwise."""
+        if not os.path.exists(os.path.join(self.args.output_dir, "README.md")):
+            super().create_model_card(*args, **kwargs)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """Masked positions of the optimizer step: all micro-batches, summed over all processes."""
+        if not batch_samples or "mask" not in batch_samples[0]:
+            return None
+        count = sum(batch["mask"].sum() for batch in batch_samples).to(device)
+        if self.args.world_size > 1:
+            count = self.accelerator.gather(count.reshape(1)).sum()
+        return count
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if num_items_in_batch is not None and model.training:
+            # loss is a per-position mean; DDP averages gradients over processes, hence the world size
+            loss = loss * outputs.num_masked / num_items_in_batch * self.args.world_size
+            self._monitor += torch.stack(
+                [outputs.target_var.detach(), outputs.prediction_var.detach(), torch.ones_like(outputs.target_var)]
+            ).to(self._monitor.device)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs.update(self._monitor_logs())
+        super().log(logs, start_time)
+
+    def _monitor_logs(self) -> dict[str, float]:
+        monitor = self._monitor.clone()
+        self._monitor.zero_()
+        if self.args.world_size > 1:
+            monitor = self.accelerator.reduce(monitor, reduction="sum")
+        logs = {}
+        if monitor[2] > 0:
+            logs["target_var"] = round((monitor[0] / monitor[2]).item(), 5)
+            logs["prediction_var"] = round((monitor[1] / monitor[2]).item(), 5)
+            self._check_collapse(logs["target_var"], logs["prediction_var"])
+        if self.ema_callback.last_decay is not None:
+            logs["ema_decay"] = self.ema_callback.last_decay
+        return logs
+
+    def _check_collapse(self, target_var: float, prediction_var: float) -> None:
+        args, step = self.args, self.state.global_step
+        if step < args.collapse_check_after_steps:
+            return
+        if target_var < args.min_target_var:
+            raise Data2VecCollapseError(
+                f"Representation collapse at step {step}: target_var={target_var:.5f} < min_target_var="
+                f"{args.min_target_var}. Lower the learning rate, lengthen the warmup or raise the EMA decay "
+                "(see the data2vec paper, Sec. 6); --min_target_var 0 disables this check."
+            )
+        if prediction_var < args.min_pred_var:
+            raise Data2VecCollapseError(
+                f"Representation collapse at step {step}: prediction_var={prediction_var:.5f} < min_pred_var="
+                f"{args.min_pred_var}. --min_pred_var 0 disables this check."
+            )
+
+
+__all__ = ["Data2VecCollapseError", "Data2VecPretrainingTrainer", "EMATeacherCallback"]

@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Fine-tune a data2vec-text (or any transformers text) model on a GLUE task, or on your own CSV/JSON/TSV data.
+
+    # Hub data (nyu-mll/glue), all nine tasks; MNLI is evaluated on matched and mismatched validation sets
+    python examples/run_glue.py --model_name_or_path facebook/data2vec-text-base --task_name sst2 \
+        --dataset_name nyu-mll/glue --dataset_config_name sst2 --do_train --do_eval \
+        --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 2e-5 --num_train_epochs 3 \
+        --output_dir out/data2vec-text-sst2
+
+    # Local GLUE TSV files (offline), STS-B regression, LoRA adapters merged at the end
+    python examples/run_glue.py --model_name_or_path facebook/data2vec-text-base --task_name stsb \
+        --train_file ../shared/data/glue/stsb/train.tsv --validation_file ../shared/data/glue/stsb/dev.tsv \
+        --do_train --do_eval --use_peft --learning_rate 5e-4 --output_dir out/stsb-lora
+
+    # Several processes (GPUs; on CPU add --use_cpu so each process joins a gloo group)
+    accelerate launch --multi_gpu --num_processes 2 examples/run_glue.py ... [--use_cpu]
+
+    # All arguments from a JSON file
+    python examples/run_glue.py args.json
+
+The model card (`README.md` with the evaluation results in its model-index) is always written to `--output_dir`;
+`--push_to_hub` uploads the output folder with `trainer.push_to_hub`.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+from d2v_hf.finetuning import (
+    ModelArguments,
+    apply_lora,
+    check_model_modality,
+    check_task_name,
+    encode_glue_labels,
+    get_glue_label_info,
+    load_glue_datasets,
+    maybe_merge_lora,
+    parse_arguments,
+    push_to_hub_with_model_card,
+    select_samples,
+    setup_logging,
+    tokenize_glue_datasets,
+)
+from d2v_hf.metrics import make_glue_compute_metrics
+from d2v_hf.modelcard import build_model_card, save_model_card, training_details_from_args
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train and evaluate on."""
+
+    task_name: str | None = field(
+        default=None, metadata={"help": "GLUE task: cola mnli mrpc qnli qqp rte sst2 stsb wnli"}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset (default nyu-mll/glue with a task)."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Dataset config (default: task_name)."})
+    train_file: str | None = field(default=None, metadata={"help": "Local training data (.tsv GLUE, .csv, .json)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation data."})
+    validation_mismatched_file: str | None = field(default=None, metadata={"help": "MNLI mismatched validation."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer inputs are truncated."})
+    pad_to_max_length: bool = field(default=True, metadata={"help": "Pad to max_seq_length (else dynamic padding)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation examples."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized datasets."})
+
+
+def main(args=None):
+    model_args, data_args, training_args = parse_arguments(
+        (ModelArguments, DataTrainingArguments, TrainingArguments), args
+    )
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+    task_name = check_task_name(data_args.task_name)
+
+    # Data and labels (local GLUE TSV/CSV/JSON files or a Hub dataset).
+    raw_datasets = load_glue_datasets(
+        task_name,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        validation_mismatched_file=data_args.validation_mismatched_file,
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+    )
+    label_info = get_glue_label_info(raw_datasets, task_name)
+    raw_datasets = encode_glue_labels(raw_datasets, label_info)
+
+    # Model and tokenizer; a checkpoint of another modality is rejected before it meets text.
+    config = AutoConfig.from_pretrained(
+        model_args.config_name or model_args.model_name_or_path,
+        num_labels=label_info.num_labels,
+        finetuning_task=task_name,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    check_model_modality(config, "text", "run_glue.py")
+    if not label_info.is_regression:
+        config.label2id = {str(label): i for i, label in enumerate(label_info.label_list)}
+        config.id2label = {i: str(label) for i, label in enumerate(label_info.label_list)}
+    config.problem_type = "regression" if label_info.is_regression else "single_label_classification"
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path,
+        config=config,
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+    )
+    if model_args.use_peft:
+        model = apply_lora(
+            model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules
+        )
+
+    # Subsample before tokenizing, so --max_train_samples also saves the tokenization time.
+    if data_args.max_train_samples is not None and "train" in raw_datasets:
+        raw_datasets["train"] = select_samples(raw_datasets["train"], data_args.max_train_samples)
+    for split in ("validation", "validation_matched", "validation_mismatched"):
+        if data_args.max_eval_samples is not None and split in raw_datasets:
+            raw_datasets[split] = select_samples(raw_datasets[split], data_args.max_eval_samples)
+    with training_args.main_process_first(desc="dataset map pre-processing"):
+        tokenized = tokenize_glue_datasets(
+            raw_datasets,
+            tokenizer,
+            task_name,
+            max_seq_length=data_args.max_seq_length,
+            pad_to_max_length=data_args.pad_to_max_length,
+            num_proc=data_args.preprocessing_num_workers,
+            load_from_cache_file=not data_args.overwrite_cache,
+        )
+    train_dataset = eval_dataset = None
+    if training_args.do_train:
+        if "train" not in tokenized:
+            raise ValueError("--do_train requires a train split (--train_file or a dataset with 'train').")
+        train_dataset = tokenized["train"]
+    eval_splits = {}
+    if training_args.do_eval:
+        main_split = "validation_matched" if task_name == "mnli" else "validation"
+        if main_split not in tokenized:
+            raise ValueError(f"--do_eval requires a {main_split} split (--validation_file or a Hub dataset).")
+        eval_splits[task_name or "eval"] = tokenized[main_split]
+        if task_name == "mnli" and "validation_mismatched" in tokenized:
+            eval_splits["mnli-mm"] = tokenized["validation_mismatched"]
+        eval_dataset = next(iter(eval_splits.values()))
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        compute_metrics=make_glue_compute_metrics(task_name, is_regression=label_info.is_regression),
+        processing_class=tokenizer,
+        data_collator=default_data_collator if data_args.pad_to_max_length else DataCollatorWithPadding(tokenizer),
+    )
+
+    all_metrics = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        metrics = dict(train_result.metrics, train_samples=len(train_dataset))
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        all_metrics.update(metrics)
+
+    eval_results = {}
+    for name, dataset in eval_splits.items():
+        logger.info(f"*** Evaluate {name} ***")
+        metrics = trainer.evaluate(eval_dataset=dataset)
+        metrics["eval_samples"] = len(dataset)
+        if name == "mnli-mm":
+            metrics = {f"{k}_mm": v for k, v in metrics.items()}
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        eval_results[name] = metrics
+        all_metrics.update(metrics)
+
+    merged_dir = maybe_merge_lora(trainer, model_args, tokenizer)
+    hub_data = not (data_args.train_file or data_args.validation_file)
+    card = build_model_card(
+        model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
+        base_model=model_args.model_name_or_path,
+        task_type="text-classification",
+        task_name=f"GLUE {task_name.upper()}" if task_name else "Text classification",
+        dataset_name=f"GLUE {task_name.upper()}" if task_name else data_args.dataset_name or "custom",
+        dataset_type=data_args.dataset_name or ("nyu-mll/glue" if task_name else "custom"),
+        dataset_config=data_args.dataset_config_name or task_name,
+        dataset_split="validation",
+        datasets=[data_args.dataset_name or "nyu-mll/glue"] if hub_data else None,
+        eval_results={k: {m.removesuffix("_mm"): v for m, v in r.items()} for k, r in eval_results.items()}
+        if len(eval_results) > 1
+        else next(iter(eval_results.values()), None),
+        training_details=training_details_from_args(
+            training_args,
+            max_seq_length=data_args.max_seq_length,
+            lora=f"r={model_args.lora_r}, alpha={model_args.lora_alpha}" if model_args.use_peft else "no",
+            merged_model=os.path.relpath(merged_dir, training_args.output_dir) if merged_dir else None,
+        ),
+    )
+    if trainer.is_world_process_zero():
+        save_model_card(card, training_args.output_dir)
+    if training_args.push_to_hub:
+        push_to_hub_with_model_card(trainer, card, finetuned_from=model_args.model_name_or_path)
+    return all_metrics
+
+
+if __name__ == "__main__":
+    main()

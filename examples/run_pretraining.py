@@ -1,0 +1,161 @@
+"""
+data2vec pretraining of a text, speech or image backbone with the Hugging Face Trainer.
+
+# The embedded default: a tiny text model on a small real corpus built from installed packages (a few minutes on CPU)
+python examples/run_pretraining.py
+
+# Text from scratch, base recipe (RoBERTa-base size), BPE tokenizer trained on the corpus, 8 GPUs
+accelerate launch --num_processes 8 examples/run_pretraining.py --modality text \
+    --train_file corpus.txt.gz --train_tokenizer --max_seq_length 512 --output_dir d2v-text \
+    --per_device_train_batch_size 32 --learning_rate 2e-4 --lr_scheduler_type cosine --warmup_steps 10000 \
+    --max_steps 1000000 --adam_beta2 0.98 --adam_epsilon 1e-6 --weight_decay 0.01 --max_grad_norm 5 --bf16
+
+# Speech: a folder of audio files (any sampling rate; resampled to 16 kHz)
+python examples/run_pretraining.py --modality audio --model_size tiny --train_file ../shared/data/speech \
+    --output_dir d2v-audio --max_steps 300 --per_device_train_batch_size 8 --learning_rate 5e-4
+
+# Images: a folder of images (or of Fashion-MNIST's IDX files)
+python examples/run_pretraining.py --modality vision --model_size tiny \
+    --train_file ../shared/data/vision/fashion-mnist --output_dir d2v-vision --max_steps 300
+
+# Several machines: `accelerate config` on each, then the same `accelerate launch` command (see README.md).
+# Any argument can also come from a JSON file: python examples/run_pretraining.py args.json
+"""
+
+import logging
+import sys
+
+import transformers
+from transformers import HfArgumentParser, set_seed
+
+from d2v_hf.data_collator import data_collator_for
+from d2v_hf.pretraining import (
+    Data2VecDataArguments,
+    Data2VecModelArguments,
+    check_checkpoint,
+    check_output_dir,
+    final_metrics,
+    load_or_build_model,
+    load_tokenizer,
+    parse_config_overrides,
+    plot_training_curves,
+    pretraining_model_card,
+)
+from d2v_hf.pretraining_data import build_audio_datasets, build_text_datasets, build_vision_datasets, text_sources
+from d2v_hf.trainer import Data2VecPretrainingArguments, Data2VecPretrainingTrainer
+
+
+logger = logging.getLogger(__name__)
+
+# the embedded default: small enough for a 2-core CPU in a few minutes
+DEMO_DEFAULTS = dict(
+    output_dir="outputs/data2vec-text-demo",
+    max_steps=300,
+    per_device_train_batch_size=16,
+    per_device_eval_batch_size=32,
+    max_seq_length=64,
+    max_eval_samples=256,
+    learning_rate=1e-3,
+    warmup_steps=30,
+    eval_strategy="steps",
+    eval_steps=100,
+    save_steps=100,
+    logging_steps=10,
+)
+
+
+def parse_args(argv=None):
+    parser = HfArgumentParser((Data2VecModelArguments, Data2VecDataArguments, Data2VecPretrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    model_args, data_args = parser.parse_args_into_dataclasses(argv, args_filename=None)[:2]
+    if data_args.uses_embedded_default and model_args.modality == "text":
+        # a tiny model on the embedded corpus unless the user said otherwise
+        given = {arg.split("=")[0].lstrip("-") for arg in argv if arg.startswith("--")}
+        defaults = [f"--{k}={v}" for k, v in DEMO_DEFAULTS.items() if k not in given]
+        defaults += [] if "model_size" in given else ["--model_size=tiny"]
+        defaults += [] if "tokenizer_vocab_size" in given else ["--tokenizer_vocab_size=4000"]
+        argv = defaults + list(argv)
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+
+    # 1. everything that can fail on bad input fails here, before the output directory is touched
+    check_output_dir(
+        training_args.output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+    )
+    if training_args.resume_from_checkpoint:
+        check_checkpoint(training_args.resume_from_checkpoint)
+    parse_config_overrides(model_args.config_overrides)
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: the length of a streamed dataset is unknown.")
+
+    # 2. data and model
+    tokenizer, modality = None, model_args.modality
+    if modality == "text":
+        texts, validation, description = text_sources(data_args, model_args)
+        tokenizer = load_tokenizer(model_args, texts)
+        with training_args.main_process_first(desc="tokenizing"):
+            train_dataset, eval_dataset = build_text_datasets(
+                texts, validation, tokenizer, data_args, training_args.seed
+            )
+        model = load_or_build_model(model_args, tokenizer)
+    elif modality == "audio":
+        train_dataset, eval_dataset, description = build_audio_datasets(data_args, model_args, training_args.seed)
+        model = load_or_build_model(model_args)
+    else:
+        image_size = data_args.image_size or (28 if model_args.model_size == "tiny" else 224)
+        model = load_or_build_model(model_args, image_size=image_size)
+        image_size = model.config.backbone_config.image_size
+        train_dataset, eval_dataset, description = build_vision_datasets(
+            data_args, model_args, image_size, training_args.seed
+        )
+    if eval_dataset is None and training_args.eval_strategy != "no":
+        logger.warning("No validation data: evaluation is turned off.")
+        training_args.eval_strategy = "no"
+    data_collator = data_collator_for(
+        model.config,
+        tokenizer,
+        **({"max_samples": int(data_args.max_audio_seconds * 16000)} if modality == "audio" else {}),
+    )
+
+    # 3. train
+    trainer = Data2VecPretrainingTrainer(
+        model=model,
+        args=training_args,
+        data_collator=data_collator,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # 4. save the full state, the student for fine-tuning, metrics, curves and the model card
+    trainer.save_model()
+    metrics = {**train_result.metrics, **final_metrics(trainer.state.log_history)}
+    if eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("all", metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        student_dir = f"{training_args.output_dir}/student"
+        model.export_student(student_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(student_dir)
+        plot_training_curves(trainer.state.log_history, f"{training_args.output_dir}/training_curves.png")
+        name = training_args.hub_model_id or f"data2vec-{modality}-{model_args.model_size}"
+        pretraining_model_card(model, name, description, trainer).save(f"{training_args.output_dir}/README.md")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="data2vec pretraining with d2v_hf")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

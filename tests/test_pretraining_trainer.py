@@ -1,0 +1,93 @@
+"""Data2VecPretrainingTrainer: EMA per optimizer step, exact loss normalisation, logging, collapse guard."""
+
+import pytest
+import torch
+from datasets import Dataset
+
+from d2v_hf import Data2VecForPretraining
+from d2v_hf.data_collator import data_collator_for
+from d2v_hf.trainer import Data2VecCollapseError, Data2VecPretrainingArguments, Data2VecPretrainingTrainer
+
+from .testing_utils import tiny_config
+
+
+class TinyTokenizer:
+    pad_token_id = 1
+    all_special_ids = [0, 1, 2, 98]
+
+
+NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+
+
+def make_trainer(tmp_path, model=None, dataset_size=32, **arg_overrides):
+    config = tiny_config("text", backbone_kwargs=NO_DROPOUT)
+    torch.manual_seed(0)
+    model = model or Data2VecForPretraining(config)
+    generator = torch.Generator().manual_seed(0)
+    dataset = Dataset.from_dict({"input_ids": torch.randint(3, 98, (dataset_size, 16), generator=generator).tolist()})
+    args = dict(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=8,
+        logging_steps=1,
+        learning_rate=1e-3,
+        use_cpu=True,
+        save_strategy="no",
+        seed=0,
+        data_seed=0,
+    )
+    args.update(arg_overrides)
+    trainer = Data2VecPretrainingTrainer(
+        model=model,
+        args=Data2VecPretrainingArguments(**args),
+        data_collator=data_collator_for(model.config, TinyTokenizer()),
+        train_dataset=dataset,
+        eval_dataset=dataset.select(range(8)),
+    )
+    return trainer
+
+
+def test_ema_once_per_optimizer_step_and_logs(tmp_path):
+    trainer = make_trainer(tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=4)
+    teacher_before = [p.clone() for p in trainer.model.teacher.parameters()]
+    student_before = [p.clone() for p in trainer.model.student.parameters()]
+    trainer.train()
+    model = trainer.model
+    assert int(model.ema_num_updates) == trainer.state.global_step == 4
+    assert any(not torch.equal(a, b) for a, b in zip(student_before, model.student.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(teacher_before, model.teacher.parameters()))
+    assert any(not torch.equal(t, s) for t, s in zip(model.teacher.parameters(), model.student.parameters()))
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 4
+    for key in ("loss", "target_var", "prediction_var", "ema_decay", "learning_rate"):
+        assert all(key in entry for entry in logs), key
+    assert logs[0]["ema_decay"] == model.config.ema_decay
+    assert "eval_loss" in trainer.evaluate()
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    """Normalising by the masked positions of the whole optimizer step makes GA=2 x 4 the same as 1 x 8."""
+    big = make_trainer(tmp_path / "big", per_device_train_batch_size=8, max_steps=2)
+    big.train()
+    small = make_trainer(tmp_path / "small", per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=2)
+    small.train()
+    for (name, a), b in zip(big.model.state_dict().items(), small.model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    big_losses = [e["loss"] for e in big.state.log_history if "loss" in e]
+    small_losses = [e["loss"] for e in small.state.log_history if "loss" in e]
+    assert big_losses == pytest.approx(small_losses, rel=1e-5)
+
+
+def test_collapse_guard_stops_with_a_clear_message(tmp_path):
+    trainer = make_trainer(tmp_path, min_target_var=10.0, collapse_check_after_steps=2)
+    with pytest.raises(Data2VecCollapseError, match="target_var=.* < min_target_var=10.0"):
+        trainer.train()
+    assert trainer.state.global_step == 2  # not before collapse_check_after_steps
+
+
+def test_guard_disabled_and_bad_arguments(tmp_path):
+    make_trainer(tmp_path, min_target_var=0, min_pred_var=0, collapse_check_after_steps=0, max_steps=1).train()
+    with pytest.raises(ValueError, match="min_target_var=-1"):
+        Data2VecPretrainingArguments(output_dir=str(tmp_path), min_target_var=-1)
+    with pytest.raises(ValueError, match="trains a Data2VecForPretraining"):
+        Data2VecPretrainingTrainer(model=torch.nn.Linear(2, 2), args=Data2VecPretrainingArguments(str(tmp_path)))

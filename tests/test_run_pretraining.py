@@ -1,0 +1,178 @@
+"""examples/run_pretraining.py end to end: artifacts, exact resume, clear errors that write nothing."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("run_pretraining", ROOT / "examples" / "run_pretraining.py")
+run_pretraining = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_pretraining)
+
+WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
+TINY = "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2"
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    lines = [" ".join(rng.choice(WORDS, size=rng.integers(8, 30))) for _ in range(400)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def text_args(text_file, output_dir, *extra):
+    return [
+        "--modality=text",
+        "--model_size=tiny",
+        f"--config_overrides={TINY}",
+        f"--train_file={text_file}",
+        "--train_tokenizer",
+        "--tokenizer_vocab_size=300",
+        "--max_seq_length=32",
+        f"--output_dir={output_dir}",
+        "--per_device_train_batch_size=8",
+        "--learning_rate=1e-3",
+        "--logging_steps=1",
+        "--use_cpu",
+        "--seed=0",
+        "--report_to=none",
+        *extra,
+    ]
+
+
+def losses(output_dir):
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+def test_run_writes_artifacts_and_resume_is_exact(text_file, tmp_path):
+    full = tmp_path / "full"
+    run_pretraining.main(text_args(text_file, full, "--max_steps=6", "--save_steps=3", "--eval_strategy=no"))
+    for name in (
+        "model.safetensors",
+        "README.md",
+        "training_curves.png",
+        "student/model.safetensors",
+        "student/tokenizer.json",
+        "checkpoint-3/rng_state.pth",
+    ):
+        assert (full / name).exists(), name
+    card = (full / "README.md").read_text()
+    assert "data2vec" in card and "average_top_k_layers" in card and "final loss" in card
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-3", resumed / "checkpoint-3")
+    run_pretraining.main(
+        text_args(
+            text_file,
+            resumed,
+            "--max_steps=6",
+            "--save_steps=3",
+            "--eval_strategy=no",
+            f"--resume_from_checkpoint={resumed / 'checkpoint-3'}",
+        )
+    )
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and any(k.startswith("teacher.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert int(a["ema_num_updates"]) == 6
+    full_losses, resumed_losses = losses(full), losses(resumed)
+    assert [resumed_losses[s] for s in (4, 5, 6)] == [full_losses[s] for s in (4, 5, 6)]
+
+
+def test_output_dir_with_another_run_is_refused(text_file, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"another run")
+    with pytest.raises(ValueError, match="already holds another run"):
+        run_pretraining.main(text_args(text_file, out, "--max_steps=1"))
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt", "missing_state"])
+def test_bad_checkpoint_is_refused(text_file, tmp_path, damage):
+    out = tmp_path / "run"
+    run_pretraining.main(text_args(text_file, out, "--max_steps=2", "--save_steps=2", "--eval_strategy=no"))
+    checkpoint = out / "checkpoint-2"
+    weights = checkpoint / "model.safetensors"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "corrupt":
+        weights.write_bytes(b"\x00" * 64)
+    else:
+        (checkpoint / "trainer_state.json").unlink()
+    before = sorted(p.name for p in checkpoint.iterdir())
+    with pytest.raises(ValueError, match="Checkpoint file .*(model.safetensors|trainer_state.json)"):
+        run_pretraining.main(text_args(text_file, out, "--max_steps=4", f"--resume_from_checkpoint={checkpoint}"))
+    assert sorted(p.name for p in checkpoint.iterdir()) == before
+
+
+def test_bad_text_inputs_write_nothing(tmp_path):
+    out = tmp_path / "out"
+    cases = {
+        "missing.txt": (None, "does not exist|not found|missing"),
+        "empty.txt": (b"\n\n", "empty|no non-empty"),
+        "latin1.txt": ("caf\u00e9 au lait\n".encode("latin-1"), "UTF-8.*line 1|line 1.*UTF-8"),
+        "table.csv": (b"sentence,label\nhello,1\n", "text.*column|column.*text"),
+    }
+    for name, (content, pattern) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ValueError, match=pattern):
+            run_pretraining.main(text_args(path, out, "--max_steps=1"))
+        assert not out.exists(), name
+
+
+def test_bad_audio_and_image_inputs(tmp_path):
+    out = tmp_path / "out"
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    (audio_dir / "broken.wav").write_bytes(b"RIFF not really audio")
+    with pytest.raises(ValueError, match="broken.wav"):
+        run_pretraining.main(
+            [
+                "--modality=audio",
+                "--model_size=tiny",
+                f"--train_file={audio_dir}",
+                f"--output_dir={out}",
+                "--use_cpu",
+                "--max_steps=1",
+            ]
+        )
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    (image_dir / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="broken.png"):
+        run_pretraining.main(
+            [
+                "--modality=vision",
+                "--model_size=tiny",
+                f"--train_file={image_dir}",
+                f"--output_dir={out}",
+                "--use_cpu",
+                "--max_steps=1",
+            ]
+        )
+    assert not out.exists()
+    with pytest.raises(ValueError, match="--config_overrides: unknown recipe field"):
+        run_pretraining.main(
+            [
+                "--modality=audio",
+                "--config_overrides=nonsense=1",
+                f"--train_file={audio_dir}",
+                f"--output_dir={out}",
+                "--use_cpu",
+            ]
+        )
