@@ -1,5 +1,6 @@
 """[`~transformers.Trainer`] for data2vec pretraining: EMA teacher steps, exact loss normalisation, collapse guard."""
 
+import hashlib
 import os
 
 import torch
@@ -71,6 +72,26 @@ class Data2VecPretrainingTrainer(Trainer):
         self.add_callback(self.ema_callback)
         # running sums of (target_var, prediction_var, count) since the last log
         self._monitor = torch.zeros(3, device=self.args.device)
+
+    def train(self, *args, **kwargs):
+        output = super().train(*args, **kwargs)
+        if self.args.world_size > 1:
+            output.metrics["teacher_ranks_identical"] = float(self._teachers_identical_across_processes())
+        return output
+
+    def _teachers_identical_across_processes(self) -> bool:
+        """Every process steps its own teacher copy: check that they are bitwise identical."""
+        teacher = self.accelerator.unwrap_model(self.model).teacher
+        digest = hashlib.blake2b(digest_size=7)
+        for tensor in teacher.state_dict().values():
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        mine = torch.tensor([int.from_bytes(digest.digest(), "little")], device=self.args.device)
+        digests = self.accelerator.gather(mine)
+        if not bool((digests == digests[0]).all()):
+            raise RuntimeError(
+                f"The teachers of the {len(digests)} processes differ after training: {digests.tolist()}"
+            )
+        return True
 
     def create_model_card(self, *args, **kwargs):
         """Keeps the data2vec card that `run_pretraining.py` wrote; falls back to the Trainer's card otherwise."""

@@ -1,0 +1,75 @@
+"""Two CPU processes with DDP: identical teachers on both ranks, and the loss of a one-process run."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
+OVERRIDES = (
+    "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2,"
+    # no dropout: the two runs draw their dropout masks in a different order
+    "backbone.hidden_dropout_prob=0,backbone.attention_probs_dropout_prob=0"
+)
+
+pytestmark = pytest.mark.slow
+
+
+def accelerate_launch_command(num_processes: int) -> list[str]:
+    """
+    CPU data parallelism with accelerate. `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI
+    is installed (accelerate's simple launcher); `--multi_gpu` starts them with torchrun, and `--use_cpu` makes the
+    Trainer use the gloo backend on CPU.
+    """
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    return [accelerate, "launch", "--multi_gpu", f"--num_processes={num_processes}", "--main_process_port=29533"]
+
+
+def run(command, output_dir, per_device_batch_size, corpus):
+    args = [
+        str(ROOT / "examples" / "run_pretraining.py"),
+        "--use_cpu",
+        "--modality=text",
+        "--model_size=tiny",
+        f"--config_overrides={OVERRIDES}",
+        f"--train_file={corpus}",
+        "--train_tokenizer",
+        "--tokenizer_vocab_size=300",
+        "--max_seq_length=32",
+        f"--output_dir={output_dir}",
+        f"--per_device_train_batch_size={per_device_batch_size}",
+        "--learning_rate=1e-3",
+        "--logging_steps=1",
+        "--max_steps=3",
+        "--eval_strategy=no",
+        "--save_strategy=no",
+        "--train_sampling_strategy=sequential",
+        "--seed=0",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command + args, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [e["loss"] for e in history if "loss" in e], json.loads((output_dir / "all_results.json").read_text())
+
+
+def test_two_processes_match_one_process(tmp_path):
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(WORDS, size=rng.integers(8, 30))) for _ in range(400)) + "\n")
+    two_losses, two = run(accelerate_launch_command(2), tmp_path / "two", 4, corpus)
+    one_losses, one = run([sys.executable], tmp_path / "one", 8, corpus)
+    assert two["teacher_ranks_identical"] == 1.0 and "teacher_ranks_identical" not in one
+    assert two_losses == pytest.approx(one_losses, rel=1e-5)
+    a, b = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
