@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 # the embedded default: small enough for a 2-core CPU in a few minutes
 DEMO_DEFAULTS = dict(
     output_dir="outputs/data2vec-text-demo",
-    max_steps=300,
+    max_steps=200,
     per_device_train_batch_size=16,
     per_device_eval_batch_size=32,
     max_seq_length=64,

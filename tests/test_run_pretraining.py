@@ -176,3 +176,32 @@ def test_bad_audio_and_image_inputs(tmp_path):
                 "--use_cpu",
             ]
         )
+
+
+def test_streaming_hub_path_and_json_arguments(text_file, tmp_path):
+    # --streaming reads lazily and needs --max_steps
+    out = tmp_path / "stream"
+    metrics = run_pretraining.main(text_args(text_file, out, "--streaming", "--max_steps=2", "--eval_strategy=no"))
+    assert metrics["train_loss"] > 0 and (out / "student" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="--streaming needs --max_steps"):
+        run_pretraining.main(text_args(text_file, tmp_path / "s2", "--streaming"))
+    # --dataset_name goes through datasets.load_dataset, which also reads a local folder of text files offline
+    folder = tmp_path / "hub_like"
+    folder.mkdir()
+    shutil.copy(text_file, folder / "train.txt")
+    args = [a for a in text_args(text_file, tmp_path / "hub", "--max_steps=2") if not a.startswith("--train_file")]
+    run_pretraining.main([*args, f"--dataset_name={folder}"])
+    assert (tmp_path / "hub" / "model.safetensors").exists()
+    # a single JSON file of arguments, as the Transformers example scripts accept
+    config = {}
+    for arg in args:
+        key, _, value = arg.lstrip("-").partition("=")
+        try:
+            config[key] = json.loads(value) if value else True
+        except json.JSONDecodeError:
+            config[key] = value
+    config.update(dataset_name=str(folder), output_dir=str(tmp_path / "json"), max_steps=1)
+    json_path = tmp_path / "args.json"
+    json_path.write_text(json.dumps(config))
+    run_pretraining.main([str(json_path)])
+    assert (tmp_path / "json" / "README.md").exists()
