@@ -15,6 +15,7 @@ install_requires = [
     "huggingface_hub>=1.0",
     "tokenizers>=0.20",
     "numpy",
+    "pandas",
     "scipy",
     "scikit-learn",
     "soundfile",

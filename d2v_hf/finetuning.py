@@ -218,6 +218,83 @@ def check_model_modality(config: PretrainedConfig, expected: str, script: str = 
         )
 
 
+def check_head_size(config: PretrainedConfig, num_labels: int, ignore_mismatched_sizes: bool = False) -> None:
+    """
+    Raises a `ValueError` when the checkpoint already has a classification head of another size (e.g. an SST-2
+    model given for STS-B), unless `ignore_mismatched_sizes` re-initializes it. Backbones without head pass.
+    """
+    architectures = getattr(config, "architectures", None) or []
+    has_head = any(name.endswith(("ForSequenceClassification", "ForAudioClassification")) for name in architectures)
+    if has_head and config.num_labels != num_labels and not ignore_mismatched_sizes:
+        raise ValueError(
+            f"The checkpoint {getattr(config, '_name_or_path', '')!r} has a {config.num_labels}-label classification "
+            f"head ({architectures[0]}), but the task needs {num_labels}; pass --ignore_mismatched_sizes to train a "
+            "new head."
+        )
+
+
+def load_pretrained(
+    model_args: ModelArguments,
+    auto_model_class,
+    modality: str = "text",
+    script: str = "this script",
+    **config_overrides,
+):
+    """
+    Loads config, tokenizer (or processor) and model for fine-tuning, as transformers' example scripts do, with the
+    checks of this module: the checkpoint must be of `modality`, a classification head of another size needs
+    `--ignore_mismatched_sizes`, and `--use_peft` wraps the model with LoRA ([`apply_lora`]).
+
+    Args:
+        model_args ([`ModelArguments`]): checkpoint, revision, token, LoRA options.
+        auto_model_class: e.g. `AutoModelForSequenceClassification`, `AutoModelForQuestionAnswering`.
+        modality (`str`): `"text"`, `"audio"` or `"vision"`.
+        script (`str`): the script name, for error messages.
+        **config_overrides: set on the config before the model is built (`num_labels`, `id2label`, ...).
+
+    Returns:
+        `(config, tokenizer, model)`.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    hub_kwargs = dict(
+        cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **hub_kwargs)
+    check_model_modality(config, modality, script)
+    if "num_labels" in config_overrides:
+        check_head_size(config, config_overrides["num_labels"], model_args.ignore_mismatched_sizes)
+        config.num_labels = config_overrides.pop("num_labels")  # first: it resets id2label/label2id
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, **hub_kwargs)
+    model = auto_model_class.from_pretrained(
+        model_args.model_name_or_path,
+        config=config,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **hub_kwargs,
+    )
+    if model_args.use_peft:
+        model = apply_lora(
+            model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules
+        )
+    return config, tokenizer, model
+
+
+def train_and_save(trainer, resume_from_checkpoint=None) -> dict[str, float]:
+    """`trainer.train()`, then save the model, the train metrics (`train_results.json`) and the trainer state."""
+    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model()
+    metrics = dict(result.metrics, train_samples=len(trainer.train_dataset))
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    return metrics
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # GLUE data
 # --------------------------------------------------------------------------------------------------------------------
@@ -400,7 +477,9 @@ def get_glue_label_info(raw_datasets: datasets.DatasetDict, task_name: str | Non
     - A custom dataset uses the sorted distinct labels of its train split (or of the first labeled split).
     """
     task_name = check_task_name(task_name)
-    labeled = [split for split in raw_datasets if not split.startswith("test") and "label" in raw_datasets[split].column_names]
+    labeled = [
+        split for split in raw_datasets if not split.startswith("test") and "label" in raw_datasets[split].column_names
+    ]
     if not labeled:
         raise ValueError(f"No labeled split found among {list(raw_datasets)}.")
     reference = "train" if "train" in labeled else labeled[0]
@@ -646,6 +725,23 @@ def maybe_merge_lora(trainer, model_args: ModelArguments, processing_class=None)
     return merged_dir
 
 
+def disable_loss_kwargs(model) -> None:
+    """
+    Tells [`~transformers.Trainer`] that the model does not take `num_items_in_batch`.
+
+    Trainer (transformers 5.x) assumes that a model whose `forward` takes `**kwargs` normalizes its loss by the
+    global `num_items_in_batch`, and then multiplies the loss by the number of processes. Classification heads
+    (`...ForSequenceClassification`, audio/image classification) take `**kwargs` but average their loss per batch,
+    so under `accelerate launch` with N processes their loss (and gradients) came out N times too large: `eval_loss`
+    of a 2-process run was twice the single-process one. `accepts_loss_kwargs = False` is the attribute Trainer
+    reads first.
+    """
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    base.accepts_loss_kwargs = False
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Model card + Hub
 # --------------------------------------------------------------------------------------------------------------------
@@ -670,6 +766,16 @@ def push_to_hub_with_model_card(trainer, card, **kwargs):
         trainer.create_model_card = original
 
 
+def save_and_push_model_card(trainer, card, **push_kwargs) -> None:
+    """Writes `card` to `output_dir/README.md` (main process) and, with `--push_to_hub`, pushes the output folder."""
+    from .modelcard import save_model_card
+
+    if trainer.is_world_process_zero():
+        save_model_card(card, trainer.args.output_dir)
+    if trainer.args.push_to_hub:
+        push_to_hub_with_model_card(trainer, card, **push_kwargs)
+
+
 __all__ = [
     "GLUE_COLUMN_ALIASES",
     "GLUE_HUB_DATASET",
@@ -679,22 +785,27 @@ __all__ = [
     "ModelArguments",
     "apply_lora",
     "check_glue_columns",
+    "check_head_size",
     "check_model_modality",
     "check_task_name",
     "default_lora_target_modules",
     "default_modules_to_save",
     "detect_modality",
+    "disable_loss_kwargs",
     "encode_glue_labels",
     "get_glue_label_info",
     "get_text_keys",
+    "load_pretrained",
     "load_glue_datasets",
     "maybe_merge_lora",
     "merge_and_save",
     "parse_arguments",
     "push_to_hub_with_model_card",
     "read_data_file",
+    "save_and_push_model_card",
     "select_samples",
     "setup_logging",
     "task_to_keys",
     "tokenize_glue_datasets",
+    "train_and_save",
 ]

@@ -275,7 +275,7 @@ def squad_v2_f1(gold: str, prediction: str) -> float:
     return (2 * precision * recall) / (precision + recall)
 
 
-def _predictions_to_dict(predictions, with_no_answer_probability: bool = False):
+def _predictions_to_dict(predictions):
     """Accepts `{id: text}` or `evaluate`-style `[{"id", "prediction_text"(, "no_answer_probability")}]`."""
     if isinstance(predictions, Mapping):
         return dict(predictions), {qid: 0.0 for qid in predictions}

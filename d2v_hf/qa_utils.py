@@ -344,10 +344,44 @@ def _check_qa_tokenizer(tokenizer, max_length: int, doc_stride: int):
         raise ValueError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length}).")
 
 
+def _truncate_questions(questions, tokenizer, max_length, doc_stride, ids=None):
+    """
+    Cuts questions too long to leave `doc_stride` + 1 context tokens in a window (the tokenizer would panic): like
+    `max_query_length` in the original BERT SQuAD code, the question keeps its first tokens.
+    """
+    budget = max_length - doc_stride - tokenizer.num_special_tokens_to_add(pair=True) - 1
+    if budget <= 0:
+        raise ValueError(
+            f"max_length={max_length} leaves no room for a question and a context window with doc_stride="
+            f"{doc_stride}: use a larger max_length or a smaller doc_stride."
+        )
+    encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+    result = list(questions)
+    for i, offsets in enumerate(encoded["offset_mapping"]):
+        if len(offsets) <= budget:
+            continue
+        question = questions[i]
+        # Shrink until the re-tokenized prefix fits (a prefix may tokenize slightly differently at its end).
+        keep = budget
+        while (
+            keep > 0
+            and len(tokenizer(question[: offsets[keep - 1][1]], add_special_tokens=False)["input_ids"]) > budget
+        ):
+            keep -= 1
+        result[i] = question[: offsets[keep - 1][1]] if keep > 0 else ""
+        logger.warning(
+            f"Question {ids[i] if ids is not None else i!r} has {len(offsets)} tokens; kept the first {keep} so that "
+            f"a window of max_length={max_length} holds doc_stride={doc_stride} context tokens."
+        )
+    return result
+
+
 def _tokenize_qa(examples, tokenizer, question_column, context_column, max_length, doc_stride, pad_to_max_length):
     pad_on_right = tokenizer.padding_side == "right"
     # Some questions start with whitespace, which would waste room in the window (as in transformers' run_qa.py).
-    questions = [q.lstrip() for q in examples[question_column]]
+    questions = _truncate_questions(
+        [q.lstrip() for q in examples[question_column]], tokenizer, max_length, doc_stride, examples.get("id")
+    )
     contexts = examples[context_column]
     return tokenizer(
         questions if pad_on_right else contexts,
@@ -473,6 +507,35 @@ def prepare_validation_features(
             for k, offset in enumerate(tokenized["offset_mapping"][i])
         ]
     return tokenized
+
+
+def tokenize_qa_examples(
+    examples: datasets.Dataset,
+    tokenizer,
+    training: bool,
+    max_length: int = 384,
+    doc_stride: int = 128,
+    pad_to_max_length: bool = True,
+    version_2_with_negative: bool = False,
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """
+    `examples.map` with [`prepare_train_features`] (`training=True`) or [`prepare_validation_features`], replacing
+    the example columns by the feature columns.
+    """
+    kwargs = dict(
+        tokenizer=tokenizer, max_length=max_length, doc_stride=doc_stride, pad_to_max_length=pad_to_max_length
+    )
+    if training:
+        kwargs["version_2_with_negative"] = version_2_with_negative
+    return examples.map(
+        prepare_train_features if training else prepare_validation_features,
+        fn_kwargs=kwargs,
+        batched=True,
+        num_proc=num_proc,
+        remove_columns=examples.column_names,
+        desc=f"Running tokenizer on {'train' if training else 'evaluation'} examples",
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -733,6 +796,7 @@ __all__ = [
     "prepare_validation_features",
     "select_parallel_articles",
     "split_by_article",
+    "tokenize_qa_examples",
     "validate_squad_dataset",
     "write_xquad_results",
 ]

@@ -27,9 +27,7 @@ import os
 from dataclasses import dataclass, field
 
 from transformers import (
-    AutoConfig,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
@@ -39,21 +37,22 @@ from transformers import (
 
 from d2v_hf.finetuning import (
     ModelArguments,
-    apply_lora,
-    check_model_modality,
     check_task_name,
+    disable_loss_kwargs,
     encode_glue_labels,
     get_glue_label_info,
     load_glue_datasets,
+    load_pretrained,
     maybe_merge_lora,
     parse_arguments,
-    push_to_hub_with_model_card,
+    save_and_push_model_card,
     select_samples,
     setup_logging,
     tokenize_glue_datasets,
+    train_and_save,
 )
 from d2v_hf.metrics import make_glue_compute_metrics
-from d2v_hf.modelcard import build_model_card, save_model_card, training_details_from_args
+from d2v_hf.modelcard import build_model_card, training_details_from_args
 
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ def main(args=None):
     set_seed(training_args.seed)
     task_name = check_task_name(data_args.task_name)
 
-    # Data and labels (local GLUE TSV/CSV/JSON files or a Hub dataset).
+    # Data and labels (local GLUE TSV/CSV/JSON files or a Hub dataset), checked before any model is loaded.
     raw_datasets = load_glue_datasets(
         task_name,
         dataset_name=data_args.dataset_name,
@@ -102,49 +101,23 @@ def main(args=None):
     )
     label_info = get_glue_label_info(raw_datasets, task_name)
     raw_datasets = encode_glue_labels(raw_datasets, label_info)
-
-    # Model and tokenizer; a checkpoint of another modality is rejected before it meets text.
-    config = AutoConfig.from_pretrained(
-        model_args.config_name or model_args.model_name_or_path,
+    labels = {} if label_info.is_regression else dict(enumerate(map(str, label_info.label_list)))
+    _, tokenizer, model = load_pretrained(
+        model_args,
+        AutoModelForSequenceClassification,
+        "text",
+        "run_glue.py",
         num_labels=label_info.num_labels,
+        id2label=labels or {0: "LABEL_0"},
+        label2id={name: i for i, name in labels.items()} or {"LABEL_0": 0},
         finetuning_task=task_name,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
+        problem_type="regression" if label_info.is_regression else "single_label_classification",
     )
-    check_model_modality(config, "text", "run_glue.py")
-    if not label_info.is_regression:
-        config.label2id = {str(label): i for i, label in enumerate(label_info.label_list)}
-        config.id2label = {i: str(label) for i, label in enumerate(label_info.label_list)}
-    config.problem_type = "regression" if label_info.is_regression else "single_label_classification"
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name or model_args.model_name_or_path,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-    )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path,
-        config=config,
-        cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-    )
-    if model_args.use_peft:
-        model = apply_lora(
-            model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules
-        )
 
     # Subsample before tokenizing, so --max_train_samples also saves the tokenization time.
-    if data_args.max_train_samples is not None and "train" in raw_datasets:
-        raw_datasets["train"] = select_samples(raw_datasets["train"], data_args.max_train_samples)
-    for split in ("validation", "validation_matched", "validation_mismatched"):
-        if data_args.max_eval_samples is not None and split in raw_datasets:
-            raw_datasets[split] = select_samples(raw_datasets[split], data_args.max_eval_samples)
+    for split in raw_datasets:
+        limit = data_args.max_train_samples if split == "train" else data_args.max_eval_samples
+        raw_datasets[split] = select_samples(raw_datasets[split], limit)
     with training_args.main_process_first(desc="dataset map pre-processing"):
         tokenized = tokenize_glue_datasets(
             raw_datasets,
@@ -155,11 +128,8 @@ def main(args=None):
             num_proc=data_args.preprocessing_num_workers,
             load_from_cache_file=not data_args.overwrite_cache,
         )
-    train_dataset = eval_dataset = None
-    if training_args.do_train:
-        if "train" not in tokenized:
-            raise ValueError("--do_train requires a train split (--train_file or a dataset with 'train').")
-        train_dataset = tokenized["train"]
+    if training_args.do_train and "train" not in tokenized:
+        raise ValueError("--do_train requires a train split (--train_file or a dataset with 'train').")
     eval_splits = {}
     if training_args.do_eval:
         main_split = "validation_matched" if task_name == "mnli" else "validation"
@@ -168,42 +138,32 @@ def main(args=None):
         eval_splits[task_name or "eval"] = tokenized[main_split]
         if task_name == "mnli" and "validation_mismatched" in tokenized:
             eval_splits["mnli-mm"] = tokenized["validation_mismatched"]
-        eval_dataset = next(iter(eval_splits.values()))
 
+    disable_loss_kwargs(model)  # the classification loss is a batch mean: no num_items_in_batch scaling
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        train_dataset=tokenized["train"] if training_args.do_train else None,
+        eval_dataset=next(iter(eval_splits.values()), None),
         compute_metrics=make_glue_compute_metrics(task_name, is_regression=label_info.is_regression),
         processing_class=tokenizer,
         data_collator=default_data_collator if data_args.pad_to_max_length else DataCollatorWithPadding(tokenizer),
     )
-
-    all_metrics = {}
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        metrics = dict(train_result.metrics, train_samples=len(train_dataset))
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-        all_metrics.update(metrics)
+    all_metrics = train_and_save(trainer, training_args.resume_from_checkpoint) if training_args.do_train else {}
 
     eval_results = {}
     for name, dataset in eval_splits.items():
         logger.info(f"*** Evaluate {name} ***")
-        metrics = trainer.evaluate(eval_dataset=dataset)
-        metrics["eval_samples"] = len(dataset)
+        metrics = dict(trainer.evaluate(eval_dataset=dataset), eval_samples=len(dataset))
         if name == "mnli-mm":
             metrics = {f"{k}_mm": v for k, v in metrics.items()}
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
-        eval_results[name] = metrics
+        eval_results[name] = {k.removesuffix("_mm"): v for k, v in metrics.items()}
         all_metrics.update(metrics)
 
     merged_dir = maybe_merge_lora(trainer, model_args, tokenizer)
-    hub_data = not (data_args.train_file or data_args.validation_file)
+    from_hub = not (data_args.train_file or data_args.validation_file)
     card = build_model_card(
         model_name=os.path.basename(os.path.normpath(training_args.output_dir)),
         base_model=model_args.model_name_or_path,
@@ -213,10 +173,8 @@ def main(args=None):
         dataset_type=data_args.dataset_name or ("nyu-mll/glue" if task_name else "custom"),
         dataset_config=data_args.dataset_config_name or task_name,
         dataset_split="validation",
-        datasets=[data_args.dataset_name or "nyu-mll/glue"] if hub_data else None,
-        eval_results={k: {m.removesuffix("_mm"): v for m, v in r.items()} for k, r in eval_results.items()}
-        if len(eval_results) > 1
-        else next(iter(eval_results.values()), None),
+        datasets=[data_args.dataset_name or "nyu-mll/glue"] if from_hub else None,
+        eval_results=eval_results if len(eval_results) > 1 else next(iter(eval_results.values()), None),
         training_details=training_details_from_args(
             training_args,
             max_seq_length=data_args.max_seq_length,
@@ -224,10 +182,7 @@ def main(args=None):
             merged_model=os.path.relpath(merged_dir, training_args.output_dir) if merged_dir else None,
         ),
     )
-    if trainer.is_world_process_zero():
-        save_model_card(card, training_args.output_dir)
-    if training_args.push_to_hub:
-        push_to_hub_with_model_card(trainer, card, finetuned_from=model_args.model_name_or_path)
+    save_and_push_model_card(trainer, card, finetuned_from=model_args.model_name_or_path)
     return all_metrics
 
 

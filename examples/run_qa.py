@@ -25,11 +25,10 @@ The model card with the evaluation results is always written to `--output_dir`; 
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import (
-    AutoConfig,
     AutoModelForQuestionAnswering,
-    AutoTokenizer,
     DataCollatorWithPadding,
     TrainingArguments,
     default_data_collator,
@@ -38,22 +37,21 @@ from transformers import (
 
 from d2v_hf.finetuning import (
     ModelArguments,
-    apply_lora,
-    check_model_modality,
+    load_pretrained,
     maybe_merge_lora,
     parse_arguments,
-    push_to_hub_with_model_card,
+    save_and_push_model_card,
     select_samples,
     setup_logging,
+    train_and_save,
 )
 from d2v_hf.metrics import make_squad_compute_metrics
-from d2v_hf.modelcard import build_model_card, save_model_card, training_details_from_args
+from d2v_hf.modelcard import build_model_card, training_details_from_args
 from d2v_hf.qa_utils import (
     XQUAD_LANGUAGES,
     load_qa_datasets,
     make_qa_post_processing_function,
-    prepare_train_features,
-    prepare_validation_features,
+    tokenize_qa_examples,
     write_xquad_results,
 )
 from d2v_hf.trainer.qa_trainer import QuestionAnsweringTrainer
@@ -111,56 +109,29 @@ def main(args=None):
         train_examples = select_samples(train_examples, data_args.max_train_samples)
     eval_sets = {name: select_samples(ds, data_args.max_eval_samples) for name, ds in eval_sets.items()}
 
-    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    hub_kwargs["trust_remote_code"] = model_args.trust_remote_code
-    config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **hub_kwargs)
-    check_model_modality(config, "text", "run_qa.py")
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, **hub_kwargs)
-    model = AutoModelForQuestionAnswering.from_pretrained(
-        model_args.model_name_or_path,
-        config=config,
-        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-        **hub_kwargs,
-    )
-    if model_args.use_peft:
-        model = apply_lora(
-            model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules
-        )
+    _, tokenizer, model = load_pretrained(model_args, AutoModelForQuestionAnswering, "text", "run_qa.py")
     max_seq_length = min(data_args.max_seq_length, tokenizer.model_max_length)
     feature_kwargs = dict(
         tokenizer=tokenizer,
         max_length=max_seq_length,
         doc_stride=data_args.doc_stride,
         pad_to_max_length=data_args.pad_to_max_length,
+        num_proc=data_args.preprocessing_num_workers,
     )
-
-    train_dataset = None
-    if training_args.do_train:
-        if train_examples is None:
-            raise ValueError("--do_train requires training data (--train_file, --dataset_name or --xquad_dir).")
-        with training_args.main_process_first(desc="train dataset map pre-processing"):
-            train_dataset = train_examples.map(
-                prepare_train_features,
-                fn_kwargs=dict(feature_kwargs, version_2_with_negative=v2),
-                batched=True,
-                num_proc=data_args.preprocessing_num_workers,
-                remove_columns=train_examples.column_names,
-                desc="Running tokenizer on train dataset",
+    if training_args.do_train and train_examples is None:
+        raise ValueError("--do_train requires training data (--train_file, --dataset_name or --xquad_dir).")
+    if training_args.do_eval and not eval_sets:
+        raise ValueError("--do_eval requires evaluation data (--validation_file, --dataset_name or --xquad_dir).")
+    train_dataset, eval_features = None, {}
+    with training_args.main_process_first(desc="dataset map pre-processing"):
+        if training_args.do_train:
+            train_dataset = tokenize_qa_examples(
+                train_examples, training=True, version_2_with_negative=v2, **feature_kwargs
             )
-    eval_features = {}
-    if training_args.do_eval:
-        if not eval_sets:
-            raise ValueError("--do_eval requires evaluation data (--validation_file, --dataset_name or --xquad_dir).")
-        with training_args.main_process_first(desc="validation dataset map pre-processing"):
-            for name, examples in eval_sets.items():
-                eval_features[name] = examples.map(
-                    prepare_validation_features,
-                    fn_kwargs=feature_kwargs,
-                    batched=True,
-                    num_proc=data_args.preprocessing_num_workers,
-                    remove_columns=examples.column_names,
-                    desc=f"Running tokenizer on {name} examples",
-                )
+        if training_args.do_eval:
+            eval_features = {
+                k: tokenize_qa_examples(v, training=False, **feature_kwargs) for k, v in eval_sets.items()
+            }
     first_eval = next(iter(eval_sets), None)
 
     trainer = QuestionAnsweringTrainer(
@@ -181,15 +152,7 @@ def main(args=None):
         compute_metrics=make_squad_compute_metrics(v2),
     )
 
-    all_metrics = {}
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        metrics = dict(train_result.metrics, train_samples=len(train_dataset))
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-        all_metrics.update(metrics)
+    all_metrics = train_and_save(trainer, training_args.resume_from_checkpoint) if training_args.do_train else {}
 
     eval_results = {}
     os.makedirs(training_args.output_dir, exist_ok=True)
@@ -237,15 +200,12 @@ def main(args=None):
             merged_model=os.path.relpath(merged_dir, training_args.output_dir) if merged_dir else None,
         ),
         extra_markdown=(
-            "## XQuAD zero-shot results\n\n" + open(os.path.join(training_args.output_dir, "xquad_results.md")).read()
+            "## XQuAD zero-shot results\n\n" + Path(training_args.output_dir, "xquad_results.md").read_text()
             if "xquad" in all_metrics
             else None
         ),
     )
-    if trainer.is_world_process_zero():
-        save_model_card(card, training_args.output_dir)
-    if training_args.push_to_hub:
-        push_to_hub_with_model_card(trainer, card, finetuned_from=model_args.model_name_or_path)
+    save_and_push_model_card(trainer, card, finetuned_from=model_args.model_name_or_path)
     return all_metrics
 
 
