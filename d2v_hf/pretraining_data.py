@@ -25,6 +25,12 @@ def _truncate(dataset, limit):
     return dataset.select(range(min(limit, len(dataset))))
 
 
+def _split_and_truncate(train, validation, data_args, seed: int):
+    if validation is None:
+        train, validation = _split(train, data_args, seed)
+    return _truncate(train, data_args.max_train_samples), _truncate(validation, data_args.max_eval_samples)
+
+
 def _hub_dataset(data_args, model_args, split):
     from datasets import load_dataset
 
@@ -75,7 +81,7 @@ def build_text_datasets(texts, validation, tokenizer, data_args, seed: int):
     train = tokenize_and_group(texts, tokenizer, streaming=data_args.streaming, **group)
     if validation is not None:
         validation = tokenize_and_group(validation, tokenizer, streaming=data_args.streaming, **group)
-    return _truncate(train, data_args.max_train_samples), _truncate(validation, data_args.max_eval_samples)
+    return _split_and_truncate(train, validation, data_args, seed)
 
 
 def build_audio_datasets(data_args, model_args, seed: int):
@@ -97,13 +103,7 @@ def build_audio_datasets(data_args, model_args, seed: int):
         train = train.cast_column(data_args.audio_column, Audio(sampling_rate=16000)).map(to_values)
         validation = None
         description = f"{data_args.dataset_name} ({data_args.dataset_config_name or 'default'}) at 16 kHz"
-    if validation is None:
-        train, validation = _split(train, data_args, seed)
-    return (
-        _truncate(train, data_args.max_train_samples),
-        _truncate(validation, data_args.max_eval_samples),
-        description,
-    )
+    return (*_split_and_truncate(train, validation, data_args, seed), description)
 
 
 def _image_folder(folder, image_size, streaming, transform):
@@ -135,13 +135,7 @@ def build_vision_datasets(data_args, model_args, image_size: int, seed: int):
         train = train.map(transform, batched=True) if data_args.streaming else train.with_transform(transform)
         validation = None
         description = f"{data_args.dataset_name} ({data_args.dataset_config_name or 'default'}) at {image_size}px"
-    if validation is None:
-        train, validation = _split(train, data_args, seed)
-    return (
-        _truncate(train, data_args.max_train_samples),
-        _truncate(validation, data_args.max_eval_samples),
-        description,
-    )
+    return (*_split_and_truncate(train, validation, data_args, seed), description)
 
 
 __all__ = ["build_audio_datasets", "build_text_datasets", "build_vision_datasets", "text_sources"]
