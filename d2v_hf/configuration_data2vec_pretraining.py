@@ -21,6 +21,8 @@ MODALITY_BY_MODEL_TYPE = {"data2vec-text": "text", "data2vec-audio": "audio", "d
 TARGET_FEATURES = ("ffn", "block")
 TEXT_MASK_STRATEGIES = ("span", "bert")
 LOSS_CHANNEL_REDUCTIONS = ("sum", "mean")
+MODES = ("data2vec", "data2vec2")
+DATA2VEC2_MODALITIES = ("text", "audio", "vision")
 
 # data2vec 1.0 base recipes: the summary table (section 5) of the reference, released code unless noted.
 _PRESETS: dict[str, dict[str, Any]] = {
@@ -74,6 +76,91 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "num_mask_patches": 120,
         "min_mask_patches_per_block": 16,
     },
+}
+
+# data2vec 2.0 base recipes (mode="data2vec2"): section 6.3 of the reference, released `D2V/config/v2/*.yaml`.
+_PRESETS_V2: dict[str, dict[str, Any]] = {
+    "text": {
+        "mode": "data2vec2",
+        "clone_batch": 8,
+        "average_top_k_layers": 12,
+        "target_feature": "ffn",
+        "instance_norm_target_layer": True,
+        "loss_beta": 0.0,
+        "loss_scale": 1.0,
+        "ema_decay": 0.9999,
+        "ema_end_decay": 0.99999,
+        "ema_anneal_end_step": 100_000,
+        "teacher_shared_params": ["embeddings."],
+        "mask_prob": 0.48,
+        "mask_length": 1,
+        "decoder_dim": None,
+        "decoder_kernel": 9,
+        "decoder_layers": 5,
+        "decoder_groups": 1,
+        "decoder_residual": False,
+        "decoder_projection_layers": 2,
+        "decoder_input_dropout": 0.1,
+        "mask_noise_std": 0.01,
+    },
+    "audio": {
+        "mode": "data2vec2",
+        "clone_batch": 8,
+        "average_top_k_layers": 8,
+        "target_feature": "ffn",
+        "instance_norm_target_layer": True,
+        "loss_beta": 0.0,
+        "loss_scale": None,
+        "ema_decay": 0.999,
+        "ema_end_decay": 0.99999,
+        "ema_anneal_end_step": 75_000,
+        "teacher_shared_params": ["feature_extractor.", "feature_projection."],
+        "mask_prob": 0.5,
+        "mask_length": 5,
+        "mask_prob_adjust": 0.05,
+        "decoder_kernel": 7,  # decoder_dim: hidden_size // 2 (384 for the base model), set in from_preset
+        "decoder_layers": 4,
+        "decoder_groups": 16,
+        "decoder_residual": True,
+        "decoder_projection_layers": 1,
+        "decoder_input_dropout": 0.1,
+        "mask_noise_std": 0.01,
+    },
+    "vision": {
+        "mode": "data2vec2",
+        "clone_batch": 16,
+        "average_top_k_layers": 10,
+        "target_feature": "ffn",
+        "instance_norm_target_layer": True,
+        "layer_norm_targets": True,
+        "loss_beta": 0.0,
+        "loss_scale": None,
+        "ema_decay": 0.9998,
+        "ema_end_decay": 0.99999,
+        "ema_anneal_end_step": 100_000,
+        "teacher_shared_params": [],
+        "mask_prob": 0.8,
+        "mask_length": 3,
+        "mask_prob_adjust": 0.07,
+        "decoder_dim": None,
+        "decoder_kernel": 3,
+        "decoder_layers": 6,
+        "decoder_groups": 16,
+        "decoder_residual": True,
+        "decoder_projection_layers": 1,
+        "decoder_input_dropout": 0.0,
+        "mask_noise_std": 0.01,
+    },
+}
+# the data2vec 2.0 image encoder has absolute positions, no relative position bias, no layer scale, no dropout
+_VISION_V2_BACKBONE = {
+    "use_absolute_position_embeddings": True,
+    "use_relative_position_bias": False,
+    "use_shared_relative_position_bias": False,
+    "layer_scale_init_value": 0.0,
+    "drop_path_rate": 0.0,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
 }
 
 
@@ -162,6 +249,35 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             Vision: minimum size of one masked block.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the normal initialisation of the regression head.
+        mode (`str`, *optional*, defaults to `"data2vec"`):
+            `"data2vec"` (1.0: the student sees the whole masked input, `head` is the regression head) or
+            `"data2vec2"` (2.0, https://huggingface.co/papers/2212.07525: `clone_batch` masked copies per sample
+            share one teacher pass, the student encodes only the unmasked tokens / frames / patches and `head` is a
+            convolutional decoder, 1-D for text and audio, 2-D over the patch grid for images).
+            `from_preset(modality, mode="data2vec2")` gives the 2.0 base recipe. Images need a backbone without
+            relative position bias (absolute positions instead), which the vision preset sets.
+        clone_batch (`int`, *optional*, defaults to 1):
+            2.0 only: number M of masked copies of each sample (the collator returns `M * batch_size` mask rows).
+        decoder_dim (`int`, *optional*):
+            2.0 only: channels of the decoder convolutions; `None` means the backbone's `hidden_size`.
+        decoder_kernel (`int`, *optional*, defaults to 9):
+            2.0 only: kernel size of each decoder convolution (odd, "same" padding).
+        decoder_layers (`int`, *optional*, defaults to 5):
+            2.0 only: number of `Conv -> LayerNorm (no affine) -> GELU` decoder blocks.
+        decoder_groups (`int`, *optional*, defaults to 1):
+            2.0 only: groups of the decoder convolutions (must divide `hidden_size` and `decoder_dim`).
+        decoder_residual (`bool`, *optional*, defaults to `True`):
+            2.0 only: add each block's input to its output when the shapes match (the text recipe has none).
+        decoder_projection_layers (`int`, *optional*, defaults to 1):
+            2.0 only: the decoder's output projection, `Linear(decoder_dim, D)` or, with 2, `Linear(decoder_dim,
+            2 * decoder_dim) -> GELU -> Linear(2 * decoder_dim, D)`.
+        decoder_input_dropout (`float`, *optional*, defaults to 0.1):
+            2.0 only: dropout on the encoder outputs before they are scattered into the decoder input.
+        mask_noise_std (`float`, *optional*, defaults to 0.01):
+            2.0 only: masked positions of the decoder input are filled with `N(0, mask_noise_std**2)` noise.
+        mask_prob_adjust (`float`, *optional*, defaults to 0.0):
+            2.0 audio and images: extra fraction of block centres of the (inverse) block masking (`mask_prob` is the
+            masked fraction, `mask_length` the block length / side).
 
     Example:
 
@@ -206,6 +322,18 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     num_mask_patches: int = 120
     min_mask_patches_per_block: int = 16
     initializer_range: float = 0.02
+    # Parameters of data2vec 2.0 (mode="data2vec2")
+    mode: str = "data2vec"
+    clone_batch: int = 1
+    decoder_dim: int | None = None
+    decoder_kernel: int = 9
+    decoder_layers: int = 5
+    decoder_groups: int = 1
+    decoder_residual: bool = True
+    decoder_projection_layers: int = 1
+    decoder_input_dropout: float = 0.1
+    mask_noise_std: float = 0.01
+    mask_prob_adjust: float = 0.0
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
@@ -316,6 +444,43 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
                     f"mask_token_id={self.mask_token_id} is outside the vocabulary "
                     f"(vocab_size={self.backbone_config.vocab_size})."
                 )
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}; expected one of {MODES}.")
+        if self.mode == "data2vec2":
+            self._validate_data2vec2()
+
+    def _validate_data2vec2(self):
+        if self.modality not in DATA2VEC2_MODALITIES:
+            raise ValueError(
+                f"mode='data2vec2' is implemented for {DATA2VEC2_MODALITIES} only; this backbone is {self.modality}."
+            )
+        for name in ("clone_batch", "decoder_layers", "decoder_groups", "decoder_projection_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1.")
+        if not isinstance(self.decoder_kernel, int) or self.decoder_kernel < 1 or self.decoder_kernel % 2 == 0:
+            raise ValueError(f"decoder_kernel={self.decoder_kernel!r} must be an odd integer >= 1.")
+        decoder_dim = self.hidden_size if self.decoder_dim is None else self.decoder_dim
+        if not isinstance(decoder_dim, int) or decoder_dim < 1:
+            raise ValueError(f"decoder_dim={self.decoder_dim!r} must be an integer >= 1 (or None for hidden_size).")
+        if decoder_dim % self.decoder_groups or self.hidden_size % self.decoder_groups:
+            raise ValueError(
+                f"decoder_groups={self.decoder_groups} must divide decoder_dim={decoder_dim} and "
+                f"hidden_size={self.hidden_size}."
+            )
+        if self.mask_noise_std < 0:
+            raise ValueError(f"mask_noise_std={self.mask_noise_std} must be >= 0.")
+        if not 0.0 <= self.decoder_input_dropout < 1.0:
+            raise ValueError(f"decoder_input_dropout={self.decoder_input_dropout} must be in [0, 1).")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ValueError(f"mask_prob={self.mask_prob} must be in (0, 1) for data2vec 2.0 masking.")
+        if self.modality == "vision":
+            for name, value in _VISION_V2_BACKBONE.items():
+                if name.startswith("use_") and getattr(self.backbone_config, name) != value:
+                    raise ValueError(
+                        f"backbone_config.{name}={getattr(self.backbone_config, name)}: the data2vec 2.0 student "
+                        f"encodes only the visible patches, which needs {name}={value}."
+                    )
 
     @classmethod
     def from_preset(cls, modality: str, backbone_config: PreTrainedConfig | None = None, **overrides):
@@ -340,6 +505,20 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
           backbone is averaged (no sharing); BEiT block masking of 120 of 196 patches, at least 16 per block;
           backbone with shared relative position bias, layer scale 1e-4, drop-path 0.25, attention dropout 0.05.
 
+        With `mode="data2vec2"` in `overrides` the data2vec 2.0 base recipe is used instead. Text:
+        M=8 masked copies per sample (`clone_batch`), random masking of exactly 48% of the tokens, K=12 FFN outputs
+        instance-normalised over time, no final norm, L2 loss with `loss_scale=1`, a decoder of 5 `Conv1d(k=9)`
+        blocks (`decoder_dim` = hidden size, no residual) with a 2-layer projection, EMA 0.9999 -> 0.99999 over
+        100,000 updates, embeddings shared with the student. For images: M=16 inverse block masks (80% masked,
+        visible blocks of 3 x 3, adjust 0.07), K=10 FFN outputs, instance norm per layer and a final LayerNorm, L2
+        loss times 1/sqrt(D), a decoder of 6 `Conv2d(k=3, groups=16)` blocks with residuals over the patch grid,
+        EMA 0.9998 -> 0.99999 over 100,000 updates, nothing shared; the backbone gets absolute positions instead of
+        relative position bias, no layer scale, no dropout or drop-path (the global CLS loss is not implemented).
+        Audio: M=8 block masks (exactly 50% of the frames, spans of 5, adjust 0.05), K=8 FFN outputs with instance
+        norm per layer, L2 loss times 1/sqrt(D), a decoder of 4 `Conv1d(k=7, groups=16)` blocks of `hidden_size / 2`
+        channels with residuals, EMA 0.999 -> 0.99999 over 75,000 updates, CNN and feature projection shared (the
+        positional convolution is averaged; fairseq's ALiBi attention bias has no HF counterpart and is left out).
+
         Args:
             modality (`str`): `"text"`, `"audio"` or `"vision"`.
             backbone_config (`PreTrainedConfig`, *optional*):
@@ -348,6 +527,9 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         """
         if modality not in _PRESETS:
             raise ValueError(f"Unknown modality {modality!r}; expected one of {sorted(_PRESETS)}.")
+        presets = _PRESETS_V2 if overrides.get("mode") == "data2vec2" else _PRESETS
+        if modality not in presets:
+            raise ValueError(f"mode='data2vec2' has no {modality!r} preset; available: {sorted(presets)}.")
         if backbone_config is None:
             backbone_config = _base_backbone_config(modality)
         elif MODALITY_BY_MODEL_TYPE.get(getattr(backbone_config, "model_type", None)) != modality:
@@ -355,11 +537,17 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
                 f"from_preset({modality!r}) got a {type(backbone_config).__name__}; expected the Data2Vec "
                 f"{modality} backbone configuration."
             )
-        fields = copy.deepcopy(_PRESETS[modality])
+        backbone_config = copy.deepcopy(backbone_config)
+        if presets is _PRESETS_V2 and modality == "vision":
+            for name, value in _VISION_V2_BACKBONE.items():
+                setattr(backbone_config, name, value)
+        fields = copy.deepcopy(presets[modality])
+        if presets is _PRESETS_V2 and modality == "audio":
+            fields["decoder_dim"] = backbone_config.hidden_size // 2
         if modality == "text" and backbone_config.vocab_size == 50265:
             fields["mask_token_id"] = 50264
         fields.update(overrides)
-        return cls(backbone_config=copy.deepcopy(backbone_config), **fields)
+        return cls(backbone_config=backbone_config, **fields)
 
 
 __all__ = ["Data2VecPretrainingConfig"]

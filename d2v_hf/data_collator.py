@@ -199,7 +199,11 @@ class DataCollatorForData2VecVision:
 
 
 def data_collator_for(config: Data2VecPretrainingConfig, tokenizer=None, **kwargs):
-    """The collator of the config's modality."""
+    """The collator of the config's modality (and of data2vec 2.0 when `config.mode == "data2vec2"`)."""
+    if config.mode == "data2vec2":
+        from .data2vec2_masking import data2vec2_collator_for
+
+        return data2vec2_collator_for(config, tokenizer, **kwargs)
     if config.modality == "text":
         if tokenizer is None:
             raise ValueError("The text collator needs a tokenizer.")

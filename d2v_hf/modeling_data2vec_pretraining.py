@@ -15,6 +15,7 @@ from transformers.utils import ModelOutput
 from .backbones import INPUT_NAME, build_backbone, check_inputs, check_mask, num_output_positions, target_modules
 from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
 from .ema import check_decay, ema_update_, get_annealed_rate, split_shared_parameters
+from .modeling_data2vec2 import Data2Vec2Decoder, data2vec2_predictions
 
 
 @dataclass
@@ -116,7 +117,10 @@ class Data2VecForPretraining(PreTrainedModel):
         self.main_input_name = INPUT_NAME[self.modality]
         self.student = build_backbone(config.backbone_config, self.modality)
         self.teacher = build_backbone(config.backbone_config, self.modality)
-        self.head = Data2VecRegressionHead(config.hidden_size, config.head_layers)
+        if config.mode == "data2vec2":  # data2vec 2.0: the convolutional decoder takes the regression head's place
+            self.head = Data2Vec2Decoder(config)
+        else:
+            self.head = Data2VecRegressionHead(config.hidden_size, config.head_layers)
         # the number of EMA steps taken so far; saved with the weights so that a resumed run continues the schedule
         self.register_buffer("ema_num_updates", torch.zeros((), dtype=torch.long))
         self._ema_fp32_master = None
@@ -163,7 +167,9 @@ class Data2VecForPretraining(PreTrainedModel):
             attention_mask (`torch.Tensor` of shape `(batch_size, seq_len)`, *optional*):
                 1 for real tokens / audio samples, 0 for padding.
             mask (`torch.BoolTensor` of shape `(batch_size, num_positions)`):
-                True where the student's input is masked: tokens, feature frames (after the CNN) or patches.
+                True where the student's input is masked: tokens, feature frames (after the CNN) or patches. With
+                `config.mode="data2vec2"`: `(batch_size * clone_batch, num_positions)`, one row per masked copy
+                (optional: drawn at random when omitted), see [`data2vec2_predictions`].
             student_input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
                 Text only: the corrupted student input (BERT 80/10/10 masking). Without it, every masked position
                 gets `config.mask_token_id`. Every position of `mask` is scored either way (paper, fairseq#4229).
@@ -173,19 +179,23 @@ class Data2VecForPretraining(PreTrainedModel):
         inputs = {"input_ids": input_ids, "input_values": input_values, "pixel_values": pixel_values}
         inputs.update({k: v for k, v in kwargs.items() if k in ("input_ids", "input_values", "pixel_values")})
         main_input, padding = check_inputs(self.config, {**inputs, "attention_mask": attention_mask})
-        mask = check_mask(
-            mask, main_input.shape[0], num_output_positions(self.config, main_input), padding, self.modality
-        )
+        if self.config.mode == "data2vec2":
+            # 1-3. data2vec 2.0: M masked copies, sparse student, conv decoder, one teacher pass per sample
+            predictions, targets, mask = data2vec2_predictions(self, main_input, attention_mask, mask)
+        else:
+            mask = check_mask(
+                mask, main_input.shape[0], num_output_positions(self.config, main_input), padding, self.modality
+            )
 
-        # 1. student forward on the masked input (mask token / learned mask embedding / mask token)
-        hidden_states = self._student_forward(main_input, attention_mask, mask, student_input_ids)
+            # 1. student forward on the masked input (mask token / learned mask embedding / mask token)
+            hidden_states = self._student_forward(main_input, attention_mask, mask, student_input_ids)
 
-        # 2. teacher targets on the unmasked input: average of the top-K normalised layers (Sec. 3.3 of the paper)
-        targets = self.compute_targets(**{self.main_input_name: main_input, "attention_mask": attention_mask})
+            # 2. teacher targets on the unmasked input: average of the top-K normalised layers (paper Sec. 3.3)
+            targets = self.compute_targets(**{self.main_input_name: main_input, "attention_mask": attention_mask})
 
-        # 3. regress the targets at the masked positions only
-        predictions = self.head(hidden_states[mask])
-        targets = targets[mask]
+            # 3. regress the targets at the masked positions only
+            predictions = self.head(hidden_states[mask])
+            targets = targets[mask]
         num_masked = mask.sum()
         loss = self.regression_loss(predictions, targets) / num_masked
 

@@ -324,7 +324,11 @@ def pretraining_model_card(model: Data2VecForPretraining, model_name: str, data_
             "teacher_shared_params",
         )
     }
-    if config.modality == "text":
+    if config.mode == "data2vec2":
+        recipe.pop("head_layers")
+        recipe.update({k: getattr(config, k) for k in ("mode", "clone_batch", "mask_prob", "decoder_layers")})
+        recipe.update(decoder_kernel=config.decoder_kernel, decoder_dim=config.decoder_dim or config.hidden_size)
+    elif config.modality == "text":
         recipe.update(text_mask_strategy=config.text_mask_strategy, mask_prob=config.mask_prob)
     elif config.modality == "audio":
         recipe.update(mask_prob=config.mask_prob, mask_length=config.mask_length)
@@ -352,7 +356,8 @@ def pretraining_model_card(model: Data2VecForPretraining, model_name: str, data_
     )
     return build_model_card(
         model_name,
-        description=f"data2vec 1.0 pretraining of a {config.modality} backbone with d2v_hf.",
+        description=f"data2vec {'2.0' if config.mode == 'data2vec2' else '1.0'} pretraining of a {config.modality} "
+        "backbone with d2v_hf.",
         training_details=details,
         extra_markdown=extra,
         tags=["data2vec", "self-supervised-learning", config.modality, "d2v_hf"],

@@ -1,0 +1,336 @@
+"""
+data2vec 2.0 (https://huggingface.co/papers/2212.07525), the efficient mode of [`Data2VecForPretraining`]
+(`config.mode="data2vec2"`), on the Hugging Face text, audio and vision backbones:
+
+- M masked copies of each sample (`config.clone_batch`) share ONE teacher pass: the targets are computed once per
+  sample and indexed by each copy's masked positions (no M-fold teacher cost);
+- the student encodes only the unmasked tokens, MAE-style: the backbone's embeddings (tokens, learned positions,
+  LayerNorm, dropout) are computed for the whole sequence, the unmasked rows are gathered and the encoder layers of
+  `Data2VecTextModel.encoder` run on them with a matching attention mask (images: patch embeddings, CLS and
+  absolute positions, then the visible patches behind the CLS token through the layers of
+  `Data2VecVisionModel.encoder`; audio: CNN features, the positional convolution on the masked-zeroed copy, then
+  the visible frames through the layers of `Data2VecAudioModel.encoder`);
+- a lightweight convolutional decoder reads the encoder outputs scattered back to their positions, masked slots
+  filled with `N(0, mask_noise_std**2)` noise, and predicts the targets (L2 loss at masked positions).
+
+[`Data2VecForPretraining.forward`] calls [`data2vec2_predictions`] when `config.mode == "data2vec2"`; the teacher,
+the target computation, the loss, the EMA and the Trainer are shared with data2vec 1.0.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
+
+from .backbones import check_inputs, num_output_positions
+
+
+class Data2Vec2DecoderBlock(nn.Module):
+    """
+    `Conv(k, groups, "same" padding) -> LayerNorm over channels (no affine) -> GELU` on `(batch, seq, dim)`: a
+    `Conv1d` over the sequence, or with `grid` a `Conv2d` over the `grid = (height, width)` patch grid.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int, groups: int, grid: tuple[int, int] | None = None):
+        super().__init__()
+        conv = nn.Conv1d if grid is None else nn.Conv2d
+        self.conv = conv(in_dim, out_dim, kernel_size, padding=kernel_size // 2, groups=groups)
+        self.out_dim, self.grid = out_dim, grid
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch_size, seq_len, channels = hidden_states.shape
+        hidden_states = hidden_states.transpose(1, 2)
+        if self.grid is not None:
+            hidden_states = hidden_states.reshape(batch_size, channels, *self.grid)
+        hidden_states = self.conv(hidden_states).reshape(batch_size, self.out_dim, seq_len).transpose(1, 2)
+        return F.gelu(F.layer_norm(hidden_states, (self.out_dim,)))
+
+
+class Data2Vec2Decoder(nn.Module):
+    """
+    fairseq's `Decoder1d` (text) / `Decoder2d` (images, over the patch grid): `decoder_layers` convolution blocks
+    (with a residual connection when `decoder_residual` and the shapes match), then a linear projection (or a
+    2-layer MLP) back to `hidden_size`.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        hidden_size = config.hidden_size
+        dim = config.decoder_dim or hidden_size
+        self.residual = config.decoder_residual
+        self.input_dropout = nn.Dropout(config.decoder_input_dropout)
+        self.noise_std = config.mask_noise_std
+        grid = None
+        if config.modality == "vision":
+            backbone = config.backbone_config
+            size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
+            grid = (size // backbone.patch_size,) * 2
+        self.blocks = nn.ModuleList(
+            Data2Vec2DecoderBlock(
+                hidden_size if i == 0 else dim, dim, config.decoder_kernel, config.decoder_groups, grid
+            )
+            for i in range(config.decoder_layers)
+        )
+        layers, width = [], dim
+        for i in range(config.decoder_projection_layers - 1):
+            next_width = 2 * width if i == 0 else width
+            layers += [nn.Linear(width, next_width), nn.GELU()]
+            width = next_width
+        layers.append(nn.Linear(width, hidden_size))
+        self.projection = nn.Sequential(*layers)
+
+    def build_input(self, visible_states, positions, keep, real=None) -> torch.Tensor:
+        """
+        The decoder input `(num_rows, seq, hidden)`: the (dropped-out) encoder outputs `visible_states`
+        `(num_rows, max_visible, hidden)` scattered back to their `positions` `(num_rows, max_visible)`; positions
+        where `keep` `(num_rows, seq)` is False get noise, padding (`real` False) gets zeros.
+        """
+        visible_states = self.input_dropout(visible_states)
+        shape = (*keep.shape, visible_states.shape[-1])
+        noise = torch.randn(shape, device=keep.device, dtype=visible_states.dtype) * self.noise_std
+        index = positions.unsqueeze(-1).expand(-1, -1, shape[-1])
+        scattered = torch.zeros(shape, device=keep.device, dtype=visible_states.dtype).scatter(
+            1, index, visible_states
+        )
+        decoder_input = torch.where(keep.unsqueeze(-1), scattered, noise)
+        if real is not None:
+            decoder_input = decoder_input * real.unsqueeze(-1).to(decoder_input.dtype)
+        return decoder_input
+
+    def forward(self, hidden_states, real=None, output_mask=None) -> torch.Tensor:
+        """
+        Args:
+            hidden_states (`torch.FloatTensor` of shape `(num_rows, seq, hidden)`): from [`build_input`].
+            real (`torch.BoolTensor` of shape `(num_rows, seq)`, *optional*): False at padding, which is re-zeroed
+                after each block so that padding never leaks into real positions.
+            output_mask (`torch.BoolTensor` of shape `(num_rows, seq)`, *optional*): project only these positions.
+
+        Returns:
+            `(num_rows, seq, hidden)`, or `(output_mask.sum(), hidden)` with `output_mask`.
+        """
+        keep_real = None if real is None else real.unsqueeze(-1).to(hidden_states.dtype)
+        residual = hidden_states
+        for block in self.blocks:
+            hidden_states = block(hidden_states)
+            if self.residual and residual.shape == hidden_states.shape:
+                hidden_states = hidden_states + residual
+            if keep_real is not None:
+                hidden_states = hidden_states * keep_real
+            residual = hidden_states
+        if output_mask is not None:
+            hidden_states = hidden_states[output_mask]
+        return self.projection(hidden_states)
+
+
+def gather_visible(hidden_states: torch.Tensor, keep: torch.BoolTensor):
+    """
+    Packs the kept rows of each sequence to the front, in order.
+
+    Args:
+        hidden_states (`torch.Tensor` of shape `(num_rows, seq, hidden)`)
+        keep (`torch.BoolTensor` of shape `(num_rows, seq)`): True at the positions the student encodes.
+
+    Returns:
+        `(visible_states, visible_mask, positions)`: `(num_rows, max_visible, hidden)`, `(num_rows, max_visible)`
+        True where a row has a kept token, and `(num_rows, max_visible)` the original position of each slot.
+    """
+    num_visible = keep.sum(1)
+    max_visible = int(num_visible.max())
+    positions = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :max_visible]
+    visible_states = hidden_states.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden_states.shape[-1]))
+    visible_mask = torch.arange(max_visible, device=keep.device) < num_visible.unsqueeze(1)
+    return visible_states, visible_mask, positions
+
+
+def encode_visible_text(student, input_ids, keep, clone_batch: int):
+    """
+    The sparse student: embeddings of the whole sequence (once per sample), repeated for the M copies, then the
+    encoder layers on the kept tokens only.
+
+    Args:
+        student (`Data2VecTextModel`)
+        input_ids (`torch.LongTensor` of shape `(batch, seq)`): the original tokens.
+        keep (`torch.BoolTensor` of shape `(batch * clone_batch, seq)`): real and not masked.
+        clone_batch (`int`): M.
+
+    Returns:
+        `(visible_states, visible_mask, positions)` as [`gather_visible`], `visible_states` being the encoder output.
+    """
+    embeddings = student.embeddings(input_ids=input_ids).repeat_interleave(clone_batch, 0)
+    visible_states, visible_mask, positions = gather_visible(embeddings, keep)
+    attention_mask = create_bidirectional_mask(
+        config=student.config, inputs_embeds=visible_states, attention_mask=visible_mask
+    )
+    visible_states = student.encoder(visible_states, attention_mask=attention_mask).last_hidden_state
+    return visible_states, visible_mask, positions
+
+
+def encode_visible_patches(student, pixel_values, keep, clone_batch: int):
+    """
+    The sparse student for images (MAE-style): patch embeddings + CLS + absolute positions for the whole image (once
+    per sample), repeated for the M copies; the visible patches are gathered behind the CLS token and go through
+    the encoder layers and the final LayerNorm. Needs the same number of visible patches in every copy.
+
+    Args:
+        student (`Data2VecVisionModel`): without relative position bias.
+        pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)`)
+        keep (`torch.BoolTensor` of shape `(batch * clone_batch, num_patches)`): the visible patches.
+        clone_batch (`int`): M.
+
+    Returns:
+        `(visible_states, visible_mask, positions)` as [`gather_visible`] (patches only, no CLS).
+    """
+    embeddings, resolution = student.embeddings(pixel_values)
+    embeddings = embeddings.repeat_interleave(clone_batch, 0)
+    patches, visible_mask, positions = gather_visible(embeddings[:, 1:], keep)
+    hidden_states = torch.cat([embeddings[:, :1], patches], dim=1)
+    for layer in student.encoder.layer:
+        hidden_states = layer(hidden_states, resolution=resolution)[0]
+    hidden_states = student.layernorm(hidden_states)
+    return hidden_states[:, 1:], visible_mask, positions
+
+
+def encode_visible_frames(student, input_values, keep, clone_batch: int):
+    """
+    The sparse student for audio: CNN features and their projection (once per sample), repeated for the M copies;
+    the positional convolution of the encoder runs on each copy with its masked frames zeroed and is added at the
+    visible frames only (fairseq's `encoder_zero_mask`); the visible frames then go through the encoder's LayerNorm,
+    dropout and layers (with LayerDrop). Needs the same number of visible frames in every copy.
+
+    Args:
+        student (`Data2VecAudioModel`)
+        input_values (`torch.FloatTensor` of shape `(batch, num_samples)`): unpadded raw audio.
+        keep (`torch.BoolTensor` of shape `(batch * clone_batch, num_frames)`): the visible frames.
+        clone_batch (`int`): M.
+
+    Returns:
+        `(visible_states, visible_mask, positions)` as [`gather_visible`].
+    """
+    features = student.feature_extractor(input_values).transpose(1, 2)
+    hidden_states = student.feature_projection(features)[0].repeat_interleave(clone_batch, 0)
+    encoder = student.encoder
+    positions_embedded = encoder.pos_conv_embed(hidden_states * keep.unsqueeze(-1).to(hidden_states.dtype))
+    visible_states, visible_mask, positions = gather_visible(hidden_states + positions_embedded, keep)
+    hidden_states = encoder.dropout(encoder.layer_norm(visible_states))
+    for layer in encoder.layers:
+        if encoder.training and encoder.config.layerdrop > 0 and torch.rand([]) < encoder.config.layerdrop:
+            continue
+        hidden_states = layer(hidden_states)
+    return hidden_states, visible_mask, positions
+
+
+def check_clone_mask(mask, batch_size: int, seq_len: int, clone_batch: int, real) -> torch.BoolTensor:
+    """Validates the `(batch * clone_batch, seq)` mask of the M copies; returns it as bool."""
+    expected = (batch_size * clone_batch, seq_len)
+    if tuple(mask.shape) != expected:
+        raise ValueError(
+            f"mask has shape {tuple(mask.shape)}; data2vec 2.0 with clone_batch={clone_batch} and a batch of "
+            f"{batch_size} x {seq_len} positions needs one row per masked copy: {expected} (copies of a sample are "
+            "consecutive rows)."
+        )
+    if mask.dtype != torch.bool:
+        if mask.dtype.is_floating_point or ((mask != 0) & (mask != 1)).any():
+            raise ValueError(f"mask must be boolean (or 0/1 integers); got dtype {mask.dtype}.")
+        mask = mask.bool()
+    if not mask.any():
+        raise ValueError("mask has no masked position in the batch: there is nothing to regress.")
+    if (mask & ~real).any():
+        raise ValueError("mask marks padded tokens as masked; only real tokens can be masked.")
+    keep = real & ~mask
+    empty = (~keep.any(1)).nonzero().flatten()
+    if len(empty):
+        raise ValueError(f"mask row {int(empty[0])} masks every token: the student needs at least one visible token.")
+    return mask
+
+
+def _draw_mask(config, main_input, attention_mask, clone_batch, num_positions):
+    from .data2vec2_masking import compute_block_mask_1d, compute_inverse_block_mask, compute_random_mask
+
+    if config.modality == "text":
+        return compute_random_mask(attention_mask.cpu(), config.mask_prob, clone_batch).to(main_input.device)
+    if config.modality == "audio":
+        args = (num_positions, config.mask_prob, config.mask_length, config.mask_prob_adjust, clone_batch)
+        return torch.cat([compute_block_mask_1d(*args) for _ in range(main_input.shape[0])]).to(main_input.device)
+    grid_size = main_input.shape[-1] // config.backbone_config.patch_size
+    masks = [
+        compute_inverse_block_mask(
+            grid_size, config.mask_prob, config.mask_length, config.mask_prob_adjust, clone_batch
+        )
+        for _ in range(main_input.shape[0])
+    ]
+    return torch.cat(masks).to(main_input.device)
+
+
+def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
+    """
+    One data2vec 2.0 forward of `model` (a [`Data2VecForPretraining`] with `config.mode == "data2vec2"`).
+
+    Args:
+        main_input (`torch.Tensor`): the original (unmasked) `input_ids` `(batch, seq)`, `input_values`
+            `(batch, num_samples)` or `pixel_values` `(batch, C, H, W)`.
+        attention_mask (`torch.Tensor` of shape `(batch, seq)`, *optional*): text: 1 for real tokens (audio:
+            must be all ones if given).
+        mask (`torch.BoolTensor` of shape `(batch * clone_batch, num_positions)`, *optional*): True at the masked
+            tokens / frames / patches of each copy (copies of sample `i` are rows `i * M ... i * M + M - 1`); drawn
+            from the global RNG ([`compute_random_mask`], [`compute_block_mask_1d`], [`compute_inverse_block_mask`])
+            when `None`.
+
+    Returns:
+        `(predictions, targets, mask)`: decoder outputs and teacher targets at the masked positions, both
+        `(num_masked, hidden)`, and the bool mask.
+    """
+    config, modality = model.config, model.config.modality
+    name = {"text": "input_ids", "audio": "input_values", "vision": "pixel_values"}[modality]
+    main_input, padding = check_inputs(config, {name: main_input, "attention_mask": attention_mask})
+    batch_size, clone_batch = main_input.shape[0], config.clone_batch
+    if modality == "text":
+        if attention_mask is None:
+            attention_mask = torch.ones_like(main_input)
+        real = attention_mask.bool().repeat_interleave(clone_batch, 0)
+    else:
+        if padding is not None and not bool(padding.all()):
+            raise ValueError("data2vec 2.0 audio needs unpadded clips of equal length (crop to the shortest clip).")
+        num_positions = num_output_positions(config, main_input)
+        real = torch.ones(batch_size * clone_batch, num_positions, dtype=torch.bool, device=main_input.device)
+    if mask is None:
+        mask = _draw_mask(config, main_input, attention_mask, clone_batch, real.shape[1])
+    mask = check_clone_mask(mask, batch_size, real.shape[1], clone_batch, real)
+    keep = real & ~mask
+
+    # 1. student: only the unmasked tokens / frames / patches of each copy go through the encoder layers
+    if modality == "text":
+        visible_states, _, positions = encode_visible_text(model.student, main_input, keep, clone_batch)
+        unmasked = {"input_ids": main_input, "attention_mask": attention_mask}
+    else:
+        counts = keep.sum(1)
+        if not bool((counts == counts[0]).all()):
+            raise ValueError(
+                f"The masks keep between {int(counts.min())} and {int(counts.max())} positions; data2vec 2.0 "
+                f"{modality} needs the same number of visible positions in every copy (exact-count masks)."
+            )
+        encode = encode_visible_frames if modality == "audio" else encode_visible_patches
+        visible_states, _, positions = encode(model.student, main_input, keep, clone_batch)
+        unmasked = {name: main_input}
+
+    # 2. decoder: encoder outputs back at their positions, noise at masked ones; project the masked positions only
+    padded = real if modality == "text" and not bool(real.all()) else None
+    decoder_input = model.head.build_input(visible_states, positions, keep, padded)
+    predictions = model.head(decoder_input, real=padded, output_mask=mask)
+
+    # 3. teacher: one pass per sample on the unmasked input; copy c of sample i reads row i
+    targets = model.compute_targets(**unmasked)
+    rows, columns = mask.nonzero(as_tuple=True)
+    targets = targets[torch.div(rows, clone_batch, rounding_mode="floor"), columns]
+    return predictions, targets, mask
+
+
+__all__ = [
+    "Data2Vec2Decoder",
+    "Data2Vec2DecoderBlock",
+    "check_clone_mask",
+    "data2vec2_predictions",
+    "encode_visible_frames",
+    "encode_visible_patches",
+    "encode_visible_text",
+    "gather_visible",
+]

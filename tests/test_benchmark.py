@@ -1,0 +1,119 @@
+"""The fast data2vec 1.0 path against the straightforward one, gradient checkpointing, the benchmark smoke run."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from d2v_hf import Data2VecForPretraining
+from d2v_hf.benchmarking import python_loop_ema_, straightforward_loss, straightforward_targets
+
+from .test_targets import make_teacher_differ, manual_text_layers
+from .testing_utils import tiny_config, tiny_inputs
+
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run many times faster on one thread than on two oversubscribed ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("modality", ["text", "audio", "vision"])
+def test_fast_path_matches_straightforward_path_for_block_targets(modality):
+    overrides = {} if modality == "vision" else {"target_feature": "block"}
+    model = Data2VecForPretraining(tiny_config(modality, num_layers=3, average_top_k_layers=2, **overrides)).eval()
+    make_teacher_differ(model)
+    inputs = tiny_inputs(model.config, pad=False)
+    unmasked = {k: v for k, v in inputs.items() if k != "mask"}
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.compute_targets(**unmasked), straightforward_targets(model, **unmasked), atol=1e-5, rtol=1e-5
+        )
+        out = model(**inputs)
+        loss, predictions, targets = straightforward_loss(model, **inputs)
+    torch.testing.assert_close(out.targets, targets, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.predictions, predictions, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.loss, loss, atol=1e-5, rtol=1e-5)
+
+
+def test_straightforward_targets_refuse_ffn():
+    model = Data2VecForPretraining(tiny_config("text"))
+    with pytest.raises(ValueError, match="target_feature='ffn'"):
+        straightforward_targets(model, input_ids=torch.ones(1, 4, dtype=torch.long))
+
+
+def test_fast_ffn_loss_matches_manual_computation():
+    """The text preset (FFN outputs through hooks, LayerNorm per layer, smooth L1 beta 4) against a manual pass."""
+    model = Data2VecForPretraining(tiny_config("text", num_layers=3, average_top_k_layers=2)).eval()
+    make_teacher_differ(model)
+    inputs = tiny_inputs(model.config, pad=True)
+    with torch.no_grad():
+        out = model(**inputs)
+        ffn, _ = manual_text_layers(model.teacher, inputs["input_ids"], inputs["attention_mask"])
+        targets = torch.stack([torch.nn.functional.layer_norm(y, (32,)) for y in ffn[-2:]]).mean(0)[inputs["mask"]]
+        diff = (out.predictions - targets).abs()
+        expected = torch.where(diff < 4, 0.5 * diff**2 / 4, diff - 2).sum(-1).mean()
+    torch.testing.assert_close(out.targets, targets, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.loss, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_ema_matches_python_loop():
+    fast = Data2VecForPretraining(tiny_config("text"))  # the preset shares the embeddings
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in fast.student.parameters():
+            p.add_(torch.randn(p.shape, generator=generator))
+    slow = Data2VecForPretraining(fast.config)
+    slow.load_state_dict(fast.state_dict())
+    for _ in range(2):
+        assert fast.ema_step(0.9) == python_loop_ema_(slow, 0.9) == 0.9
+    for (name, a), b in zip(fast.teacher.state_dict().items(), slow.teacher.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-7, msg=name)
+    assert int(fast.ema_num_updates) == int(slow.ema_num_updates) == 2
+
+
+@pytest.mark.parametrize("mode", ["data2vec", "data2vec2"])
+def test_gradient_checkpointing_gives_the_same_gradients(mode):
+    extra = {"mode": "data2vec2", "clone_batch": 2, "decoder_input_dropout": 0.0, "mask_noise_std": 0.0}
+    config = tiny_config("text", backbone_kwargs=NO_DROPOUT, **(extra if mode == "data2vec2" else {}))
+    model = Data2VecForPretraining(config).train()
+    inputs = tiny_inputs(config, pad=False)
+    if mode == "data2vec2":
+        inputs.pop("mask")  # drawn from the global RNG
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable()  # what the Trainer's --gradient_checkpointing calls
+        torch.manual_seed(0)
+        model(**inputs).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        model.zero_grad(set_to_none=True)
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.student.encoder.layer)
+    assert grads[0].keys() == grads[1].keys() and not any(n.startswith("teacher.") for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_benchmark_script_reports_every_variant(capsys):
+    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "pretraining_throughput.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = ["--batch_size=2", "--length=16", "--steps=1", "--warmup=0", "--threads=1", "--clone_batch=2"]
+    report = script.main(["--modality=text", *tiny, "--amortisation"])
+    assert report == capsys.readouterr().out.strip()
+    assert report.startswith("Hardware: CPU")
+    for row in ("(a) HF RobertaForMaskedLM", "(b) data2vec 1.0", "(c) data2vec 2.0", "(d) data2vec 1.0"):
+        assert sum(line.startswith(f"| {row}") for line in report.splitlines()) == 1, row
+    assert "teacher per copy" in report and "| 8 |" in report
+    vision = script.main(["--modality=vision", "--length=16", *tiny, "--variants=hf,data2vec"])
+    assert "(a) HF BeitForMaskedImageModeling" in vision and "(c)" not in vision
+    with pytest.raises(ValueError, match="unknown"):
+        script.main(["--variants=hf,bogus"])
