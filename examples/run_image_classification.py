@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Fine-tune a data2vec-vision (or any transformers image) model for image classification.
+
+    # A data2vec student exported by run_pretraining.py on Fashion-MNIST's IDX files (train: train-*, eval: t10k-*)
+    python examples/run_image_classification.py --model_name_or_path d2v-vision/student \
+        --train_dir ../shared/data/vision/fashion-mnist --validation_dir ../shared/data/vision/fashion-mnist \
+        --do_train --do_eval --learning_rate 1e-3 --num_train_epochs 5 --output_dir out/fashion-mnist
+
+    # Class folders (train/cat/*.jpg, train/dog/*.jpg, ...), a Hub checkpoint with a 1000-class head, LoRA adapters
+    python examples/run_image_classification.py --model_name_or_path facebook/data2vec-vision-base-ft1k \
+        --train_dir data/train --validation_dir data/val --ignore_mismatched_sizes --use_peft \
+        --do_train --do_eval --output_dir out/pets-lora
+
+    # A Hub dataset, several processes, all arguments from a JSON file
+    accelerate launch --num_processes 2 examples/run_image_classification.py --dataset_name uoft-cs/cifar10 \
+        --image_column_name img --model_name_or_path google/vit-base-patch16-224-in21k --do_train --do_eval ...
+    python examples/run_image_classification.py args.json
+
+Images are resized to the model's `image_size` (random resized crop + horizontal flip for training, resize + centre
+crop for evaluation) and normalised with the checkpoint's image processor statistics (0.5 without one, as
+data2vec-vision). The model card (`README.md`, evaluation accuracy in its model-index) and an image processor are
+written to `--output_dir`; `--push_to_hub` uploads the folder.
+"""
+
+import logging
+
+from transformers import Trainer, TrainingArguments, set_seed
+
+from d2v_hf.finetuning import parse_arguments, setup_logging
+from d2v_hf.finetuning_vision_audio import (
+    ClassificationModelArguments,
+    ImageClassificationCollator,
+    ImageDataArguments,
+    accuracy_compute_metrics,
+    align_labels_with_checkpoint,
+    build_classification_model,
+    check_image_size,
+    load_checkpoint_config,
+    load_image_classification_datasets,
+    load_processor_settings,
+    make_processor,
+    prepare_training_arguments,
+    train_evaluate_and_save_card,
+)
+
+
+logger = logging.getLogger(__name__)
+
+
+def main(args=None):
+    model_args, data_args, training_args = parse_arguments(
+        (ClassificationModelArguments, ImageDataArguments, TrainingArguments), args
+    )
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    # The checkpoint first: another modality or a bad image size fails before any data is read.
+    config = load_checkpoint_config(model_args, "vision", "run_image_classification.py")
+    image_size = check_image_size(config)
+    settings = load_processor_settings(model_args, "vision")
+
+    data = load_image_classification_datasets(
+        data_args, image_size, settings["image_mean"], settings["image_std"], training_args.seed, model_args
+    )
+    prepare_training_arguments(training_args, data)
+    data = align_labels_with_checkpoint(config, data, model_args.ignore_mismatched_sizes)
+    logger.info(f"{data.description}: {len(data.label_names)} classes {data.label_names}")
+    model = build_classification_model(config, model_args, data.label_names)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train if training_args.do_train else None,
+        eval_dataset=data.validation,
+        compute_metrics=accuracy_compute_metrics(),
+        data_collator=ImageClassificationCollator(),
+        processing_class=make_processor("vision", settings, image_size),
+    )
+    return train_evaluate_and_save_card(
+        trainer,
+        model_args,
+        data,
+        "image-classification",
+        extra_details={"image_size": image_size, "min_crop_scale": data_args.min_crop_scale},
+    )
+
+
+if __name__ == "__main__":
+    main()
