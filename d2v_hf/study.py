@@ -1,0 +1,1197 @@
+"""
+The study behind `examples/study.py`: data2vec text pretraining against RoBERTa-style masked-language-model (MLM)
+pretraining and against random initialisation, on real data, with the same compute budget.
+
+Three arms share one byte-level BPE tokenizer (trained once on the corpus slice), one backbone configuration (the
+tiny `Data2VecTextConfig` of [`~d2v_hf.pretraining.tiny_backbone_config`] in quick mode, RoBERTa-base size in full
+mode) and, for the two pretrained arms, the same corpus blocks, optimizer, schedule, number of steps, batch size and
+sequence length:
+
+- `data2vec`: `examples/run_pretraining.py` (the data2vec 1.0 text recipe, [`~d2v_hf.Data2VecForPretraining`]); its
+  exported student is fine-tuned.
+- `mlm`: `Data2VecTextForMaskedLM` (the same backbone class) with transformers' `DataCollatorForLanguageModeling`
+  (15% of the tokens, 80% `<mask>` / 10% random / 10% unchanged) and the plain `Trainer` ([`pretrain_mlm`]).
+- `random`: a randomly initialised `Data2VecTextModel` (one per fine-tuning seed).
+
+Each arm is then fine-tuned with `examples/run_glue.py` (SST-2, STS-B) and `examples/run_qa.py` (XQuAD: trained on
+the English questions of half of the articles, evaluated on the other half in all 12 languages, i.e. zero-shot on
+the 11 non-English ones), with the same hyperparameters for every arm, over several seeds.
+[`write_study_report`] turns the raw results (`study_results.json`) into `study.md` with tables and learning-curve
+plots; [`write_study_model_cards`] writes one model card per produced model with the downstream results in its
+model-index ([`~d2v_hf.modelcard.build_model_card`]); [`push_study_models`] uploads them.
+
+```python
+>>> from d2v_hf.study import StudyArguments, run_study
+>>> results = run_study(StudyArguments(mode="quick", data_dir="../shared/data"))  # under 30 minutes on 2 CPU cores
+```
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shlex
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+logger = logging.getLogger(__name__)
+
+ARMS = ("data2vec", "mlm", "random")
+ARM_TITLES = {
+    "data2vec": "data2vec 1.0",
+    "mlm": "RoBERTa-style MLM",
+    "random": "random init",
+}
+TEXT_TASKS = ("sst2", "stsb", "xquad")
+# Main score (0-100) of each task: the number averaged into the GLUE-style average.
+TASK_SCORES = {
+    "sst2": ("accuracy", "SST-2 accuracy"),
+    "stsb": ("corr", "STS-B (Pearson + Spearman) / 2"),
+    "xquad": ("en_f1", "XQuAD-en F1"),
+}
+
+# Sizes of the two modes. `quick` fits a shared 2-core CPU in under 30 minutes; `full` is meant for one GPU.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(
+        model_size="tiny",
+        corpus_lines=12000,
+        tokenizer_vocab_size=4000,
+        max_seq_length=64,
+        pretrain_steps=250,
+        pretrain_batch_size=32,
+        pretrain_learning_rate=1e-3,
+        pretrain_warmup_steps=25,
+        seeds="0,1",
+        finetune_steps=250,
+        finetune_batch_size=16,
+        finetune_learning_rate=2e-3,
+        glue_max_train_samples=4000,
+        glue_max_eval_samples=None,
+        qa_steps=60,
+        qa_batch_size=16,
+        qa_max_seq_length=256,
+        qa_doc_stride=32,
+        qa_max_eval_samples=30,
+        eval_points=5,
+        torch_threads=1,
+    ),
+    "full": dict(
+        model_size="base",
+        corpus_lines=None,
+        tokenizer_vocab_size=32000,
+        max_seq_length=256,
+        pretrain_steps=50000,
+        pretrain_batch_size=64,
+        pretrain_learning_rate=5e-4,
+        pretrain_warmup_steps=2500,
+        seeds="0,1,2,3,4",
+        finetune_steps=4000,
+        finetune_batch_size=32,
+        finetune_learning_rate=2e-5,
+        glue_max_train_samples=None,
+        glue_max_eval_samples=None,
+        qa_steps=1000,
+        qa_batch_size=32,
+        qa_max_seq_length=384,
+        qa_doc_stride=128,
+        qa_max_eval_samples=None,
+        eval_points=10,
+        torch_threads=0,
+    ),
+}
+
+
+@dataclass
+class StudyArguments:
+    """What the study runs. Fields left at `None` take the value of the `mode` preset (`quick` or `full`)."""
+
+    mode: str = field(default="quick", metadata={"help": "quick (2-core CPU, < 30 min) or full (one GPU)."})
+    data_dir: str = field(default="../shared/data", metadata={"help": "The real-data folder (glue, xquad, corpus)."})
+    output_dir: str = field(default="outputs/study", metadata={"help": "Checkpoints and per-run outputs."})
+    docs_dir: str = field(default="docs", metadata={"help": "Where study.md, study_results.json and img/ go."})
+    model_cards_dir: str = field(default="model_cards", metadata={"help": "One folder per model, with README.md."})
+    tasks: str = field(default="sst2,stsb,xquad", metadata={"help": "Comma-separated: sst2, stsb, xquad."})
+    arms: str = field(default="data2vec,mlm,random", metadata={"help": "Comma-separated: data2vec, mlm, random."})
+    seeds: str | None = field(default=None, metadata={"help": "Fine-tuning seeds, comma-separated."})
+    model_size: str | None = field(default=None, metadata={"help": "tiny (4 x 64) or base (12 x 768)."})
+    corpus_lines: int | None = field(default=None, metadata={"help": "Corpus lines used (evenly spaced); 0 = all."})
+    tokenizer_vocab_size: int | None = field(default=None, metadata={"help": "BPE vocabulary size."})
+    max_seq_length: int | None = field(default=None, metadata={"help": "Pretraining block and GLUE length."})
+    pretrain_steps: int | None = field(default=None, metadata={"help": "Optimizer steps of each pretraining arm."})
+    pretrain_batch_size: int | None = field(default=None, metadata={"help": "Blocks per pretraining step."})
+    pretrain_learning_rate: float | None = field(default=None, metadata={"help": "Peak pretraining learning rate."})
+    pretrain_warmup_steps: int | None = field(default=None, metadata={"help": "Linear warmup steps."})
+    finetune_steps: int | None = field(default=None, metadata={"help": "Steps of each GLUE fine-tuning run."})
+    finetune_batch_size: int | None = field(default=None, metadata={"help": "GLUE batch size."})
+    finetune_learning_rate: float | None = field(default=None, metadata={"help": "Fine-tuning learning rate."})
+    glue_max_train_samples: int | None = field(default=None, metadata={"help": "GLUE training examples kept."})
+    glue_max_eval_samples: int | None = field(default=None, metadata={"help": "GLUE dev examples kept."})
+    qa_steps: int | None = field(default=None, metadata={"help": "Steps of each XQuAD fine-tuning run."})
+    qa_batch_size: int | None = field(default=None, metadata={"help": "XQuAD batch size."})
+    qa_max_seq_length: int | None = field(default=None, metadata={"help": "XQuAD feature length."})
+    qa_doc_stride: int | None = field(default=None, metadata={"help": "XQuAD context window overlap."})
+    qa_max_eval_samples: int | None = field(default=None, metadata={"help": "XQuAD questions per language."})
+    eval_points: int | None = field(default=None, metadata={"help": "GLUE dev evaluations per run (curves)."})
+    torch_threads: int | None = field(
+        default=None, metadata={"help": "torch.set_num_threads (0: torch's default); 1 is fastest on a shared CPU."}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the models with their cards."})
+    hub_org: str | None = field(default=None, metadata={"help": "Hub user or organisation for --push_to_hub."})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+
+    def __post_init__(self):
+        if self.mode not in _PRESETS:
+            raise ValueError(f"--mode {self.mode!r}; expected one of {sorted(_PRESETS)}.")
+        for key, value in _PRESETS[self.mode].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.corpus_lines == 0:
+            self.corpus_lines = None
+        unknown = sorted(set(self.task_list) - set(TEXT_TASKS)) + sorted(set(self.arm_list) - set(ARMS))
+        if unknown:
+            raise ValueError(f"Unknown task(s)/arm(s) {unknown}; tasks: {TEXT_TASKS}, arms: {ARMS}.")
+        if self.push_to_hub and not self.hub_org:
+            raise ValueError("--push_to_hub needs --hub_org (the Hub user or organisation to upload to).")
+
+    @property
+    def task_list(self) -> list[str]:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+    @property
+    def arm_list(self) -> list[str]:
+        return [a.strip() for a in self.arms.split(",") if a.strip()]
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in str(self.seeds).split(",") if str(s).strip()]
+
+    def to_dict(self) -> dict[str, Any]:
+        skip = {"hub_token"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _load_example(name: str):
+    """Imports `examples/<name>.py` of the repository checkout (the scripts are not part of the installed package)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the study runs from a checkout of the d2v_hf repository.")
+    spec = importlib.util.spec_from_file_location(f"d2v_hf_study_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cli(**kwargs) -> list[str]:
+    """`_cli(do_train=True, seed=1)` -> `["--do_train", "--seed", "1"]`; `None`/`False` values are left out."""
+    args = []
+    for key, value in kwargs.items():
+        if value is True:
+            args.append(f"--{key}")
+        elif value is not None and value is not False:
+            args += [f"--{key}", str(value)]
+    return args
+
+
+def _device_kwargs() -> dict[str, Any]:
+    import torch
+
+    return {} if torch.cuda.is_available() else {"use_cpu": True}
+
+
+def _common_training_kwargs() -> dict[str, Any]:
+    return dict(report_to="none", save_strategy="no", disable_tqdm="true", log_level="warning", **_device_kwargs())
+
+
+def _read_log_history(output_dir: str | os.PathLike) -> list[dict]:
+    path = Path(output_dir) / "trainer_state.json"
+    return json.loads(path.read_text())["log_history"] if path.is_file() else []
+
+
+def _series(log_history: list[dict], key: str) -> list[list[float]]:
+    return [[e["step"], float(e[key])] for e in log_history if key in e and e[key] is not None]
+
+
+def environment_info() -> dict[str, Any]:
+    """Hardware and library versions, for the report and the model cards."""
+    import torch
+    import transformers
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    return {
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data and tokenizer
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_corpus(corpus_file: str | os.PathLike, output_file: str | os.PathLike, max_lines: int | None) -> dict:
+    """
+    Writes `max_lines` evenly spaced non-empty lines of `corpus_file` (gzip or plain text, one paragraph a line) to
+    `output_file` (all lines when `max_lines` is `None`). GCIDE is sorted alphabetically, so even spacing keeps the
+    whole vocabulary range. Returns a description (lines, words, characters).
+    """
+    opener = gzip.open if str(corpus_file).endswith(".gz") else open
+    with opener(corpus_file, "rt", encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    lines = [line for line in lines if line and not line.startswith("00-database")]
+    if max_lines is not None and max_lines < len(lines):
+        stride = len(lines) / max_lines
+        lines = [lines[int(i * stride)] for i in range(max_lines)]
+    output_file = Path(output_file)
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {
+        "source": Path(corpus_file).name,
+        "lines": len(lines),
+        "words": sum(len(line.split()) for line in lines),
+        "chars": sum(len(line) for line in lines),
+    }
+
+
+def train_study_tokenizer(corpus_file: str | os.PathLike, output_dir: str | os.PathLike, vocab_size: int):
+    """Trains the byte-level BPE tokenizer that every arm shares, and saves it to `output_dir`."""
+    from .tokenization import train_bpe_tokenizer
+
+    lines = Path(corpus_file).read_text(encoding="utf-8").splitlines()
+    tokenizer = train_bpe_tokenizer(lines, vocab_size=vocab_size)
+    tokenizer.save_pretrained(output_dir)
+    return tokenizer
+
+
+def study_backbone_config(model_size: str, tokenizer):
+    """The backbone every arm uses: exactly the student configuration `run_pretraining.py` builds."""
+    from .pretraining import Data2VecModelArguments, build_pretraining_config
+
+    config = build_pretraining_config(Data2VecModelArguments(modality="text", model_size=model_size), tokenizer)
+    return config.backbone_config
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pretraining
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _pretraining_optimizer_kwargs(args: StudyArguments) -> dict[str, Any]:
+    """Optimizer and schedule shared by both pretraining arms (the data2vec/RoBERTa Adam settings)."""
+    return dict(
+        max_steps=args.pretrain_steps,
+        per_device_train_batch_size=args.pretrain_batch_size,
+        learning_rate=args.pretrain_learning_rate,
+        warmup_steps=args.pretrain_warmup_steps,
+        lr_scheduler_type="linear",
+        weight_decay=0.01,
+        adam_beta2=0.98,
+        adam_epsilon=1e-6,
+        max_grad_norm=1.0,
+        logging_steps=max(1, args.pretrain_steps // 40),
+        seed=0,
+    )
+
+
+def pretrain_data2vec(args: StudyArguments, corpus_file: str, tokenizer_dir: str, output_dir: str) -> dict:
+    """Runs `examples/run_pretraining.py` (data2vec 1.0 text recipe); returns its metrics and its loss curve."""
+    run_pretraining = _load_example("run_pretraining")
+    argv = _cli(
+        modality="text",
+        model_size=args.model_size,
+        train_file=corpus_file,
+        tokenizer_name=tokenizer_dir,
+        max_seq_length=args.max_seq_length,
+        validation_split_percentage=0,
+        output_dir=output_dir,
+        overwrite_output_dir=True,
+        eval_strategy="no",
+        **_pretraining_optimizer_kwargs(args),
+        **_common_training_kwargs(),
+    )
+    start = time.time()
+    metrics = run_pretraining.main(argv)
+    history = _read_log_history(output_dir)
+    return {
+        "command": "python examples/run_pretraining.py " + shlex.join(argv),
+        "checkpoint": str(Path(output_dir) / "student"),
+        "wall_time_s": time.time() - start,
+        "final_loss": metrics.get("loss"),
+        "loss_curve": _series(history, "loss"),
+        "target_var": metrics.get("target_var"),
+        "prediction_var": metrics.get("prediction_var"),
+    }
+
+
+def pretrain_mlm(args: StudyArguments, corpus_file: str, tokenizer_dir: str, output_dir: str) -> dict:
+    """
+    RoBERTa-style MLM pretraining of `Data2VecTextForMaskedLM` with the same tokenizer, backbone, corpus blocks,
+    optimizer, schedule, steps, batch and sequence length as the data2vec arm: `DataCollatorForLanguageModeling`
+    (15% of the tokens; 80% `<mask>`, 10% random, 10% unchanged) and the plain `Trainer`.
+    """
+    from transformers import (
+        AutoTokenizer,
+        Data2VecTextForMaskedLM,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from .data import load_text_dataset, tokenize_and_group
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    set_seed(0)
+    texts = load_text_dataset(corpus_file)
+    train_dataset = tokenize_and_group(texts, tokenizer, max_seq_length=args.max_seq_length)
+    model = Data2VecTextForMaskedLM(study_backbone_config(args.model_size, tokenizer))
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15)
+    training_args = TrainingArguments(
+        output_dir=output_dir, **_pretraining_optimizer_kwargs(args), **_common_training_kwargs()
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+    )
+    start = time.time()
+    result = trainer.train()
+    trainer.save_model()
+    trainer.save_state()
+    return {
+        "command": "d2v_hf.study.pretrain_mlm (Trainer + DataCollatorForLanguageModeling, mlm_probability=0.15)",
+        "checkpoint": output_dir,
+        "wall_time_s": time.time() - start,
+        "final_loss": _series(trainer.state.log_history, "loss")[-1][1],
+        "loss_curve": _series(trainer.state.log_history, "loss"),
+        "train_runtime": result.metrics.get("train_runtime"),
+    }
+
+
+def save_random_init(args: StudyArguments, tokenizer_dir: str, output_dir: str, seed: int) -> str:
+    """A randomly initialised `Data2VecTextModel` of the study's backbone (seeded), saved with the tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Data2VecTextModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    Data2VecTextModel(study_backbone_config(args.model_size, tokenizer)).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fine-tuning
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def finetune_glue(args: StudyArguments, checkpoint: str, task: str, seed: int, output_dir: str) -> dict:
+    """Fine-tunes `checkpoint` on SST-2 or STS-B with `examples/run_glue.py` (local GLUE TSV files)."""
+    run_glue = _load_example("run_glue")
+    glue_dir = Path(args.data_dir) / "glue" / task
+    eval_steps = max(1, args.finetune_steps // max(1, args.eval_points))
+    argv = _cli(
+        model_name_or_path=checkpoint,
+        task_name=task,
+        train_file=glue_dir / "train.tsv",
+        validation_file=glue_dir / "dev.tsv",
+        do_train=True,
+        do_eval=True,
+        max_seq_length=args.max_seq_length * 2 if task == "stsb" else args.max_seq_length,
+        pad_to_max_length="false",
+        max_train_samples=args.glue_max_train_samples,
+        max_eval_samples=args.glue_max_eval_samples,
+        max_steps=args.finetune_steps,
+        per_device_train_batch_size=args.finetune_batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=args.finetune_learning_rate,
+        warmup_steps=max(1, args.finetune_steps // 10),
+        weight_decay=0.01,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        logging_steps=max(1, eval_steps // 2),
+        seed=seed,
+        output_dir=output_dir,
+        **_common_training_kwargs(),
+    )
+    start = time.time()
+    metrics = run_glue.main(argv)
+    history = _read_log_history(output_dir)
+    if task == "stsb":
+        scores = {"pearson": metrics["eval_pearson"], "spearmanr": metrics["eval_spearmanr"]}
+        scores["corr"] = (scores["pearson"] + scores["spearmanr"]) / 2
+        curve = [
+            [s, (p + r) / 2]
+            for (s, p), (_, r) in zip(_series(history, "eval_pearson"), _series(history, "eval_spearmanr"))
+        ]
+    else:
+        scores = {"accuracy": metrics["eval_accuracy"]}
+        curve = _series(history, "eval_accuracy")
+    return {
+        "scores": {k: 100 * float(v) for k, v in scores.items()},
+        "eval_curve": [[s, 100 * v] for s, v in curve],
+        "loss_curve": _series(history, "loss"),
+        "wall_time_s": time.time() - start,
+        "command": "python examples/run_glue.py " + shlex.join(argv),
+    }
+
+
+def finetune_xquad(args: StudyArguments, checkpoint: str, seed: int, output_dir: str) -> dict:
+    """
+    Fine-tunes `checkpoint` on the English questions of half of the XQuAD articles and evaluates the other half in
+    all 12 languages (`examples/run_qa.py --xquad_dir`); the article split follows the seed.
+    """
+    run_qa = _load_example("run_qa")
+    argv = _cli(
+        model_name_or_path=checkpoint,
+        xquad_dir=Path(args.data_dir) / "xquad",
+        xquad_test_fraction=0.5,
+        do_train=True,
+        do_eval=True,
+        max_seq_length=args.qa_max_seq_length,
+        doc_stride=args.qa_doc_stride,
+        max_eval_samples=args.qa_max_eval_samples,
+        max_steps=args.qa_steps,
+        per_device_train_batch_size=args.qa_batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=args.finetune_learning_rate,
+        warmup_steps=max(1, args.qa_steps // 10),
+        weight_decay=0.01,
+        logging_steps=max(1, args.qa_steps // 10),
+        seed=seed,
+        output_dir=output_dir,
+        **_common_training_kwargs(),
+    )
+    start = time.time()
+    metrics = run_qa.main(argv)
+    languages = metrics["xquad"]["languages"]
+    others = [lang for lang in languages if lang != "en"]
+    scores = {"en_f1": languages["en"]["f1"], "en_exact_match": languages["en"]["exact_match"]}
+    if others:
+        scores["zero_shot_f1"] = float(np.mean([languages[lang]["f1"] for lang in others]))
+        scores["zero_shot_exact_match"] = float(np.mean([languages[lang]["exact_match"] for lang in others]))
+    scores.update({f"{lang}_f1": values["f1"] for lang, values in languages.items() if lang != "en"})
+    return {
+        "scores": {k: float(v) for k, v in scores.items()},
+        "eval_curve": [],
+        "loss_curve": _series(_read_log_history(output_dir), "loss"),
+        "wall_time_s": time.time() - start,
+        "command": "python examples/run_qa.py " + shlex.join(argv),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Aggregation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    values = [float(v) for v in values]
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+        "n": len(values),
+        "values": values,
+    }
+
+
+def summarize_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
+    """
+    `{arm: {"<task>/<score>": stats}}` over seeds, plus `"average"`: per seed, the unweighted mean of each task's
+    main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1) over the tasks that ran.
+    """
+    summary: dict[str, dict[str, dict]] = {}
+    by_arm: dict[str, dict[str, dict[int, dict]]] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"], {}).setdefault(run["task"], {})[run["seed"]] = run["scores"]
+    for arm, tasks in by_arm.items():
+        out = summary.setdefault(arm, {})
+        for task, per_seed in tasks.items():
+            for key in next(iter(per_seed.values())):
+                out[f"{task}/{key}"] = _stats([scores[key] for scores in per_seed.values()])
+        seeds = sorted(set.intersection(*(set(per_seed) for per_seed in tasks.values())))
+        if seeds:
+            averages = [
+                np.mean([tasks[task][seed][TASK_SCORES[task][0]] for task in tasks if task in TASK_SCORES])
+                for seed in seeds
+            ]
+            out["average"] = _stats(averages)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _fmt(stats: dict | None, digits: int = 1) -> str:
+    if not stats:
+        return "–"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def plot_study_curves(results: dict, img_dir: str | os.PathLike) -> list[str]:
+    """Pretraining loss curves and fine-tuning dev curves (mean over seeds) as PNGs; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img_dir = Path(img_dir)
+    img_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    pretraining = results.get("pretraining", {})
+    if pretraining:
+        fig, axes = plt.subplots(1, len(pretraining), figsize=(5.5 * len(pretraining), 3.8), squeeze=False)
+        for ax, (arm, info) in zip(axes[0], pretraining.items()):
+            if info.get("loss_curve"):
+                steps, values = zip(*info["loss_curve"])
+                ax.plot(steps, values)
+            ylabel = "data2vec regression loss" if arm == "data2vec" else "MLM cross-entropy"
+            ax.set(xlabel="optimizer step", ylabel=ylabel, title=f"Pretraining: {ARM_TITLES.get(arm, arm)}")
+        fig.tight_layout()
+        fig.savefig(img_dir / "study_pretraining_loss.png", dpi=90)
+        plt.close(fig)
+        written.append("study_pretraining_loss.png")
+
+    tasks = [t for t in results["config"]["task_list"] if any(r["task"] == t for r in results["runs"])]
+    for kind in ("eval_curve", "loss_curve"):
+        plotted = [t for t in tasks if any(r[kind] for r in results["runs"] if r["task"] == t)]
+        if not plotted:
+            continue
+        fig, axes = plt.subplots(1, len(plotted), figsize=(5 * len(plotted), 3.8), squeeze=False)
+        for ax, task in zip(axes[0], plotted):
+            for arm in results["config"]["arm_list"]:
+                curves = [r[kind] for r in results["runs"] if r["task"] == task and r["arm"] == arm and r[kind]]
+                if not curves:
+                    continue
+                length = min(len(c) for c in curves)
+                steps = [p[0] for p in curves[0][:length]]
+                values = np.array([[p[1] for p in c[:length]] for c in curves])
+                mean = values.mean(0)
+                ax.plot(steps, mean, marker="o" if kind == "eval_curve" else None, label=ARM_TITLES.get(arm, arm))
+                if len(curves) > 1:
+                    ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
+            ylabel = TASK_SCORES[task][1] + " (dev)" if kind == "eval_curve" else "training loss"
+            ax.set(xlabel="fine-tuning step", ylabel=ylabel, title=task.upper())
+            ax.legend()
+        fig.tight_layout()
+        name = "study_finetuning_dev.png" if kind == "eval_curve" else "study_finetuning_loss.png"
+        fig.savefig(img_dir / name, dpi=90)
+        plt.close(fig)
+        written.append(name)
+    return written
+
+
+def _main_table(results: dict) -> list[str]:
+    summary, arms, tasks = results["summary"], results["config"]["arm_list"], results["config"]["task_list"]
+    columns = []
+    if "sst2" in tasks:
+        columns.append(("sst2/accuracy", "SST-2 acc"))
+    if "stsb" in tasks:
+        columns += [("stsb/pearson", "STS-B Pearson"), ("stsb/spearmanr", "STS-B Spearman")]
+    if "xquad" in tasks:
+        columns += [
+            ("xquad/en_exact_match", "XQuAD-en EM"),
+            ("xquad/en_f1", "XQuAD-en F1"),
+            ("xquad/zero_shot_f1", "XQuAD zero-shot F1 (11 langs)"),
+        ]
+    columns.append(("average", "Average"))
+    lines = ["| arm | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for arm in arms:
+        row = [_fmt(summary.get(arm, {}).get(key)) for key, _ in columns]
+        lines.append(f"| {ARM_TITLES.get(arm, arm)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _xquad_table(results: dict) -> list[str]:
+    from .qa_utils import XQUAD_LANGUAGES
+
+    summary, arms = results["summary"], results["config"]["arm_list"]
+    langs = [lang for lang in XQUAD_LANGUAGES if any(f"xquad/{lang}_f1" in summary.get(a, {}) for a in arms)]
+    lines = ["| arm | " + " | ".join(langs) + " |", "|---|" + "---:|" * len(langs)]
+    for arm in arms:
+        row = [_fmt(summary.get(arm, {}).get(f"xquad/{lang}_f1")) for lang in langs]
+        lines.append(f"| {ARM_TITLES.get(arm, arm)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _paired_differences(results: dict) -> list[str]:
+    """data2vec minus each other arm, per seed, on each task's main score (same seeds, same data order)."""
+    lines = []
+    runs = results["runs"]
+    score = {(r["arm"], r["task"], r["seed"]): r["scores"] for r in runs}
+    for other in ("mlm", "random"):
+        for task in results["config"]["task_list"]:
+            key = TASK_SCORES[task][0]
+            diffs = [
+                score[("data2vec", task, s)][key] - score[(other, task, s)][key]
+                for s in results["config"]["seed_list"]
+                if ("data2vec", task, s) in score and (other, task, s) in score
+            ]
+            if diffs:
+                stats = _stats(diffs)
+                wins = sum(d > 0 for d in diffs)
+                lines.append(
+                    f"| data2vec − {ARM_TITLES[other]} | {TASK_SCORES[task][1]} | {_fmt(stats)} | "
+                    f"{wins}/{len(diffs)} |"
+                )
+    if lines:
+        lines = [
+            "| comparison | score | difference (mean ± std over seeds) | seeds data2vec wins |",
+            "|---|---|---:|---:|",
+        ] + lines
+    return lines
+
+
+def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str | None = None) -> Path:
+    """
+    Writes `study_results.json`, `study.md` and the plots (`img/study_*.png`) into `docs_dir` from `results` (the
+    dictionary [`run_study`] returns). Every number in `study.md` comes from `results`.
+    """
+    docs_dir = Path(docs_dir)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    (docs_dir / "study_results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    images = plot_study_curves(results, docs_dir / "img")
+    config, env = results["config"], results["environment"]
+    pre = results.get("pretraining", {})
+    tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
+    lines = [
+        f"# Study: data2vec vs. MLM vs. random initialisation ({config['mode']} mode)",
+        "",
+        "Generated by `examples/study.py` (`d2v_hf.study.write_study_report`) from "
+        "[`study_results.json`](study_results.json); every number below comes from that run.",
+        "",
+        "## Command",
+        "",
+        "```bash",
+        results["command"],
+        "```",
+        "",
+        f"Ran on {env['device']} (torch {env['torch']}, transformers {env['transformers']}, "
+        f"{env['torch_threads']} threads), finished {results['finished']}: pretraining and fine-tuning runs took "
+        f"{results.get('runs_time_s', results['wall_time_s']) / 60:.1f} minutes in total (wall clock, summed over the "
+        "runs; the CPU was shared with other jobs).",
+        "",
+        "The full mode (RoBERTa-base backbone, whole corpus, 50k steps, 5 seeds) is meant for one GPU and has not "
+        "been run here (no GPU was available):",
+        "",
+        "```bash",
+        "python examples/study.py --mode full --data_dir ../shared/data",
+        "```",
+        "",
+        "## Setup",
+        "",
+        f"- Corpus: {results['corpus']['lines']:,} evenly spaced lines of `{results['corpus']['source']}` "
+        f"({results['corpus']['words']:,} words); one byte-level BPE tokenizer "
+        f"({config['tokenizer_vocab_size']} tokens) trained on it and shared by all arms.",
+        f"- Backbone (all arms): `Data2VecTextModel`, {results['backbone']}.",
+        f"- Pretraining budget (both pretrained arms): {config['pretrain_steps']} steps x "
+        f"{config['pretrain_batch_size']} blocks x {config['max_seq_length']} tokens = {tokens:,} tokens, AdamW "
+        f"(β2 0.98, ε 1e-6, weight decay 0.01), peak lr {config['pretrain_learning_rate']}, "
+        f"{config['pretrain_warmup_steps']} warmup steps then linear decay.",
+        "  - data2vec: `examples/run_pretraining.py` (data2vec 1.0 text recipe: span masking p=0.35, top-K="
+        f"{results.get('data2vec_top_k', '?')} teacher layers, EMA teacher). Note: a data2vec step also runs the "
+        "teacher's forward pass, so it costs about 1.3-1.5x an MLM step in FLOPs; the budget equalises steps x batch "
+        "x tokens, as the study asks.",
+        "  - MLM: `Data2VecTextForMaskedLM` + `DataCollatorForLanguageModeling` (15%, 80/10/10) + `Trainer`.",
+        "  - random: a freshly initialised `Data2VecTextModel` per seed.",
+        f"- Fine-tuning (identical for every arm): SST-2 and STS-B with `examples/run_glue.py`, "
+        f"{config['finetune_steps']} steps, batch {config['finetune_batch_size']}, "
+        f"lr {config['finetune_learning_rate']}, at most {config['glue_max_train_samples'] or 'all'} training "
+        "examples, evaluated on the full dev sets; "
+        f"XQuAD with `examples/run_qa.py --xquad_dir`: trained {config['qa_steps']} steps (batch "
+        f"{config['qa_batch_size']}) on the English questions of half of the 48 articles, evaluated on "
+        f"{config['qa_max_eval_samples'] or 'all'} questions of the other half in each of the 12 languages "
+        "(zero-shot for the 11 non-English ones; the article split follows the seed).",
+        f"- Seeds: {', '.join(map(str, config['seed_list']))} (fine-tuning; pretraining uses seed 0).",
+        "",
+        "## Results",
+        "",
+        "Mean ± standard deviation over seeds (scores x 100). *Average* is the GLUE-style unweighted mean of each "
+        "task's main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1), computed per seed.",
+        "",
+        *_main_table(results),
+        "",
+    ]
+    paired = _paired_differences(results)
+    if paired:
+        lines += ["Paired differences (same seed, same data order):", "", *paired, ""]
+    if "xquad" in config["task_list"]:
+        lines += ["### XQuAD F1 per language (held-out articles)", "", *_xquad_table(results), ""]
+    if pre:
+        lines += ["### Pretraining", "", "| arm | final training loss | wall time (min) |", "|---|---:|---:|"]
+        for arm, info in pre.items():
+            lines.append(f"| {ARM_TITLES[arm]} | {info['final_loss']:.4f} | {info['wall_time_s'] / 60:.1f} |")
+        lines.append("")
+    lines += ["## Learning curves", ""]
+    lines += [f"![{name}](img/{name})" for name in images]
+    lines += [""]
+    if analysis:
+        lines += ["## Discussion", "", analysis.strip(), ""]
+    lines += results.get("not_done_markdown", "").splitlines()
+    lines += [
+        "## Model cards",
+        "",
+        "One card per model the study produced is in [`model_cards/`](../model_cards/README.md), generated by the "
+        "same code (`d2v_hf.study.write_study_model_cards`).",
+        "",
+    ]
+    path = docs_dir / "study.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def discuss_results(results: dict) -> str:
+    """
+    A plain-language comparison generated from the numbers: which arm wins each task, by how much relative to the
+    seed spread, and the likely reasons at this scale. Says so when data2vec loses.
+    """
+    summary, config = results["summary"], results["config"]
+    arms = [a for a in config["arm_list"] if a in summary]
+    if not arms:
+        return ""
+    lines = []
+    for task in config["task_list"]:
+        key = f"{task}/{TASK_SCORES[task][0]}"
+        ranked = sorted((summary[a][key]["mean"], a) for a in arms if key in summary[a])
+        if len(ranked) < 2:
+            continue
+        best, runner = ranked[-1], ranked[-2]
+        spread = max(summary[a][key]["std"] for a in arms if key in summary[a])
+        margin = best[0] - runner[0]
+        if min(summary[a][key]["n"] for a in arms if key in summary[a]) < 2:
+            verdict = "one seed: no spread estimate"
+        else:
+            verdict = "within the seed spread" if margin <= spread else "larger than the seed spread"
+        order = " > ".join(f"{ARM_TITLES[a]} {m:.1f}" for m, a in reversed(ranked))
+        lines.append(f"- **{TASK_SCORES[task][1]}**: {order} (best margin {margin:.1f}, {verdict}).")
+    if "average" in summary.get("data2vec", {}):
+        d2v = summary["data2vec"]["average"]["mean"]
+        others = {a: summary[a]["average"]["mean"] for a in arms if a != "data2vec" and "average" in summary[a]}
+        if others and all(d2v > v for v in others.values()):
+            headline = "data2vec has the best average at this scale."
+        elif others and all(d2v < v for v in others.values()):
+            headline = "**data2vec loses** to both other arms on the average at this scale."
+        else:
+            beaten = [ARM_TITLES[a] for a, v in others.items() if d2v < v]
+            headline = f"**data2vec loses** to {', '.join(beaten)} on the average at this scale." if beaten else ""
+        mlm = others.get("mlm")
+        if mlm is not None and d2v < mlm:
+            headline += " MLM pretraining is the stronger use of the same budget here."
+        lines = [headline, "", *lines]
+    recipe = results.get("data2vec_recipe") or {}
+    tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
+    if config["mode"] == "quick":
+        ema = ""
+        if recipe.get("ema_decay") is not None:
+            ema = (
+                f" In this recipe the teacher's EMA decay starts at {recipe['ema_decay']} (a time constant of about "
+                f"{1 / max(1e-9, 1 - recipe['ema_decay']):.0f} steps) and anneals to {recipe.get('ema_end_decay')} "
+                f"over {recipe.get('ema_anneal_end_step')} updates, so after {config['pretrain_steps']} steps the "
+                "teacher is still largely its random initialisation and its targets are weakly informative."
+            )
+        lost = "average" in summary.get("data2vec", {}) and any(
+            summary["data2vec"]["average"]["mean"] < summary[a]["average"]["mean"]
+            for a in arms
+            if a != "data2vec" and "average" in summary[a]
+        )
+        why = "Why we think data2vec loses here" if lost else "Caveats"
+        # SST-2 dev is 50.9% positive: a run at that accuracy never left the constant prediction.
+        majority = [
+            f"{ARM_TITLES[r['arm']]} (seed {r['seed']})"
+            for r in results["runs"]
+            if r["task"] == "sst2" and abs(r["scores"]["accuracy"] - 50.92) < 0.1
+        ]
+        stuck = (
+            f" SST-2 runs that never left the majority-class prediction (50.9%): {', '.join(majority)}; their "
+            "training loss stayed at ln 2, so they pull the mean down more than the backbone's quality alone would."
+            if majority
+            else ""
+        )
+        xquad = (
+            " XQuAD is hard for a tiny model trained on a few hundred questions: every arm is near the floor there, "
+            "and zero-shot transfer to the other languages is near zero for every arm because the tokenizer and the "
+            "corpus are English only (non-Latin scripts fall back to byte tokens)."
+            if "xquad" in config["task_list"]
+            else ""
+        )
+        lines += [
+            "",
+            f"{why}: the quick mode pretrains a {results['backbone']} model for {config['pretrain_steps']} steps on "
+            f"about {tokens / 1e6:.1f}M tokens, a tiny fraction of the paper's budget (data2vec-base: 1M updates x "
+            "256 sequences x 512 tokens). data2vec's targets come from an EMA teacher that starts random and only "
+            "becomes a good target once the student has learned something." + ema + " At this budget neither "
+            "pretrained backbone has clearly better features than a random initialisation fine-tuned for the same "
+            "steps, and the pretraining corpus (dictionary definitions) is far from SST-2's movie reviews. All arms "
+            f"share one fine-tuning learning rate ({config['finetune_learning_rate']}) with no per-arm tuning, "
+            "fine-tuning is short and the dev sets are small, so differences of a few points are within noise (see "
+            "the spreads and the paired differences)." + xquad + stuck,
+            "These results say nothing about data2vec at the paper's scale; the full mode is the experiment for that.",
+        ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model cards and upload
+# --------------------------------------------------------------------------------------------------------------------
+
+NOT_DONE_MARKDOWN = """## Not done yet: images and speech
+
+The image arm (data2vec vision pretraining on Fashion-MNIST without labels, then linear probe and fine-tuning, against
+random init) and the speech arm (data2vec audio pretraining on the recorded speech, then spoken-digit
+classification, against random init) are not part of this run. The pieces exist
+(`examples/run_pretraining.py --modality vision|audio`, `examples/run_image_classification.py`,
+`examples/run_audio_classification.py`), but the study does not run or report them yet.
+"""
+
+STUDY_MODEL_NAMES = {
+    "data2vec": "data2vec-text-{size}-gcide-study",
+    "mlm": "roberta-mlm-text-{size}-gcide-study",
+    "random": "random-init-text-{size}-study",
+}
+
+
+def study_model_name(arm: str, model_size: str) -> str:
+    return STUDY_MODEL_NAMES[arm].format(size=model_size)
+
+
+def _eval_results(summary: dict, arm_summary_key: str, task: str, key: str):
+    return summary.get(arm_summary_key, {}).get(f"{task}/{key}")
+
+
+def build_study_model_card(arm: str, results: dict):
+    """
+    The card of one study model: the pretraining recipe, data and compute in a table, and the downstream results
+    (means over seeds) in the model-index: SST-2 accuracy, STS-B Pearson / Spearman, XQuAD F1 / EM per language.
+    """
+    from huggingface_hub import EvalResult
+
+    from .modelcard import build_model_card
+
+    config, summary = results["config"], results["summary"]
+    name = study_model_name(arm, config["model_size"])
+    tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
+    pre = results.get("pretraining", {}).get(arm)
+    details: dict[str, Any] = {"backbone": f"Data2VecTextModel, {results['backbone']}"}
+    if arm == "random":
+        details["pretraining"] = "none: a random initialisation (transformers' Data2VecTextModel init), one per seed"
+    else:
+        objective = (
+            "data2vec 1.0 (EMA teacher, regression of the average of its top-K layer outputs at masked positions)"
+            if arm == "data2vec"
+            else "RoBERTa-style masked language modelling (15%, 80/10/10), Data2VecTextForMaskedLM + Trainer"
+        )
+        details.update(
+            {
+                "pretraining objective": objective,
+                "pretraining data": f"{results['corpus']['lines']:,} lines ({results['corpus']['words']:,} words) of "
+                "GCIDE (GNU Collaborative International Dictionary of English)",
+                "pretraining compute": f"{config['pretrain_steps']} steps x {config['pretrain_batch_size']} blocks x "
+                f"{config['max_seq_length']} tokens = {tokens:,} tokens on {results['environment']['device']}, "
+                f"{pre['wall_time_s'] / 60:.1f} min"
+                if pre
+                else None,
+                "optimizer": f"AdamW, peak lr {config['pretrain_learning_rate']}, warmup "
+                f"{config['pretrain_warmup_steps']} steps, linear decay, β2 0.98, ε 1e-6, weight decay 0.01",
+                "final pretraining loss": pre["final_loss"] if pre else None,
+                "pretraining command": pre["command"] if pre else None,
+            }
+        )
+    details["tokenizer"] = f"byte-level BPE, {config['tokenizer_vocab_size']} tokens, trained on the same corpus slice"
+    details["fine-tuning seeds"] = ", ".join(map(str, config["seed_list"]))
+
+    card = build_model_card(
+        name,
+        description=f"A {config['model_size']} data2vec-text backbone from the d2v_hf study (arm: "
+        f"{ARM_TITLES[arm]}), {config['mode']} mode. The numbers below are fine-tuning results, mean over "
+        f"{len(config['seed_list'])} seeds; see docs/study.md of d2v_hf for the whole comparison.",
+        training_details=details,
+        tags=["data2vec", "text", "study", "fill-mask" if arm == "mlm" else "feature-extraction"],
+        language="en",
+        extra_markdown=_card_results_markdown(arm, results),
+    )
+    index = []
+    glue = {"sst2": ["accuracy"], "stsb": ["pearson", "spearmanr"]}
+    for task, keys in glue.items():
+        for key in keys:
+            stats = _eval_results(summary, arm, task, key)
+            if stats:
+                index.append(
+                    EvalResult(
+                        task_type="text-classification",
+                        task_name=f"GLUE {task.upper()}",
+                        dataset_type="nyu-mll/glue",
+                        dataset_name=f"GLUE {task.upper()}",
+                        dataset_config=task,
+                        dataset_split="validation",
+                        metric_type=key,
+                        metric_name=f"{key} (mean of {stats['n']} seeds, x100)",
+                        metric_value=round(stats["mean"], 2),
+                    )
+                )
+    from .qa_utils import XQUAD_LANGUAGES
+
+    for lang in XQUAD_LANGUAGES:
+        for key, metric in (("f1", "f1"), ("exact_match", "exact_match")):
+            stats = _eval_results(summary, arm, "xquad", f"{lang}_{key}")
+            if stats:
+                index.append(
+                    EvalResult(
+                        task_type="question-answering",
+                        task_name="Extractive question answering" + ("" if lang == "en" else " (zero-shot)"),
+                        dataset_type="google/xquad",
+                        dataset_name="XQuAD",
+                        dataset_config=f"xquad.{lang}",
+                        dataset_split="held-out articles",
+                        metric_type=metric,
+                        metric_name=f"{metric} (mean of {stats['n']} seeds)",
+                        metric_value=round(stats["mean"], 2),
+                    )
+                )
+    if index:
+        card.data.eval_results = index
+        card.data.model_name = name
+    return card
+
+
+def _card_results_markdown(arm: str, results: dict) -> str:
+    summary = results["summary"].get(arm, {})
+    rows = [(k, _fmt(v, 2)) for k, v in summary.items() if not k.startswith("xquad/") or k.startswith("xquad/en")]
+    rows += [(k, _fmt(v, 2)) for k, v in summary.items() if k.startswith("xquad/zero_shot")]
+    lines = ["## Downstream results (mean ± std over seeds)", "", "| task / score | value |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in dict(rows).items()]
+    lines += [
+        "",
+        "## How to use",
+        "",
+        "A plain `Data2VecTextModel` checkpoint with its tokenizer: fine-tune it with `examples/run_glue.py "
+        "--model_name_or_path <this repo>` or load it with `AutoModel.from_pretrained`.",
+        "",
+        "Regenerate this card with `python examples/study.py` (see model_cards/README.md in d2v_hf).",
+    ]
+    return "\n".join(lines)
+
+
+def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -> list[Path]:
+    """Writes `model_cards_dir/<name>/README.md` for every arm of `results`; returns the paths."""
+    from .modelcard import save_model_card
+
+    paths = []
+    for arm in results["config"]["arm_list"]:
+        if arm not in results["summary"]:
+            continue
+        card = build_study_model_card(arm, results)
+        paths.append(
+            save_model_card(card, Path(model_cards_dir) / study_model_name(arm, results["config"]["model_size"]))
+        )
+        checkpoint = results.get("checkpoints", {}).get(arm)
+        if checkpoint and Path(checkpoint).is_dir():
+            card.save(Path(checkpoint) / "README.md")  # the uploaded folder carries the same card
+    return paths
+
+
+def push_study_models(results: dict, hub_org: str, token: str | None = None, private: bool = False) -> list[str]:
+    """
+    Uploads each produced model folder (weights, tokenizer and the study's card as README.md) to
+    `<hub_org>/<name>` with `huggingface_hub.HfApi().upload_folder`; returns the repo ids.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_ids = []
+    for arm, checkpoint in results.get("checkpoints", {}).items():
+        repo_id = f"{hub_org}/{study_model_name(arm, results['config']['model_size'])}"
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=checkpoint,
+            commit_message="d2v_hf study model",
+            ignore_patterns=["checkpoint-*", "*.pt", "optimizer*", "scheduler*", "rng_state*", "training_args.bin"],
+        )
+        repo_ids.append(repo_id)
+    return repo_ids
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The whole study
+# --------------------------------------------------------------------------------------------------------------------
+
+
+# Arguments that change the pretrained checkpoints (the rest only changes fine-tuning).
+_PRETRAINING_FIELDS = (
+    "data_dir",
+    "output_dir",
+    "model_size",
+    "corpus_lines",
+    "tokenizer_vocab_size",
+    "max_seq_length",
+    "pretrain_steps",
+    "pretrain_batch_size",
+    "pretrain_learning_rate",
+    "pretrain_warmup_steps",
+)
+
+
+def _run_settings(config: dict) -> dict:
+    selection = {"tasks", "arms", "seeds", "docs_dir", "model_cards_dir", "push_to_hub", "hub_org"}
+    return {k: v for k, v in config.items() if k not in selection}
+
+
+def _data2vec_recipe(out: Path) -> dict:
+    path = out / "pretrain" / "data2vec" / "config.json"
+    if not path.is_file():
+        return {}
+    config = json.loads(path.read_text())
+    keys = ("average_top_k_layers", "ema_decay", "ema_end_decay", "ema_anneal_end_step", "mask_prob")
+    return {k: config.get(k) for k in keys + ("text_mask_strategy",)}
+
+
+def run_study(args: StudyArguments, command: str | None = None) -> dict:
+    """
+    Runs the text study end to end (pretraining, fine-tuning over seeds, report, model cards) and returns the raw
+    results. Finished fine-tuning runs are kept in `output_dir/partial_results.json`, so an interrupted study
+    resumes where it stopped (with the same arguments).
+    """
+    import torch
+
+    start = time.time()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    partial_path = out / "partial_results.json"
+    partial = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
+    pretraining_key = {k: getattr(args, k) for k in _PRETRAINING_FIELDS}
+    if partial.get("pretraining_key") != pretraining_key:
+        partial = {"pretraining_key": pretraining_key, "pretraining": {}}
+    # Finished pretraining is kept when only fine-tuning changed; finished fine-tuning runs (keyed by arm, task and
+    # seed) are kept when only the selection of arms, tasks or seeds (or where the report goes) changed.
+    if _run_settings(partial.get("config") or {}) != _run_settings(args.to_dict()):
+        partial["runs"] = []
+    partial["config"] = args.to_dict()
+
+    corpus_file, tokenizer_dir = str(out / "corpus.txt"), str(out / "tokenizer")
+    corpus = partial.get("corpus")
+    if corpus is None or not Path(tokenizer_dir).is_dir():
+        corpus = prepare_corpus(Path(args.data_dir) / "corpus" / "gcide_en.txt.gz", corpus_file, args.corpus_lines)
+        train_study_tokenizer(corpus_file, tokenizer_dir, args.tokenizer_vocab_size)
+        partial["corpus"] = corpus
+    from transformers import AutoTokenizer
+
+    backbone = study_backbone_config(args.model_size, AutoTokenizer.from_pretrained(tokenizer_dir))
+    backbone_text = (
+        f"{backbone.num_hidden_layers} layers x {backbone.hidden_size} hidden, {backbone.num_attention_heads} heads, "
+        f"FFN {backbone.intermediate_size}, vocabulary {backbone.vocab_size}"
+    )
+
+    def save_partial():
+        partial_path.write_text(json.dumps(partial, indent=1), encoding="utf-8")
+
+    checkpoints = {}
+    pretrainers = {"data2vec": pretrain_data2vec, "mlm": pretrain_mlm}
+    for arm in args.arm_list:
+        if arm == "random":
+            continue
+        if arm not in partial["pretraining"]:
+            logger.warning(f"*** Pretraining: {arm} ***")
+            partial["pretraining"][arm] = pretrainers[arm](
+                args, corpus_file, tokenizer_dir, str(out / "pretrain" / arm)
+            )
+            save_partial()
+        checkpoints[arm] = partial["pretraining"][arm]["checkpoint"]
+
+    wanted = {(a, t, s) for a in args.arm_list for t in args.task_list for s in args.seed_list}
+    done = {(r["arm"], r["task"], r["seed"]) for r in partial["runs"]}
+    for seed in args.seed_list:
+        for task in args.task_list:
+            for arm in args.arm_list:
+                if (arm, task, seed) in done:
+                    continue
+                checkpoint = checkpoints.get(arm)
+                if arm == "random":
+                    checkpoint = str(out / "random_init" / f"seed{seed}")
+                    if not Path(checkpoint).is_dir():
+                        save_random_init(args, tokenizer_dir, checkpoint, seed)
+                logger.warning(f"*** Fine-tuning: {arm} on {task}, seed {seed} ***")
+                run_dir = str(out / "finetune" / f"{arm}-{task}-seed{seed}")
+                if task == "xquad":
+                    run = finetune_xquad(args, checkpoint, seed, run_dir)
+                else:
+                    run = finetune_glue(args, checkpoint, task, seed, run_dir)
+                partial["runs"].append({"arm": arm, "task": task, "seed": seed, **run})
+                save_partial()
+                logger.warning(f"    {arm} {task} seed {seed}: {run['scores']} ({run['wall_time_s']:.0f}s)")
+    if "random" in args.arm_list:
+        checkpoints["random"] = str(out / "random_init" / f"seed{args.seed_list[0]}")
+
+    config = {**args.to_dict(), "task_list": args.task_list, "arm_list": args.arm_list, "seed_list": args.seed_list}
+    results = {
+        "command": command or "python examples/study.py",
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_time_s": time.time() - start,
+        "runs_time_s": sum(r["wall_time_s"] for r in partial["runs"] if (r["arm"], r["task"], r["seed"]) in wanted)
+        + sum(p["wall_time_s"] for p in partial["pretraining"].values()),
+        "environment": environment_info(),
+        "config": config,
+        "corpus": corpus,
+        "backbone": backbone_text,
+        "data2vec_top_k": _data2vec_recipe(out).get("average_top_k_layers"),
+        "data2vec_recipe": _data2vec_recipe(out),
+        "checkpoints": checkpoints,
+        "pretraining": partial["pretraining"],
+        "runs": [r for r in partial["runs"] if (r["arm"], r["task"], r["seed"]) in wanted],
+    }
+    results["summary"] = summarize_runs(results["runs"])
+    results["not_done_markdown"] = NOT_DONE_MARKDOWN
+    write_study_report(results, args.docs_dir, analysis=discuss_results(results))
+    write_study_model_cards(results, args.model_cards_dir)
+    if args.push_to_hub:
+        results["pushed"] = push_study_models(results, args.hub_org, token=args.hub_token)
+    return results
+
+
+__all__ = [
+    "ARMS",
+    "StudyArguments",
+    "build_study_model_card",
+    "discuss_results",
+    "environment_info",
+    "finetune_glue",
+    "finetune_xquad",
+    "plot_study_curves",
+    "prepare_corpus",
+    "pretrain_data2vec",
+    "pretrain_mlm",
+    "push_study_models",
+    "run_study",
+    "save_random_init",
+    "study_backbone_config",
+    "study_model_name",
+    "summarize_runs",
+    "train_study_tokenizer",
+    "write_study_model_cards",
+    "write_study_report",
+]
