@@ -26,7 +26,8 @@ def tiny_backbone_config(modality: str, num_layers: int = 2, **kwargs):
             conv_dim=(32, 32, 32),
             conv_kernel=(8, 8, 8),
             conv_stride=(4, 4, 4),
-            num_conv_pos_embeddings=16,
+            num_conv_pos_embeddings=2,
+            conv_pos_kernel_size=5,
             num_conv_pos_embedding_groups=2,
             **common,
         )
