@@ -300,6 +300,18 @@ def _load_hub(data_args, model_args, input_column: str, option: str) -> datasets
     return raw
 
 
+def _hub_description(name: str, config_name: str | None) -> dict:
+    """Card fields of a `--dataset_name`: a Hub id is listed in the card's `datasets`; a local folder is not."""
+    if Path(name).exists():
+        return {
+            "description": f"local dataset {Path(name).name}",
+            "dataset_type": Path(name).name,
+            "hub_dataset": None,
+        }
+    description = f"{name} ({config_name})" if config_name else name
+    return {"description": description, "dataset_type": name, "hub_dataset": name}
+
+
 def _finish(data_args, train, validation, names, seed, **kwargs) -> ClassificationData:
     validation_split = kwargs.pop("validation_split", "validation")
     if validation is None and train is not None:
@@ -374,10 +386,8 @@ def load_image_classification_datasets(
             hub(validation, eval_tf) if validation is not None else None,
             names,
             seed,
-            description=data_args.dataset_name,
-            dataset_type=data_args.dataset_name,
             validation_split=validation_split or "validation",
-            hub_dataset=data_args.dataset_name,
+            **_hub_description(data_args.dataset_name, data_args.dataset_config_name),
         )
 
     _check_dir(data_args.train_dir, "--train_dir")
@@ -501,10 +511,8 @@ def load_audio_classification_datasets(
             validation.with_transform(decode) if validation is not None else None,
             names,
             seed,
-            description=data_args.dataset_name,
-            dataset_type=data_args.dataset_name,
             validation_split=validation_split or "validation",
-            hub_dataset=data_args.dataset_name,
+            **_hub_description(data_args.dataset_name, data_args.dataset_config_name),
         )
 
     _check_dir(data_args.train_dir, "--train_dir")

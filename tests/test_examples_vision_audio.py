@@ -466,13 +466,14 @@ def test_spoken_digits_above_chance(shared_data, tmp_path):
     output_dir = tmp_path / "out"
     metrics = run_audio_classification.main(
         [f"--model_name_or_path={checkpoint}", f"--train_dir={train}", f"--validation_dir={validation}"]
-        + [f"--output_dir={output_dir}", "--max_length_seconds=0.8", "--num_train_epochs=5"]
+        + [f"--output_dir={output_dir}", "--max_length_seconds=0.8", "--num_train_epochs=4"]
         + ["--per_device_train_batch_size=16", "--learning_rate=2e-3", "--warmup_steps=0.1", "--do_train", "--do_eval"]
         + ["--freeze_feature_encoder=false", *COMMON]
     )
     assert metrics["train_samples"] == 640 and metrics["eval_samples"] == 160
     # 10 balanced classes, 160 clips: chance is 0.1 (a chance-level model exceeds 0.25 with p < 1e-5); measured
-    # 0.525, 0.525 and 0.644 with --seed 0, 1, 2 (the same synthesized data and initial weights)
+    # 0.419, 0.569 and 0.450 with --seed 0, 1, 2 (the same synthesized data and initial weights; 5 epochs: 0.525,
+    # 0.525, 0.644)
     assert metrics["eval_accuracy"] > 0.25, metrics
 
     # Transfer to real human speech is measured, not asserted: 10 clips of one speaker, another domain.
