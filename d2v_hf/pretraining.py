@@ -6,6 +6,7 @@ anything is written, and the artifacts written at the end (exported student, mod
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -122,9 +123,12 @@ def check_checkpoint(checkpoint: str) -> None:
 
 
 def parse_config_overrides(overrides: str | None) -> tuple[dict, dict]:
-    """'a=1,backbone.b=x' -> ({'a': 1}, {'b': 'x'}), values parsed as JSON when possible."""
+    """
+    'a=1,backbone.b=x,backbone.c=[8,8]' -> ({'a': 1}, {'b': 'x', 'c': [8, 8]}), values parsed as JSON when
+    possible. Items are separated by the commas that precede a `key=`, so JSON lists keep theirs.
+    """
     recipe, backbone = {}, {}
-    for item in filter(None, (overrides or "").split(",")):
+    for item in filter(None, re.split(r",(?=\s*[A-Za-z_][\w.]*\s*=)", overrides or "")):
         if "=" not in item:
             raise ValueError(f"--config_overrides item {item!r} is not of the form key=value.")
         key, value = (part.strip() for part in item.split("=", 1))
@@ -144,6 +148,10 @@ def parse_config_overrides(overrides: str | None) -> tuple[dict, dict]:
 
 
 # --- model ---------------------------------------------------------------------------------------------------------
+
+
+# computed by the config classes' __init__ from other fields
+_DERIVED_BACKBONE_FIELDS = ("num_feat_extract_layers",)
 
 
 def tiny_backbone_config(modality: str, **kwargs):
@@ -183,10 +191,13 @@ def build_pretraining_config(model_args: Data2VecModelArguments, tokenizer=None,
         recipe.setdefault("mask_token_id", tokenizer.mask_token_id)
     if modality == "vision" and image_size is not None:
         backbone.image_size = image_size
-    for key, value in backbone_overrides.items():
+    for key in backbone_overrides:
         if not hasattr(backbone, key):
             raise ValueError(f"--config_overrides: the {type(backbone).__name__} has no field {key!r}.")
-        setattr(backbone, key, value)
+    if backbone_overrides:
+        # rebuilt, not patched: derived fields (e.g. the audio `num_feat_extract_layers`) must follow the overrides
+        settings = {k: v for k, v in backbone.to_dict().items() if k not in _DERIVED_BACKBONE_FIELDS}
+        backbone = type(backbone)(**{**settings, **backbone_overrides})
     if modality == "vision":
         num_patches = (backbone.image_size // backbone.patch_size) ** 2
         # BEiT masks 120 of 196 patches (61%), blocks of at least 16 (8%): the same fractions on other grids

@@ -178,6 +178,24 @@ def test_bad_audio_and_image_inputs(tmp_path):
         )
 
 
+def test_config_overrides_keep_json_lists():
+    from d2v_hf import Data2VecForPretraining
+    from d2v_hf.pretraining import Data2VecModelArguments, build_pretraining_config, parse_config_overrides
+
+    overrides = (
+        "average_top_k_layers=2,backbone.conv_dim=[32, 32],backbone.conv_kernel=[40,4],backbone.conv_stride=[20,4]"
+    )
+    recipe, backbone = parse_config_overrides(overrides)
+    assert recipe == {"average_top_k_layers": 2}
+    assert backbone == {"conv_dim": [32, 32], "conv_kernel": [40, 4], "conv_stride": [20, 4]}
+    config = build_pretraining_config(
+        Data2VecModelArguments(modality="audio", model_size="tiny", config_overrides=overrides)
+    )
+    assert list(config.backbone_config.conv_kernel) == [40, 4] and config.average_top_k_layers == 2
+    assert config.backbone_config.num_feat_extract_layers == 2  # derived fields follow the overrides
+    Data2VecForPretraining(config)
+
+
 def test_streaming_hub_path_and_json_arguments(text_file, tmp_path):
     # --streaming reads lazily and needs --max_steps
     out = tmp_path / "stream"
