@@ -819,6 +819,39 @@ def build_classification_model(config, model_args: ClassificationModelArguments,
     return model
 
 
+@dataclasses.dataclass
+class ClassificationSetup:
+    """What [`prepare_classification`] returns: the data, the model and the processor settings of the checkpoint."""
+
+    data: ClassificationData
+    model: Any
+    settings: dict
+    image_size: int | None = None
+
+
+def prepare_classification(modality: str, model_args, data_args, training_args) -> ClassificationSetup:
+    """
+    The shared start of `run_image_classification.py` and `run_audio_classification.py`: the checkpoint's config
+    first (another modality or a bad image size fails before any data is read), its processor settings, the
+    datasets, the training arguments, the labels aligned with the checkpoint, then the model.
+    """
+    script = "run_image_classification.py" if modality == "vision" else "run_audio_classification.py"
+    config = load_checkpoint_config(model_args, modality, script)
+    image_size = check_image_size(config) if modality == "vision" else None
+    settings = load_processor_settings(model_args, modality)
+    if modality == "vision":
+        mean, std = settings["image_mean"], settings["image_std"]
+        data = load_image_classification_datasets(data_args, image_size, mean, std, training_args.seed, model_args)
+    else:
+        rate = int(settings["sampling_rate"])
+        data = load_audio_classification_datasets(data_args, rate, training_args.seed, model_args)
+    prepare_training_arguments(training_args, data)
+    data = align_labels_with_checkpoint(config, data, model_args.ignore_mismatched_sizes)
+    logger.info(f"{data.description}: {len(data.label_names)} classes {data.label_names}")
+    model = build_classification_model(config, model_args, data.label_names)
+    return ClassificationSetup(data=data, model=model, settings=settings, image_size=image_size)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Training, evaluation, model card
 # --------------------------------------------------------------------------------------------------------------------
@@ -1060,6 +1093,7 @@ __all__ = [
     "AudioDataArguments",
     "ClassificationData",
     "ClassificationModelArguments",
+    "ClassificationSetup",
     "ClassificationTrainer",
     "ImageClassificationCollator",
     "ImageDataArguments",
@@ -1076,6 +1110,7 @@ __all__ = [
     "load_image_classification_datasets",
     "load_processor_settings",
     "make_processor",
+    "prepare_classification",
     "prepare_training_arguments",
     "synthesize_spoken_digits",
     "train_evaluate_and_save_card",

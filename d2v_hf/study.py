@@ -52,11 +52,30 @@ ARM_TITLES = {
     "random": "random init",
 }
 TEXT_TASKS = ("sst2", "stsb", "xquad")
-# Main score (0-100) of each task: the number averaged into the GLUE-style average.
+# The image and speech tasks (d2v_hf.study_vision_audio): data2vec against random init only (no MLM arm).
+MODALITY_TASKS = ("fashion_mnist", "spoken_digits")
+TASKS = TEXT_TASKS + MODALITY_TASKS
+# Main score (0-100) of each task; the text ones are averaged into the GLUE-style average.
 TASK_SCORES = {
     "sst2": ("accuracy", "SST-2 accuracy"),
     "stsb": ("corr", "STS-B (Pearson + Spearman) / 2"),
     "xquad": ("en_f1", "XQuAD-en F1"),
+    "fashion_mnist": ("finetune_accuracy", "Fashion-MNIST accuracy (fine-tuned)"),
+    "spoken_digits": ("finetune_accuracy", "spoken-digit accuracy (fine-tuned, unseen voices)"),
+}
+TASK_TITLES = {
+    "sst2": "SST-2",
+    "stsb": "STS-B",
+    "xquad": "XQuAD",
+    "fashion_mnist": "Fashion-MNIST",
+    "spoken_digits": "Spoken digits",
+}
+# Pretraining runs: (arm, modality) -> key in results["pretraining"].
+PRETRAINING_TITLES = {
+    "data2vec": "data2vec 1.0 text",
+    "mlm": "RoBERTa-style MLM",
+    "data2vec_vision": "data2vec 1.0 vision",
+    "data2vec_audio": "data2vec 1.0 audio",
 }
 
 # Sizes of the two modes. `quick` fits a shared 2-core CPU in under 30 minutes; `full` is meant for one GPU.
@@ -80,9 +99,23 @@ _PRESETS: dict[str, dict[str, Any]] = {
         qa_batch_size=16,
         qa_max_seq_length=256,
         qa_doc_stride=32,
-        qa_max_eval_samples=30,
-        eval_points=5,
+        qa_max_eval_samples=24,
+        eval_points=4,
+        vision_pretrain_steps=300,
+        vision_batch_size=32,
+        vision_pretrain_learning_rate=1e-3,
+        vision_finetune_steps=300,
+        vision_finetune_learning_rate=1e-3,
+        vision_train_samples=3000,
+        vision_eval_samples=2000,
+        audio_pretrain_steps=300,
+        audio_batch_size=8,
+        audio_pretrain_learning_rate=5e-4,
+        audio_max_seconds=2.0,
+        audio_finetune_steps=160,
+        audio_clip_seconds=0.8,
         torch_threads=1,
+        workers=2,
     ),
     "full": dict(
         model_size="base",
@@ -105,7 +138,21 @@ _PRESETS: dict[str, dict[str, Any]] = {
         qa_doc_stride=128,
         qa_max_eval_samples=None,
         eval_points=10,
+        vision_pretrain_steps=20000,
+        vision_batch_size=256,
+        vision_pretrain_learning_rate=1e-3,
+        vision_finetune_steps=3000,
+        vision_finetune_learning_rate=1e-4,
+        vision_train_samples=30000,
+        vision_eval_samples=10000,
+        audio_pretrain_steps=10000,
+        audio_batch_size=32,
+        audio_pretrain_learning_rate=5e-4,
+        audio_max_seconds=5.0,
+        audio_finetune_steps=1000,
+        audio_clip_seconds=1.0,
         torch_threads=0,
+        workers=1,
     ),
 }
 
@@ -119,7 +166,12 @@ class StudyArguments:
     output_dir: str = field(default="outputs/study", metadata={"help": "Checkpoints and per-run outputs."})
     docs_dir: str = field(default="docs", metadata={"help": "Where study.md, study_results.json and img/ go."})
     model_cards_dir: str = field(default="model_cards", metadata={"help": "One folder per model, with README.md."})
-    tasks: str = field(default="sst2,stsb,xquad", metadata={"help": "Comma-separated: sst2, stsb, xquad."})
+    tasks: str = field(
+        default=",".join(TASKS),
+        metadata={
+            "help": "Comma-separated: sst2, stsb, xquad (text), fashion_mnist (images), spoken_digits (speech)."
+        },
+    )
     arms: str = field(default="data2vec,mlm,random", metadata={"help": "Comma-separated: data2vec, mlm, random."})
     seeds: str | None = field(default=None, metadata={"help": "Fine-tuning seeds, comma-separated."})
     model_size: str | None = field(default=None, metadata={"help": "tiny (4 x 64) or base (12 x 768)."})
@@ -141,8 +193,27 @@ class StudyArguments:
     qa_doc_stride: int | None = field(default=None, metadata={"help": "XQuAD context window overlap."})
     qa_max_eval_samples: int | None = field(default=None, metadata={"help": "XQuAD questions per language."})
     eval_points: int | None = field(default=None, metadata={"help": "GLUE dev evaluations per run (curves)."})
+    vision_pretrain_steps: int | None = field(default=None, metadata={"help": "Images: data2vec pretraining steps."})
+    vision_batch_size: int | None = field(default=None, metadata={"help": "Images: pretraining batch size."})
+    vision_pretrain_learning_rate: float | None = field(default=None, metadata={"help": "Images: pretraining lr."})
+    vision_finetune_steps: int | None = field(default=None, metadata={"help": "Images: fine-tuning steps (batch 32)."})
+    vision_finetune_learning_rate: float | None = field(default=None, metadata={"help": "Images: fine-tuning lr."})
+    vision_train_samples: int | None = field(
+        default=None, metadata={"help": "Images: labelled training images for the probe and fine-tuning."}
+    )
+    vision_eval_samples: int | None = field(default=None, metadata={"help": "Images: test images evaluated."})
+    audio_pretrain_steps: int | None = field(default=None, metadata={"help": "Speech: data2vec pretraining steps."})
+    audio_batch_size: int | None = field(default=None, metadata={"help": "Speech: pretraining batch size (clips)."})
+    audio_pretrain_learning_rate: float | None = field(default=None, metadata={"help": "Speech: pretraining lr."})
+    audio_max_seconds: float | None = field(default=None, metadata={"help": "Speech: pretraining crop (seconds)."})
+    audio_finetune_steps: int | None = field(default=None, metadata={"help": "Speech: fine-tuning steps (batch 16)."})
+    audio_clip_seconds: float | None = field(default=None, metadata={"help": "Speech: digit clip length (seconds)."})
     torch_threads: int | None = field(
         default=None, metadata={"help": "torch.set_num_threads (0: torch's default); 1 is fastest on a shared CPU."}
+    )
+    workers: int | None = field(
+        default=None,
+        metadata={"help": "Runs in parallel (separate processes, torch_threads each); 2 on a 2-core CPU, 1 on a GPU."},
     )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the models with their cards."})
     hub_org: str | None = field(default=None, metadata={"help": "Hub user or organisation for --push_to_hub."})
@@ -156,9 +227,11 @@ class StudyArguments:
                 setattr(self, key, value)
         if self.corpus_lines == 0:
             self.corpus_lines = None
-        unknown = sorted(set(self.task_list) - set(TEXT_TASKS)) + sorted(set(self.arm_list) - set(ARMS))
+        unknown = sorted(set(self.task_list) - set(TASKS)) + sorted(set(self.arm_list) - set(ARMS))
         if unknown:
-            raise ValueError(f"Unknown task(s)/arm(s) {unknown}; tasks: {TEXT_TASKS}, arms: {ARMS}.")
+            raise ValueError(f"Unknown task(s)/arm(s) {unknown}; tasks: {TASKS}, arms: {ARMS}.")
+        if self.workers < 1:
+            raise ValueError(f"--workers {self.workers}; expected at least 1.")
         if self.push_to_hub and not self.hub_org:
             raise ValueError("--push_to_hub needs --hub_org (the Hub user or organisation to upload to).")
 
@@ -500,6 +573,47 @@ def finetune_xquad(args: StudyArguments, checkpoint: str, seed: int, output_dir:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def feature_spread(checkpoint: str, texts: list[str], max_length: int = 64) -> float:
+    """
+    Mean over features of the standard deviation, across all tokens of `texts`, of the last-layer outputs. Near 0
+    when every token gets nearly the same vector: a collapsed representation, from which a short fine-tuning run
+    tends to stay at the majority class.
+    """
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    return float(hidden[batch["attention_mask"].bool()].std(0).mean())
+
+
+def unigram_entropy(corpus_file: str | os.PathLike, tokenizer_dir: str | os.PathLike) -> float:
+    """Entropy (nats) of the token frequencies of the corpus: the MLM loss of a model that ignores the context."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    lines = [line for line in Path(corpus_file).read_text(encoding="utf-8").splitlines() if line]
+    ids = np.concatenate([np.asarray(i) for i in tokenizer(lines, add_special_tokens=False)["input_ids"] if i])
+    p = np.bincount(ids) / len(ids)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def text_diagnostics(args: StudyArguments, checkpoints: dict[str, str], corpus_file: str, tokenizer_dir: str):
+    """Feature spread of each text arm on SST-2 dev sentences, and the corpus's unigram entropy."""
+    lines = (Path(args.data_dir) / "glue" / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:129]
+    texts = [line.split("\t")[0] for line in lines]
+    spread = {arm: feature_spread(path, texts, args.max_seq_length) for arm, path in checkpoints.items()}
+    return {"feature_spread": spread, "unigram_entropy": unigram_entropy(corpus_file, tokenizer_dir)}
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -518,8 +632,8 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 def summarize_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
     """
-    `{arm: {"<task>/<score>": stats}}` over seeds, plus `"average"`: per seed, the unweighted mean of each task's
-    main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1) over the tasks that ran.
+    `{arm: {"<task>/<score>": stats}}` over seeds, plus `"average"`: per seed, the unweighted mean of each text
+    task's main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1) over the text tasks that ran.
     """
     summary: dict[str, dict[str, dict]] = {}
     by_arm: dict[str, dict[str, dict[int, dict]]] = {}
@@ -530,12 +644,10 @@ def summarize_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
         for task, per_seed in tasks.items():
             for key in next(iter(per_seed.values())):
                 out[f"{task}/{key}"] = _stats([scores[key] for scores in per_seed.values()])
-        seeds = sorted(set.intersection(*(set(per_seed) for per_seed in tasks.values())))
+        text = {task: per_seed for task, per_seed in tasks.items() if task in TEXT_TASKS}
+        seeds = sorted(set.intersection(*(set(per_seed) for per_seed in text.values()))) if text else []
         if seeds:
-            averages = [
-                np.mean([tasks[task][seed][TASK_SCORES[task][0]] for task in tasks if task in TASK_SCORES])
-                for seed in seeds
-            ]
+            averages = [np.mean([text[task][seed][TASK_SCORES[task][0]] for task in text]) for seed in seeds]
             out["average"] = _stats(averages)
     return summary
 
@@ -569,8 +681,8 @@ def plot_study_curves(results: dict, img_dir: str | os.PathLike) -> list[str]:
             if info.get("loss_curve"):
                 steps, values = zip(*info["loss_curve"])
                 ax.plot(steps, values)
-            ylabel = "data2vec regression loss" if arm == "data2vec" else "MLM cross-entropy"
-            ax.set(xlabel="optimizer step", ylabel=ylabel, title=f"Pretraining: {ARM_TITLES.get(arm, arm)}")
+            ylabel = "data2vec regression loss" if arm.startswith("data2vec") else "MLM cross-entropy"
+            ax.set(xlabel="optimizer step", ylabel=ylabel, title=f"Pretraining: {PRETRAINING_TITLES.get(arm, arm)}")
         fig.tight_layout()
         fig.savefig(img_dir / "study_pretraining_loss.png", dpi=90)
         plt.close(fig)
@@ -591,11 +703,13 @@ def plot_study_curves(results: dict, img_dir: str | os.PathLike) -> list[str]:
                 steps = [p[0] for p in curves[0][:length]]
                 values = np.array([[p[1] for p in c[:length]] for c in curves])
                 mean = values.mean(0)
-                ax.plot(steps, mean, marker="o" if kind == "eval_curve" else None, label=ARM_TITLES.get(arm, arm))
+                color = f"C{ARMS.index(arm)}"  # one colour per arm in every panel
+                marker = "o" if kind == "eval_curve" else None
+                ax.plot(steps, mean, marker=marker, color=color, label=ARM_TITLES.get(arm, arm))
                 if len(curves) > 1:
-                    ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
-            ylabel = TASK_SCORES[task][1] + " (dev)" if kind == "eval_curve" else "training loss"
-            ax.set(xlabel="fine-tuning step", ylabel=ylabel, title=task.upper())
+                    ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2)
+            ylabel = TASK_SCORES[task][1].split(" (")[0] + " (eval)" if kind == "eval_curve" else "training loss"
+            ax.set(xlabel="fine-tuning step", ylabel=ylabel, title=TASK_TITLES.get(task, task))
             ax.legend()
         fig.tight_layout()
         name = "study_finetuning_dev.png" if kind == "eval_curve" else "study_finetuning_loss.png"
@@ -666,43 +780,11 @@ def _paired_differences(results: dict) -> list[str]:
     return lines
 
 
-def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str | None = None) -> Path:
-    """
-    Writes `study_results.json`, `study.md` and the plots (`img/study_*.png`) into `docs_dir` from `results` (the
-    dictionary [`run_study`] returns). Every number in `study.md` comes from `results`.
-    """
-    docs_dir = Path(docs_dir)
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    (docs_dir / "study_results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    images = plot_study_curves(results, docs_dir / "img")
-    config, env = results["config"], results["environment"]
-    pre = results.get("pretraining", {})
+def _text_setup_and_results(results: dict) -> list[str]:
+    config = results["config"]
     tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
-    lines = [
-        f"# Study: data2vec vs. MLM vs. random initialisation ({config['mode']} mode)",
-        "",
-        "Generated by `examples/study.py` (`d2v_hf.study.write_study_report`) from "
-        "[`study_results.json`](study_results.json); every number below comes from that run.",
-        "",
-        "## Command",
-        "",
-        "```bash",
-        results["command"],
-        "```",
-        "",
-        f"Ran on {env['device']} (torch {env['torch']}, transformers {env['transformers']}, "
-        f"{env['torch_threads']} threads), finished {results['finished']}: pretraining and fine-tuning runs took "
-        f"{results.get('runs_time_s', results['wall_time_s']) / 60:.1f} minutes in total (wall clock, summed over the "
-        "runs; the CPU was shared with other jobs).",
-        "",
-        "The full mode (RoBERTa-base backbone, whole corpus, 50k steps, 5 seeds) is meant for one GPU and has not "
-        "been run here (no GPU was available):",
-        "",
-        "```bash",
-        "python examples/study.py --mode full --data_dir ../shared/data",
-        "```",
-        "",
-        "## Setup",
+    return [
+        "## Text: setup",
         "",
         f"- Corpus: {results['corpus']['lines']:,} evenly spaced lines of `{results['corpus']['source']}` "
         f"({results['corpus']['words']:,} words); one byte-level BPE tokenizer "
@@ -728,7 +810,7 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str
         "(zero-shot for the 11 non-English ones; the article split follows the seed).",
         f"- Seeds: {', '.join(map(str, config['seed_list']))} (fine-tuning; pretraining uses seed 0).",
         "",
-        "## Results",
+        "## Text: results",
         "",
         "Mean ± standard deviation over seeds (scores x 100). *Average* is the GLUE-style unweighted mean of each "
         "task's main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1), computed per seed.",
@@ -736,6 +818,47 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str
         *_main_table(results),
         "",
     ]
+
+
+def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str | None = None) -> Path:
+    """
+    Writes `study_results.json`, `study.md` and the plots (`img/study_*.png`) into `docs_dir` from `results` (the
+    dictionary [`run_study`] returns). Every number in `study.md` comes from `results`.
+    """
+    docs_dir = Path(docs_dir)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    (docs_dir / "study_results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    images = plot_study_curves(results, docs_dir / "img")
+    config, env = results["config"], results["environment"]
+    pre = results.get("pretraining", {})
+    lines = [
+        f"# Study: data2vec vs. MLM vs. random initialisation ({config['mode']} mode)",
+        "",
+        "Generated by `examples/study.py` (`d2v_hf.study.write_study_report`) from "
+        "[`study_results.json`](study_results.json); every number below comes from that run.",
+        "",
+        "## Command",
+        "",
+        "```bash",
+        results["command"],
+        "```",
+        "",
+        f"Ran on {env['device']} (torch {env['torch']}, transformers {env['transformers']}, "
+        f"{env['torch_threads']} threads per run), finished {results['finished']}: "
+        f"{results['wall_time_s'] / 60:.1f} minutes of wall clock for the whole study with "
+        f"{config.get('workers') or 1} run(s) side by side; the pretraining and fine-tuning runs took "
+        f"{results.get('runs_time_s', results['wall_time_s']) / 60:.1f} minutes summed over the runs.",
+        "",
+        "The full mode (RoBERTa-base backbone, whole corpus, 50k steps, 5 seeds) is meant for one GPU and has not "
+        "been run here (no GPU was available):",
+        "",
+        "```bash",
+        "python examples/study.py --mode full --data_dir ../shared/data",
+        "```",
+        "",
+    ]
+    if results.get("corpus"):
+        lines += _text_setup_and_results(results)
     paired = _paired_differences(results)
     if paired:
         lines += ["Paired differences (same seed, same data order):", "", *paired, ""]
@@ -744,14 +867,18 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str
     if pre:
         lines += ["### Pretraining", "", "| arm | final training loss | wall time (min) |", "|---|---:|---:|"]
         for arm, info in pre.items():
-            lines.append(f"| {ARM_TITLES[arm]} | {info['final_loss']:.4f} | {info['wall_time_s'] / 60:.1f} |")
+            lines.append(
+                f"| {PRETRAINING_TITLES.get(arm, arm)} | {info['final_loss']:.4f} | {info['wall_time_s'] / 60:.1f} |"
+            )
         lines.append("")
     lines += ["## Learning curves", ""]
     lines += [f"![{name}](img/{name})" for name in images]
     lines += [""]
     if analysis:
         lines += ["## Discussion", "", analysis.strip(), ""]
-    lines += results.get("not_done_markdown", "").splitlines()
+    from .study_vision_audio import modality_report_markdown
+
+    lines += modality_report_markdown(results).splitlines() + [""]
     lines += [
         "## Model cards",
         "",
@@ -838,6 +965,26 @@ def discuss_results(results: dict) -> str:
             if "xquad" in config["task_list"]
             else ""
         )
+        diagnostics = results.get("diagnostics") or {}
+        spread, entropy = diagnostics.get("feature_spread", {}), diagnostics.get("unigram_entropy")
+        mlm_loss = (results.get("pretraining", {}).get("mlm") or {}).get("final_loss")
+        if spread:
+            stuck += " Feature spread of the last layer on 128 SST-2 dev sentences (mean over features of the std " + (
+                "across tokens; near 0 = every token gets the same vector): "
+                + ", ".join(f"{ARM_TITLES[a]} {v:.3f}" for a, v in spread.items())
+                + "."
+            )
+        if mlm_loss is not None and entropy is not None:
+            stuck += (
+                f" The MLM arm's final loss ({mlm_loss:.2f} nats) against the unigram entropy of the corpus "
+                f"({entropy:.2f} nats, the loss of predicting token frequencies without looking at the context): "
+                + (
+                    "the MLM model is still in the first phase of MLM training, where it predicts frequencies and its "
+                    "features carry little about the input."
+                    if mlm_loss > entropy - 0.5
+                    else "the MLM model has learned to use the context."
+                )
+            )
         lines += [
             "",
             f"{why}: the quick mode pretrains a {results['backbone']} model for {config['pretrain_steps']} steps on "
@@ -858,14 +1005,6 @@ def discuss_results(results: dict) -> str:
 # Model cards and upload
 # --------------------------------------------------------------------------------------------------------------------
 
-NOT_DONE_MARKDOWN = """## Not done yet: images and speech
-
-The image arm (data2vec vision pretraining on Fashion-MNIST without labels, then linear probe and fine-tuning, against
-random init) and the speech arm (data2vec audio pretraining on the recorded speech, then spoken-digit
-classification, against random init) are not part of this run. The pieces exist
-(`examples/run_pretraining.py --modality vision|audio`, `examples/run_image_classification.py`,
-`examples/run_audio_classification.py`), but the study does not run or report them yet.
-"""
 
 STUDY_MODEL_NAMES = {
     "data2vec": "data2vec-text-{size}-gcide-study",
@@ -875,7 +1014,10 @@ STUDY_MODEL_NAMES = {
 
 
 def study_model_name(arm: str, model_size: str) -> str:
-    return STUDY_MODEL_NAMES[arm].format(size=model_size)
+    """The Hub name of a study model: `arm` is a text arm or an image/speech key such as `data2vec_vision`."""
+    from .study_vision_audio import MODALITY_MODEL_NAMES
+
+    return {**STUDY_MODEL_NAMES, **MODALITY_MODEL_NAMES}[arm].format(size=model_size)
 
 
 def _eval_results(summary: dict, arm_summary_key: str, task: str, key: str):
@@ -998,10 +1140,11 @@ def _card_results_markdown(arm: str, results: dict) -> str:
 def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -> list[Path]:
     """Writes `model_cards_dir/<name>/README.md` for every arm of `results`; returns the paths."""
     from .modelcard import save_model_card
+    from .study_vision_audio import write_modality_model_cards
 
     paths = []
     for arm in results["config"]["arm_list"]:
-        if arm not in results["summary"]:
+        if arm not in results["summary"] or not results.get("corpus"):
             continue
         card = build_study_model_card(arm, results)
         paths.append(
@@ -1010,7 +1153,7 @@ def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -
         checkpoint = results.get("checkpoints", {}).get(arm)
         if checkpoint and Path(checkpoint).is_dir():
             card.save(Path(checkpoint) / "README.md")  # the uploaded folder carries the same card
-    return paths
+    return paths + write_modality_model_cards(results, model_cards_dir)
 
 
 def push_study_models(results: dict, hub_org: str, token: str | None = None, private: bool = False) -> list[str]:
@@ -1024,6 +1167,8 @@ def push_study_models(results: dict, hub_org: str, token: str | None = None, pri
     repo_ids = []
     for arm, checkpoint in results.get("checkpoints", {}).items():
         repo_id = f"{hub_org}/{study_model_name(arm, results['config']['model_size'])}"
+        if not Path(checkpoint).is_dir():
+            raise ValueError(f"--push_to_hub: the {arm} checkpoint {checkpoint} is missing; rerun the study first.")
         api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(
             repo_id=repo_id,
@@ -1040,11 +1185,8 @@ def push_study_models(results: dict, hub_org: str, token: str | None = None, pri
 # --------------------------------------------------------------------------------------------------------------------
 
 
-# Arguments that change the pretrained checkpoints (the rest only changes fine-tuning).
-_PRETRAINING_FIELDS = (
-    "data_dir",
-    "output_dir",
-    "model_size",
+# Arguments that change each pretrained checkpoint (the rest only changes fine-tuning).
+_TEXT_PRETRAINING_FIELDS = (
     "corpus_lines",
     "tokenizer_vocab_size",
     "max_seq_length",
@@ -1053,10 +1195,25 @@ _PRETRAINING_FIELDS = (
     "pretrain_learning_rate",
     "pretrain_warmup_steps",
 )
+_PRETRAINING_FIELDS = {
+    "data2vec": _TEXT_PRETRAINING_FIELDS,
+    "mlm": _TEXT_PRETRAINING_FIELDS,
+    "data2vec_vision": ("vision_pretrain_steps", "vision_batch_size", "vision_pretrain_learning_rate"),
+    "data2vec_audio": (
+        "audio_pretrain_steps",
+        "audio_batch_size",
+        "audio_pretrain_learning_rate",
+        "audio_max_seconds",
+    ),
+}
+
+
+def _pretraining_key(args: StudyArguments, run: str) -> dict:
+    return {k: getattr(args, k) for k in ("data_dir", "output_dir", "model_size") + _PRETRAINING_FIELDS[run]}
 
 
 def _run_settings(config: dict) -> dict:
-    selection = {"tasks", "arms", "seeds", "docs_dir", "model_cards_dir", "push_to_hub", "hub_org"}
+    selection = {"tasks", "arms", "seeds", "docs_dir", "model_cards_dir", "push_to_hub", "hub_org", "workers"}
     return {k: v for k, v in config.items() if k not in selection}
 
 
@@ -1069,14 +1226,78 @@ def _data2vec_recipe(out: Path) -> dict:
     return {k: config.get(k) for k in keys + ("text_mask_strategy",)}
 
 
+def _call(target: str, kwargs: dict, threads: int | None):
+    """Runs `module:function(**kwargs)` of d2v_hf (in a worker process, or in this one)."""
+    import importlib
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    module, function = target.split(":")
+    return getattr(importlib.import_module(f"d2v_hf.{module}"), function)(**kwargs)
+
+
+def run_jobs(jobs: list[tuple[Any, str, dict]], workers: int, threads: int | None, on_done) -> None:
+    """
+    Runs `jobs` (`(key, "module:function", kwargs)`) with `workers` processes (spawned, `threads` torch threads each;
+    in this process when `workers == 1`), calling `on_done(key, result)` here as each one finishes, so finished
+    results are saved even if a later job fails. On a 2-core CPU, two 1-thread runs side by side take about half
+    the wall time of running them one after the other at 2 threads.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        for key, target, kwargs in jobs:
+            on_done(key, _call(target, kwargs, threads))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_call, target, kwargs, threads): key for key, target, kwargs in jobs}
+        for future in as_completed(futures):
+            on_done(futures[future], future.result())
+
+
+# The slowest first, so that two workers finish together.
+_JOB_ORDER = {"xquad": 0, "stsb": 1, "spoken_digits": 2, "fashion_mnist": 3, "sst2": 4}
+
+
+def _check_study_inputs(args: StudyArguments) -> None:
+    """Missing data or tools fail before anything runs."""
+    from .finetuning_vision_audio import espeak_ng_available
+
+    data = Path(args.data_dir)
+    needed = {
+        "sst2": data / "glue" / "sst2",
+        "stsb": data / "glue" / "stsb",
+        "xquad": data / "xquad",
+        "fashion_mnist": data / "vision" / "fashion-mnist",
+        "spoken_digits": data / "speech",
+    }
+    if set(args.task_list) & set(TEXT_TASKS):
+        needed["corpus"] = data / "corpus" / "gcide_en.txt.gz"
+    missing = [str(path) for task, path in needed.items() if (task in args.task_list or task == "corpus")]
+    missing = [path for path in missing if not Path(path).exists()]
+    if missing:
+        raise ValueError(f"--data_dir {args.data_dir}: missing {missing} (see ../shared/data/README.md).")
+    if "spoken_digits" in args.task_list and not espeak_ng_available():
+        raise ValueError(
+            "The spoken_digits task synthesizes its digits with espeak-ng, which is not installed (Debian/Ubuntu: "
+            "apt-get install espeak-ng); install it or leave spoken_digits out of --tasks."
+        )
+
+
 def run_study(args: StudyArguments, command: str | None = None) -> dict:
     """
-    Runs the text study end to end (pretraining, fine-tuning over seeds, report, model cards) and returns the raw
-    results. Finished fine-tuning runs are kept in `output_dir/partial_results.json`, so an interrupted study
-    resumes where it stopped (with the same arguments).
+    Runs the study end to end (pretraining, fine-tuning over seeds, report, model cards) and returns the raw
+    results. Finished pretraining and fine-tuning runs are kept in `output_dir/partial_results.json`, so an
+    interrupted study resumes where it stopped (with the same arguments).
     """
     import torch
 
+    from . import study_vision_audio as sva
+
+    _check_study_inputs(args)
     start = time.time()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -1084,90 +1305,155 @@ def run_study(args: StudyArguments, command: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     partial_path = out / "partial_results.json"
     partial = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
-    pretraining_key = {k: getattr(args, k) for k in _PRETRAINING_FIELDS}
-    if partial.get("pretraining_key") != pretraining_key:
-        partial = {"pretraining_key": pretraining_key, "pretraining": {}}
-    # Finished pretraining is kept when only fine-tuning changed; finished fine-tuning runs (keyed by arm, task and
-    # seed) are kept when only the selection of arms, tasks or seeds (or where the report goes) changed.
+    # A finished pretraining run is kept while its own settings are unchanged; finished fine-tuning runs (keyed by
+    # arm, task and seed) are kept when only the selection of arms, tasks or seeds (or where the report goes) changed.
+    partial["pretraining"] = {
+        run: info
+        for run, info in (partial.get("pretraining") or {}).items()
+        if run in _PRETRAINING_FIELDS and info.get("key") == _pretraining_key(args, run)
+    }
     if _run_settings(partial.get("config") or {}) != _run_settings(args.to_dict()):
         partial["runs"] = []
     partial["config"] = args.to_dict()
-
-    corpus_file, tokenizer_dir = str(out / "corpus.txt"), str(out / "tokenizer")
-    corpus = partial.get("corpus")
-    if corpus is None or not Path(tokenizer_dir).is_dir():
-        corpus = prepare_corpus(Path(args.data_dir) / "corpus" / "gcide_en.txt.gz", corpus_file, args.corpus_lines)
-        train_study_tokenizer(corpus_file, tokenizer_dir, args.tokenizer_vocab_size)
-        partial["corpus"] = corpus
-    from transformers import AutoTokenizer
-
-    backbone = study_backbone_config(args.model_size, AutoTokenizer.from_pretrained(tokenizer_dir))
-    backbone_text = (
-        f"{backbone.num_hidden_layers} layers x {backbone.hidden_size} hidden, {backbone.num_attention_heads} heads, "
-        f"FFN {backbone.intermediate_size}, vocabulary {backbone.vocab_size}"
-    )
+    # wall clock spent by earlier, interrupted invocations on the runs that are kept
+    elapsed_before = partial.get("elapsed_s", 0.0) if partial.get("runs") or partial["pretraining"] else 0.0
 
     def save_partial():
+        partial["elapsed_s"] = elapsed_before + time.time() - start
         partial_path.write_text(json.dumps(partial, indent=1), encoding="utf-8")
 
-    checkpoints = {}
-    pretrainers = {"data2vec": pretrain_data2vec, "mlm": pretrain_mlm}
-    for arm in args.arm_list:
-        if arm == "random":
-            continue
-        if arm not in partial["pretraining"]:
-            logger.warning(f"*** Pretraining: {arm} ***")
-            partial["pretraining"][arm] = pretrainers[arm](
-                args, corpus_file, tokenizer_dir, str(out / "pretrain" / arm)
-            )
-            save_partial()
-        checkpoints[arm] = partial["pretraining"][arm]["checkpoint"]
+    text_tasks = [t for t in args.task_list if t in TEXT_TASKS]
+    corpus_file, tokenizer_dir = str(out / "corpus.txt"), str(out / "tokenizer")
+    corpus, backbone_text = partial.get("corpus"), None
+    if text_tasks:
+        if corpus is None or not Path(tokenizer_dir).is_dir():
+            corpus = prepare_corpus(Path(args.data_dir) / "corpus" / "gcide_en.txt.gz", corpus_file, args.corpus_lines)
+            train_study_tokenizer(corpus_file, tokenizer_dir, args.tokenizer_vocab_size)
+            partial["corpus"] = corpus
+        from transformers import AutoTokenizer
 
-    wanted = {(a, t, s) for a in args.arm_list for t in args.task_list for s in args.seed_list}
+        backbone = study_backbone_config(args.model_size, AutoTokenizer.from_pretrained(tokenizer_dir))
+        backbone_text = (
+            f"{backbone.num_hidden_layers} layers x {backbone.hidden_size} hidden, {backbone.num_attention_heads} "
+            f"heads, FFN {backbone.intermediate_size}, vocabulary {backbone.vocab_size}"
+        )
+    digits = sva.prepare_spoken_digits(args, out / "speech") if "spoken_digits" in args.task_list else None
+
+    # 1. Pretraining runs (side by side with --workers)
+    text_kwargs = dict(args=args, corpus_file=corpus_file, tokenizer_dir=tokenizer_dir)
+    modality_kwargs = {
+        "fashion_mnist": ("data2vec_vision", dict(modality="vision", train_path=str(sva.fashion_mnist_dir(args)))),
+        "spoken_digits": ("data2vec_audio", dict(modality="audio", train_path=digits and digits["corpus"])),
+    }
+    wanted_pretraining = []
+    if text_tasks:
+        wanted_pretraining += [
+            ("data2vec", "study:pretrain_data2vec", text_kwargs),
+            ("mlm", "study:pretrain_mlm", text_kwargs),
+        ]
+        wanted_pretraining = [job for job in wanted_pretraining if job[0] in args.arm_list]
+    if "data2vec" in args.arm_list:
+        for task, (run, kwargs) in modality_kwargs.items():
+            if task in args.task_list:
+                wanted_pretraining.append((run, "study_vision_audio:pretrain_modality", dict(args=args, **kwargs)))
+    jobs = [
+        (run, target, {**kwargs, "output_dir": str(out / "pretrain" / run)})
+        for run, target, kwargs in wanted_pretraining
+        if run not in partial["pretraining"]
+    ]
+
+    def pretraining_done(run, result):
+        partial["pretraining"][run] = {**result, "key": _pretraining_key(args, run)}
+        save_partial()
+        logger.warning(f"    pretraining {run}: final loss {result['final_loss']} ({result['wall_time_s']:.0f}s)")
+
+    logger.warning(f"*** Pretraining: {[job[0] for job in jobs] or 'nothing left to run'} ***")
+    run_jobs(jobs, args.workers, args.torch_threads, pretraining_done)
+
+    # 2. The checkpoints each arm fine-tunes
+    def checkpoint_for(arm: str, task: str, seed: int) -> str:
+        if task in TEXT_TASKS:
+            if arm != "random":
+                return partial["pretraining"][arm]["checkpoint"]
+            path = str(out / "random_init" / f"seed{seed}")
+            return path if Path(path).is_dir() else save_random_init(args, tokenizer_dir, path, seed)
+        run, _ = modality_kwargs[task]
+        modality = sva.MODALITY_TASKS[task]
+        if arm == "data2vec":
+            source = partial["pretraining"][run]["checkpoint"]
+            return sva.mean_pooling_checkpoint(args, modality, source, str(out / "checkpoints" / run), 0)
+        path = str(out / "checkpoints" / f"random_{modality}_seed{seed}")
+        return sva.mean_pooling_checkpoint(args, modality, None, path, seed)
+
+    # 3. Fine-tuning runs (and probes), every arm x task x seed
+    def wanted_run(arm, task):
+        return task in TEXT_TASKS or arm in ("data2vec", "random")
+
+    wanted = {(a, t, s) for a in args.arm_list for t in args.task_list for s in args.seed_list if wanted_run(a, t)}
     done = {(r["arm"], r["task"], r["seed"]) for r in partial["runs"]}
-    for seed in args.seed_list:
-        for task in args.task_list:
-            for arm in args.arm_list:
-                if (arm, task, seed) in done:
-                    continue
-                checkpoint = checkpoints.get(arm)
-                if arm == "random":
-                    checkpoint = str(out / "random_init" / f"seed{seed}")
-                    if not Path(checkpoint).is_dir():
-                        save_random_init(args, tokenizer_dir, checkpoint, seed)
-                logger.warning(f"*** Fine-tuning: {arm} on {task}, seed {seed} ***")
-                run_dir = str(out / "finetune" / f"{arm}-{task}-seed{seed}")
-                if task == "xquad":
-                    run = finetune_xquad(args, checkpoint, seed, run_dir)
-                else:
-                    run = finetune_glue(args, checkpoint, task, seed, run_dir)
-                partial["runs"].append({"arm": arm, "task": task, "seed": seed, **run})
-                save_partial()
-                logger.warning(f"    {arm} {task} seed {seed}: {run['scores']} ({run['wall_time_s']:.0f}s)")
-    if "random" in args.arm_list:
-        checkpoints["random"] = str(out / "random_init" / f"seed{args.seed_list[0]}")
+    jobs = []
+    for arm, task, seed in sorted(wanted - done, key=lambda k: (_JOB_ORDER[k[1]], k[2], k[0])):
+        run_dir = str(out / "finetune" / f"{arm}-{task}-seed{seed}")
+        kwargs = dict(args=args, checkpoint=checkpoint_for(arm, task, seed), seed=seed, output_dir=run_dir)
+        if task == "xquad":
+            jobs.append(((arm, task, seed), "study:finetune_xquad", kwargs))
+        elif task in TEXT_TASKS:
+            jobs.append(((arm, task, seed), "study:finetune_glue", dict(kwargs, task=task)))
+        else:
+            kwargs.update(task=task, arm=arm, paths=digits)
+            jobs.append(((arm, task, seed), "study_vision_audio:run_modality_task", kwargs))
 
+    def finetuning_done(key, run):
+        arm, task, seed = key
+        partial["runs"].append({"arm": arm, "task": task, "seed": seed, **run})
+        save_partial()
+        logger.warning(f"    {arm} {task} seed {seed}: {run['scores']} ({run['wall_time_s']:.0f}s)")
+
+    logger.warning(f"*** Fine-tuning: {len(jobs)} runs with {args.workers} worker(s) ***")
+    run_jobs(jobs, args.workers, args.torch_threads, finetuning_done)
+
+    checkpoints = {
+        arm: partial["pretraining"][arm]["checkpoint"] for arm in ("data2vec", "mlm") if arm in partial["pretraining"]
+    }
+    if "random" in args.arm_list and text_tasks:
+        checkpoints["random"] = checkpoint_for("random", text_tasks[0], args.seed_list[0])
+    for task in args.task_list:
+        if task in MODALITY_TASKS:
+            modality = sva.MODALITY_TASKS[task]
+            for arm in ("data2vec", "random"):
+                if arm in args.arm_list:
+                    checkpoints[f"{arm}_{modality}"] = checkpoint_for(arm, task, args.seed_list[0])
+
+    runs = [r for r in partial["runs"] if (r["arm"], r["task"], r["seed"]) in wanted]
+    text_checkpoints = {arm: checkpoints[arm] for arm in ARMS if arm in checkpoints}
+    diagnostics = text_diagnostics(args, text_checkpoints, corpus_file, tokenizer_dir) if text_checkpoints else {}
     config = {**args.to_dict(), "task_list": args.task_list, "arm_list": args.arm_list, "seed_list": args.seed_list}
     results = {
         "command": command or "python examples/study.py",
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_time_s": time.time() - start,
-        "runs_time_s": sum(r["wall_time_s"] for r in partial["runs"] if (r["arm"], r["task"], r["seed"]) in wanted)
+        "wall_time_s": elapsed_before + time.time() - start,
+        "runs_time_s": sum(r["wall_time_s"] for r in runs)
         + sum(p["wall_time_s"] for p in partial["pretraining"].values()),
         "environment": environment_info(),
         "config": config,
         "corpus": corpus,
         "backbone": backbone_text,
+        "modality_backbones": {
+            sva.MODALITY_TASKS[t]: sva.describe_backbone(args, sva.MODALITY_TASKS[t])
+            for t in args.task_list
+            if t in MODALITY_TASKS
+        },
         "data2vec_top_k": _data2vec_recipe(out).get("average_top_k_layers"),
         "data2vec_recipe": _data2vec_recipe(out),
         "checkpoints": checkpoints,
         "pretraining": partial["pretraining"],
-        "runs": [r for r in partial["runs"] if (r["arm"], r["task"], r["seed"]) in wanted],
+        "diagnostics": diagnostics,
+        "runs": runs,
     }
     results["summary"] = summarize_runs(results["runs"])
-    results["not_done_markdown"] = NOT_DONE_MARKDOWN
     write_study_report(results, args.docs_dir, analysis=discuss_results(results))
     write_study_model_cards(results, args.model_cards_dir)
+    save_partial()  # the wall clock so far, for a later call that only rewrites the report
     if args.push_to_hub:
         results["pushed"] = push_study_models(results, args.hub_org, token=args.hub_token)
     return results

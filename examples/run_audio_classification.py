@@ -37,13 +37,8 @@ from d2v_hf.finetuning_vision_audio import (
     ClassificationModelArguments,
     ClassificationTrainer,
     accuracy_compute_metrics,
-    align_labels_with_checkpoint,
-    build_classification_model,
-    load_audio_classification_datasets,
-    load_checkpoint_config,
-    load_processor_settings,
     make_processor,
-    prepare_training_arguments,
+    prepare_classification,
     train_evaluate_and_save_card,
 )
 
@@ -58,16 +53,10 @@ def main(args=None):
     setup_logging(training_args)
     set_seed(training_args.seed)
 
-    # The checkpoint first: a text or image model fails before any audio is read.
-    config = load_checkpoint_config(model_args, "audio", "run_audio_classification.py")
-    settings = load_processor_settings(model_args, "audio")
+    # checkpoint, processor settings, data, labels and model (the checkpoint first: bad input fails before the data)
+    setup = prepare_classification("audio", model_args, data_args, training_args)
+    data, model, settings = setup.data, setup.model, setup.settings
     sampling_rate = int(settings["sampling_rate"])
-
-    data = load_audio_classification_datasets(data_args, sampling_rate, training_args.seed, model_args)
-    prepare_training_arguments(training_args, data)
-    data = align_labels_with_checkpoint(config, data, model_args.ignore_mismatched_sizes)
-    logger.info(f"{data.description}: {len(data.label_names)} classes {data.label_names}")
-    model = build_classification_model(config, model_args, data.label_names)
 
     collate = dict(
         max_length=int(data_args.max_length_seconds * sampling_rate),

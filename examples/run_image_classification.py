@@ -32,14 +32,8 @@ from d2v_hf.finetuning_vision_audio import (
     ImageClassificationCollator,
     ImageDataArguments,
     accuracy_compute_metrics,
-    align_labels_with_checkpoint,
-    build_classification_model,
-    check_image_size,
-    load_checkpoint_config,
-    load_image_classification_datasets,
-    load_processor_settings,
     make_processor,
-    prepare_training_arguments,
+    prepare_classification,
     train_evaluate_and_save_card,
 )
 
@@ -54,18 +48,9 @@ def main(args=None):
     setup_logging(training_args)
     set_seed(training_args.seed)
 
-    # The checkpoint first: another modality or a bad image size fails before any data is read.
-    config = load_checkpoint_config(model_args, "vision", "run_image_classification.py")
-    image_size = check_image_size(config)
-    settings = load_processor_settings(model_args, "vision")
-
-    data = load_image_classification_datasets(
-        data_args, image_size, settings["image_mean"], settings["image_std"], training_args.seed, model_args
-    )
-    prepare_training_arguments(training_args, data)
-    data = align_labels_with_checkpoint(config, data, model_args.ignore_mismatched_sizes)
-    logger.info(f"{data.description}: {len(data.label_names)} classes {data.label_names}")
-    model = build_classification_model(config, model_args, data.label_names)
+    # checkpoint, processor settings, data, labels and model (the checkpoint first: bad input fails before the data)
+    setup = prepare_classification("vision", model_args, data_args, training_args)
+    data, model, settings, image_size = setup.data, setup.model, setup.settings, setup.image_size
 
     trainer = Trainer(
         model=model,

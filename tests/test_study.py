@@ -1,11 +1,15 @@
-"""A small slice of the study (examples/study.py) on real data: one seed, a few dozen steps, SST-2 only."""
+"""Slices of the study (examples/study.py) on real data (one seed, a few steps), and its building blocks."""
 
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
+from d2v_hf.finetuning_vision_audio import espeak_ng_available
 from d2v_hf.study import ARMS, StudyArguments, run_study, summarize_runs
+from d2v_hf.study_vision_audio import linear_probe_accuracy, mean_pooling_checkpoint
 
 
 def test_study_arguments_presets():
@@ -51,6 +55,7 @@ def test_study_slice_end_to_end(shared_data, tmp_path):
         glue_max_train_samples=192,
         glue_max_eval_samples=128,
         eval_points=2,
+        workers=2,  # the pretraining and fine-tuning runs in two spawned processes
     )
     results = run_study(args, command="pytest slice")
 
@@ -62,6 +67,8 @@ def test_study_slice_end_to_end(shared_data, tmp_path):
         assert len(saved["summary"][arm]["sst2/accuracy"]["values"]) == 1
     for arm in ("data2vec", "mlm"):
         assert math.isfinite(saved["pretraining"][arm]["final_loss"])
+    assert set(saved["diagnostics"]["feature_spread"]) == set(ARMS)
+    assert saved["diagnostics"]["unigram_entropy"] > 1.0
 
     report = (tmp_path / "docs" / "study.md").read_text()
     assert "pytest slice" in report
@@ -75,3 +82,104 @@ def test_study_slice_end_to_end(shared_data, tmp_path):
     assert len(cards) == 3
     card = (tmp_path / "cards" / "data2vec-text-tiny-gcide-study" / "README.md").read_text()
     assert "model-index" in card and "accuracy" in card and "GCIDE" in card
+
+
+def test_study_rejects_bad_workers_and_missing_data(tmp_path):
+    with pytest.raises(ValueError, match="--workers 0"):
+        StudyArguments(workers=0)
+    args = StudyArguments(data_dir=str(tmp_path), tasks="fashion_mnist", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        run_study(args)
+    assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
+
+
+def test_linear_probe_separates_what_is_separable():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 16)) * 3
+    labels = rng.integers(0, 4, size=400)
+    features = centers[labels] + rng.normal(size=(400, 16))
+    train, test = (features[:300], labels[:300]), (features[300:], labels[300:])
+    assert linear_probe_accuracy(train, test) > 0.95
+    # the same features with labels that carry no information: near chance (0.25)
+    shuffled = rng.permutation(labels)
+    assert linear_probe_accuracy((features[:300], shuffled[:300]), (features[300:], shuffled[300:])) < 0.45
+
+
+def test_mean_pooling_checkpoint_keeps_the_pretrained_encoder(tmp_path):
+    from transformers import Data2VecVisionConfig, Data2VecVisionModel
+
+    config = Data2VecVisionConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=28,
+        patch_size=4,
+        use_mean_pooling=False,
+    )
+    torch.manual_seed(0)
+    Data2VecVisionModel(config).save_pretrained(tmp_path / "student")
+    args = StudyArguments(mode="quick")
+    path = mean_pooling_checkpoint(args, "vision", str(tmp_path / "student"), str(tmp_path / "pooled"), seed=0)
+    pooled = Data2VecVisionModel.from_pretrained(path)
+    student = Data2VecVisionModel.from_pretrained(tmp_path / "student")
+    assert pooled.config.use_mean_pooling and not student.config.use_mean_pooling
+    for (name, a), (_, b) in zip(pooled.encoder.named_parameters(), student.encoder.named_parameters()):
+        assert torch.equal(a, b), name
+    # random init: the study's backbone, one per seed
+    one = mean_pooling_checkpoint(args, "vision", None, str(tmp_path / "r1"), seed=1)
+    two = mean_pooling_checkpoint(args, "vision", None, str(tmp_path / "r2"), seed=2)
+    w1 = Data2VecVisionModel.from_pretrained(one).encoder.layer[0].attention.attention.query.weight
+    w2 = Data2VecVisionModel.from_pretrained(two).encoder.layer[0].attention.attention.query.weight
+    assert not torch.equal(w1, w2)
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_study_images_and_speech_slice(shared_data, tmp_path):
+    args = StudyArguments(
+        mode="quick",
+        data_dir=str(shared_data),
+        output_dir=str(tmp_path / "out"),
+        docs_dir=str(tmp_path / "docs"),
+        model_cards_dir=str(tmp_path / "cards"),
+        tasks="fashion_mnist,spoken_digits",
+        seeds="0",
+        workers=1,
+        vision_pretrain_steps=6,
+        vision_batch_size=8,
+        vision_finetune_steps=6,
+        vision_train_samples=200,
+        vision_eval_samples=100,
+        audio_pretrain_steps=4,
+        audio_batch_size=4,
+        audio_finetune_steps=6,
+        eval_points=2,
+    )
+    results = run_study(args, command="pytest modality slice")
+    runs = {(r["arm"], r["task"]): r["scores"] for r in results["runs"]}
+    assert set(runs) == {(a, t) for a in ("data2vec", "random") for t in ("fashion_mnist", "spoken_digits")}
+    for (arm, task), scores in runs.items():
+        assert 0 <= scores["probe_accuracy"] <= 100 and 0 <= scores["finetune_accuracy"] <= 100, (arm, task)
+    assert all("recorded_accuracy" in runs[(a, "spoken_digits")] for a in ("data2vec", "random"))
+    assert set(results["pretraining"]) == {"data2vec_vision", "data2vec_audio"}
+
+    report = (tmp_path / "docs" / "study.md").read_text()
+    assert "### Fashion-MNIST" in report and "### Spoken digits" in report
+    saved = json.loads((tmp_path / "docs" / "study_results.json").read_text())
+    value = saved["summary"]["data2vec"]["fashion_mnist/probe_accuracy"]["mean"]
+    assert f"| data2vec 1.0 | {value:.1f} ± 0.0 |" in report  # the report's numbers are the run's
+    cards = sorted(p.parent.name for p in (tmp_path / "cards").glob("*/README.md"))
+    assert cards == [
+        "data2vec-audio-tiny-speech-study",
+        "data2vec-vision-tiny-fashion-mnist-study",
+        "random-init-audio-tiny-study",
+        "random-init-vision-tiny-study",
+    ]
+    card = (tmp_path / "cards" / "data2vec-vision-tiny-fashion-mnist-study" / "README.md").read_text()
+    assert "model-index" in card and "Fashion-MNIST" in card and "run_pretraining.py --modality vision" in card
+
+    # a second call finds every run done: it only rewrites the report (and keeps the first call's wall clock)
+    again = run_study(args, command="pytest modality slice")
+    assert json.loads(json.dumps(again["runs"])) == json.loads(json.dumps(results["runs"]))
+    assert again["wall_time_s"] >= results["wall_time_s"]
