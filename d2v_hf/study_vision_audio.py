@@ -34,6 +34,12 @@ def _study():
     return study
 
 
+def _fmt(stats, digits: int = 1) -> str:
+    from .study_report import _fmt as fmt
+
+    return fmt(stats, digits)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------------------------
@@ -368,7 +374,7 @@ def _table(results: dict, task: str) -> list[str]:
     lines = ["| arm | " + " | ".join(_SCORE_TITLES[k] for k in keys) + " |", "|---|" + "---:|" * len(keys)]
     for arm in ("data2vec", "random"):
         if any(f"{task}/{k}" in summary.get(arm, {}) for k in keys):
-            row = [study._fmt(summary[arm].get(f"{task}/{k}")) for k in keys]
+            row = [_fmt(summary[arm].get(f"{task}/{k}")) for k in keys]
             lines.append(f"| {study.ARM_TITLES[arm]} | " + " | ".join(row) + " |")
     diffs = []
     by_key = {(r["arm"], r["seed"]): r["scores"] for r in results["runs"] if r["task"] == task}
@@ -380,9 +386,7 @@ def _table(results: dict, task: str) -> list[str]:
         ]
         if values:
             stats = study._stats(values)
-            diffs.append(
-                f"| {_SCORE_TITLES[key]} | {study._fmt(stats)} | {sum(v > 0 for v in values)}/{len(values)} |"
-            )
+            diffs.append(f"| {_SCORE_TITLES[key]} | {_fmt(stats)} | {sum(v > 0 for v in values)}/{len(values)} |")
     if diffs:
         lines += ["", "| data2vec − random init | difference (mean ± std over seeds) | seeds data2vec wins |"]
         lines += ["|---|---:|---:|", *diffs]
@@ -407,6 +411,44 @@ def _verdict(results: dict, task: str) -> str:
             who = "a tie"
         by = "" if who == "a tie" else f" by {abs(margin):.1f} points"
         sentences.append(f"{_SCORE_TITLES[key]}: {who}{by} ({size}).")
+    return " ".join(sentences)
+
+
+def _modality_summary(results: dict, tasks: list[str]) -> str:
+    """What the image and speech numbers say, generated from them (probe first: the direct test of the features)."""
+    summary, sentences = results["summary"], []
+    for task in tasks:
+        d2v, rnd = summary.get("data2vec", {}), summary.get("random", {})
+        probe = [d2v.get(f"{task}/probe_accuracy"), rnd.get(f"{task}/probe_accuracy")]
+        tuned = [d2v.get(f"{task}/finetune_accuracy"), rnd.get(f"{task}/finetune_accuracy")]
+        name = MODALITY_TASK_TITLES[task].split(" (")[0]
+        if all(probe):
+            margin = probe[0]["mean"] - probe[1]["mean"]
+            better = "better" if margin > 0 else "worse"
+            sentences.append(
+                f"{name}: the frozen data2vec features are {better} than random features in the linear probe by "
+                f"{abs(margin):.1f} points"
+                + (
+                    " (every seed), so the pretraining learned something useful without labels even at this scale"
+                    if margin > 0 and probe[0]["min"] > probe[1]["max"]
+                    else ""
+                )
+                + "."
+            )
+        if all(tuned):
+            margin = tuned[0]["mean"] - tuned[1]["mean"]
+            spreads = f"± {tuned[0]['std']:.1f} and ± {tuned[1]['std']:.1f}"
+            sentences.append(f"After fine-tuning the difference is {margin:+.1f} points (spreads: {spreads}).")
+        failed = [
+            f"{r['arm']} seed {r['seed']} ({r['scores']['finetune_accuracy']:.1f}%)"
+            for r in results["runs"]
+            if r["task"] == task and r["scores"]["finetune_accuracy"] < 25
+        ]
+        if failed:
+            sentences.append(
+                f"Fine-tuning runs that barely left chance (below 25%): {', '.join(failed)}; with a few hundred steps "
+                "at one shared learning rate, single runs are fragile, so the fine-tuned means carry that noise."
+            )
     return " ".join(sentences)
 
 
@@ -469,6 +511,7 @@ def modality_report_markdown(results: dict) -> str:
         if example:
             lines.append(f"- Fine-tuning command (first run): `{example['command']}`")
         lines += ["", *_table(results, task), "", _verdict(results, task), ""]
+    lines += [_modality_summary(results, tasks), ""]
     lines += [
         "Why these results can differ from the paper: the pretraining here is a few hundred steps of a tiny model "
         "(the paper: 800k updates of ViT-B on ImageNet, 400k of a 95M-parameter model on 960 h of LibriSpeech), so "
@@ -515,9 +558,7 @@ def build_modality_model_card(key: str, results: dict):
     details["pooling"] = "mean over patch tokens / frames"
     details["seeds"] = ", ".join(map(str, config["seed_list"]))
     rows = [
-        f"| {_SCORE_TITLES[k.split('/')[1]]} | {study._fmt(v, 2)} |"
-        for k, v in summary.items()
-        if k.startswith(task + "/")
+        f"| {_SCORE_TITLES[k.split('/')[1]]} | {_fmt(v, 2)} |" for k, v in summary.items() if k.startswith(task + "/")
     ]
     extra = "\n".join(
         ["## Results (mean ± std over seeds, accuracy x 100)", "", "| score | value |", "|---|---:|", *rows, "",
