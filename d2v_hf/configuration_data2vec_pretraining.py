@@ -142,6 +142,7 @@ _PRESETS_V2: dict[str, dict[str, Any]] = {
         "mask_prob": 0.8,
         "mask_length": 3,
         "mask_prob_adjust": 0.07,
+        "cls_loss": 0.01,
         "decoder_dim": None,
         "decoder_kernel": 3,
         "decoder_layers": 6,
@@ -278,6 +279,11 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         mask_prob_adjust (`float`, *optional*, defaults to 0.0):
             2.0 audio and images: extra fraction of block centres of the (inverse) block masking (`mask_prob` is the
             masked fraction, `mask_length` the block length / side).
+        cls_loss (`float`, *optional*, defaults to 0.0):
+            2.0 images only (the preset: 0.01): weight of the global loss in which the student's CLS output
+            regresses the mean over patches of the teacher targets, once per masked copy. It is added to the
+            per-position loss as `cls_loss * sum(CLS squared error * loss scale)`, which equals fairseq's
+            `cls_loss * sample_size` factor after its division by `sample_size`.
 
     Example:
 
@@ -334,6 +340,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     decoder_input_dropout: float = 0.1
     mask_noise_std: float = 0.01
     mask_prob_adjust: float = 0.0
+    cls_loss: float = 0.0
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
@@ -470,6 +477,12 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             )
         if self.mask_noise_std < 0:
             raise ValueError(f"mask_noise_std={self.mask_noise_std} must be >= 0.")
+        if not isinstance(self.cls_loss, (int, float)) or self.cls_loss < 0:
+            raise ValueError(f"cls_loss={self.cls_loss!r} must be a number >= 0.")
+        if self.cls_loss and self.modality != "vision":
+            raise ValueError(
+                f"cls_loss={self.cls_loss} is for images (a CLS token); this backbone is {self.modality}."
+            )
         if not 0.0 <= self.decoder_input_dropout < 1.0:
             raise ValueError(f"decoder_input_dropout={self.decoder_input_dropout} must be in [0, 1).")
         if not 0.0 < self.mask_prob < 1.0:
@@ -513,7 +526,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         visible blocks of 3 x 3, adjust 0.07), K=10 FFN outputs, instance norm per layer and a final LayerNorm, L2
         loss times 1/sqrt(D), a decoder of 6 `Conv2d(k=3, groups=16)` blocks with residuals over the patch grid,
         EMA 0.9998 -> 0.99999 over 100,000 updates, nothing shared; the backbone gets absolute positions instead of
-        relative position bias, no layer scale, no dropout or drop-path (the global CLS loss is not implemented).
+        relative position bias, no layer scale, no dropout or drop-path; the global CLS loss with weight 0.01.
         Audio: M=8 block masks (exactly 50% of the frames, spans of 5, adjust 0.05), K=8 FFN outputs with instance
         norm per layer, L2 loss times 1/sqrt(D), a decoder of 4 `Conv1d(k=7, groups=16)` blocks of `hidden_size / 2`
         channels with residuals, EMA 0.999 -> 0.99999 over 75,000 updates, CNN and feature projection shared (the

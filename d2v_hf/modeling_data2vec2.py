@@ -165,7 +165,7 @@ def encode_visible_text(student, input_ids, keep, clone_batch: int):
     return visible_states, visible_mask, positions
 
 
-def encode_visible_patches(student, pixel_values, keep, clone_batch: int):
+def encode_visible_patches(student, pixel_values, keep, clone_batch: int, return_cls: bool = False):
     """
     The sparse student for images (MAE-style): patch embeddings + CLS + absolute positions for the whole image (once
     per sample), repeated for the M copies; the visible patches are gathered behind the CLS token and go through
@@ -176,9 +176,11 @@ def encode_visible_patches(student, pixel_values, keep, clone_batch: int):
         pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)`)
         keep (`torch.BoolTensor` of shape `(batch * clone_batch, num_patches)`): the visible patches.
         clone_batch (`int`): M.
+        return_cls (`bool`, *optional*, defaults to `False`): also return the CLS output of each copy.
 
     Returns:
-        `(visible_states, visible_mask, positions)` as [`gather_visible`] (patches only, no CLS).
+        `(visible_states, visible_mask, positions)` as [`gather_visible`] (patches only, no CLS), then the CLS
+        outputs `(batch * clone_batch, hidden)` with `return_cls`.
     """
     embeddings, resolution = student.embeddings(pixel_values)
     embeddings = embeddings.repeat_interleave(clone_batch, 0)
@@ -187,6 +189,8 @@ def encode_visible_patches(student, pixel_values, keep, clone_batch: int):
     for layer in student.encoder.layer:
         hidden_states = layer(hidden_states, resolution=resolution)[0]
     hidden_states = student.layernorm(hidden_states)
+    if return_cls:
+        return hidden_states[:, 1:], visible_mask, positions, hidden_states[:, 0]
     return hidden_states[:, 1:], visible_mask, positions
 
 
@@ -276,8 +280,8 @@ def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
             when `None`.
 
     Returns:
-        `(predictions, targets, mask)`: decoder outputs and teacher targets at the masked positions, both
-        `(num_masked, hidden)`, and the bool mask.
+        `(predictions, targets, mask, cls_loss)`: decoder outputs and teacher targets at the masked positions, both
+        `(num_masked, hidden)`, the bool mask, and the images' global CLS loss (`config.cls_loss` > 0; else `None`).
     """
     config, modality = model.config, model.config.modality
     name = {"text": "input_ids", "audio": "input_values", "vision": "pixel_values"}[modality]
@@ -308,8 +312,11 @@ def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
                 f"The masks keep between {int(counts.min())} and {int(counts.max())} positions; data2vec 2.0 "
                 f"{modality} needs the same number of visible positions in every copy (exact-count masks)."
             )
-        encode = encode_visible_frames if modality == "audio" else encode_visible_patches
-        visible_states, _, positions = encode(model.student, main_input, keep, clone_batch)
+        if modality == "audio":
+            visible_states, _, positions = encode_visible_frames(model.student, main_input, keep, clone_batch)
+        else:
+            encoded = encode_visible_patches(model.student, main_input, keep, clone_batch, return_cls=True)
+            visible_states, _, positions, cls_states = encoded
         unmasked = {name: main_input}
 
     # 2. decoder: encoder outputs back at their positions, noise at masked ones; project the masked positions only
@@ -318,10 +325,16 @@ def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
     predictions = model.head(decoder_input, real=padded, output_mask=mask)
 
     # 3. teacher: one pass per sample on the unmasked input; copy c of sample i reads row i
-    targets = model.compute_targets(**unmasked)
+    all_targets = model.compute_targets(**unmasked)
     rows, columns = mask.nonzero(as_tuple=True)
-    targets = targets[torch.div(rows, clone_batch, rounding_mode="floor"), columns]
-    return predictions, targets, mask
+    targets = all_targets[torch.div(rows, clone_batch, rounding_mode="floor"), columns]
+
+    # 4. images: each copy's CLS output regresses the mean target over all patches (fairseq's cls_loss)
+    cls_loss = None
+    if modality == "vision" and config.cls_loss > 0:
+        cls_targets = all_targets.mean(1).repeat_interleave(clone_batch, 0)
+        cls_loss = config.cls_loss * model.regression_loss(cls_states, cls_targets)
+    return predictions, targets, mask, cls_loss
 
 
 __all__ = [

@@ -26,7 +26,7 @@ class Data2VecForPretrainingOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`):
             Regression loss averaged over the masked positions of this batch (the trainer re-normalises by the
-            masked positions of the whole optimizer step).
+            masked positions of the whole optimizer step), plus the global CLS term of 2.0 images (`cls_loss`).
         predictions (`torch.FloatTensor` of shape `(num_masked, hidden_size)`):
             Regression-head outputs of the student at the masked positions.
         targets (`torch.FloatTensor` of shape `(num_masked, hidden_size)`):
@@ -181,8 +181,9 @@ class Data2VecForPretraining(PreTrainedModel):
         main_input, padding = check_inputs(self.config, {**inputs, "attention_mask": attention_mask})
         if self.config.mode == "data2vec2":
             # 1-3. data2vec 2.0: M masked copies, sparse student, conv decoder, one teacher pass per sample
-            predictions, targets, mask = data2vec2_predictions(self, main_input, attention_mask, mask)
+            predictions, targets, mask, cls_loss = data2vec2_predictions(self, main_input, attention_mask, mask)
         else:
+            cls_loss = None
             mask = check_mask(
                 mask, main_input.shape[0], num_output_positions(self.config, main_input), padding, self.modality
             )
@@ -198,6 +199,8 @@ class Data2VecForPretraining(PreTrainedModel):
             targets = targets[mask]
         num_masked = mask.sum()
         loss = self.regression_loss(predictions, targets) / num_masked
+        if cls_loss is not None:  # 2.0 images: the global CLS term (already weighted, see config.cls_loss)
+            loss = loss + cls_loss
 
         # 4. collapse monitors
         with torch.no_grad():

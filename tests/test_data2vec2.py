@@ -199,6 +199,8 @@ def _word_level_tokenizer():
         (dict(mask_noise_std=-1.0), "mask_noise_std=-1.0"),
         (dict(mask_prob=1.0), "mask_prob=1.0"),
         (dict(mode="data2vec3"), "mode='data2vec3'"),
+        (dict(cls_loss=-1.0), "cls_loss=-1.0"),
+        (dict(cls_loss=0.01), "cls_loss=0.01 is for images"),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_value(overrides, message):
@@ -308,6 +310,35 @@ def test_vision_one_teacher_pass_and_sparse_student():
         new_states, _, _ = encode_visible_patches(model.student, changed, ~mask, clone_batch)
     torch.testing.assert_close(new_states[0], states[0], atol=1e-6, rtol=1e-6)
     assert not torch.allclose(new_states[1], states[1])
+
+
+def test_vision_cls_loss():
+    """fairseq's image `cls_loss`: each copy's CLS output regresses the mean teacher target over the patches."""
+    assert Data2VecPretrainingConfig.from_preset("vision", mode="data2vec2").cls_loss == 0.01
+    clone_batch = 2
+    model = vision_v2(clone_batch).eval()
+    make_teacher_differ(model)
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask = torch.cat(
+        [compute_inverse_block_mask(4, 0.5, 2, 0.0, clone_batch, torch.Generator().manual_seed(i)) for i in (1, 2)]
+    )
+    with torch.no_grad():
+        torch.manual_seed(0)  # the decoder's input noise
+        with_cls = model(pixel_values=pixels, mask=mask).loss
+        model.config.cls_loss = 0.0
+        torch.manual_seed(0)
+        without = model(pixel_values=pixels, mask=mask).loss
+        *_, cls_states = encode_visible_patches(model.student, pixels, ~mask, clone_batch, return_cls=True)
+        cls_targets = model.compute_targets(pixel_values=pixels).mean(1).repeat_interleave(clone_batch, 0)
+    assert model.config.loss_channel_reduction == "sum"
+    expected = without + 0.01 * ((cls_states - cls_targets) ** 2).sum() * model.config.effective_loss_scale
+    torch.testing.assert_close(with_cls, expected)
+    assert with_cls > without
+    # the CLS term trains the CLS token
+    model.config.cls_loss = 0.01
+    model.train()
+    model(pixel_values=pixels, mask=mask).loss.backward()
+    assert model.student.embeddings.cls_token.grad.abs().sum() > 0
 
 
 def test_vision_collator_and_unequal_masks_error():
