@@ -249,6 +249,19 @@ def _align_labels(dataset: datasets.Dataset, names: list[str], train_names: list
     return base.with_transform(transform) if transform is not None else base
 
 
+def _validation_labels(validation: datasets.Dataset, names: list[str] | None, folder: str):
+    """
+    `(validation, label names)`: the validation folder's own classes (checked) when there is no training data,
+    else the validation labels re-numbered to the training ones (`names`).
+    """
+    where = f"--validation_dir {folder!r}"
+    val_names = _label_names(validation)
+    if names is None:
+        _check_classes(val_names, where)
+        return validation, val_names
+    return _align_labels(validation, val_names, names, where), names
+
+
 def _subsample(dataset, max_samples: int | None, seed: int):
     if max_samples is None or dataset is None:
         return dataset
@@ -411,12 +424,7 @@ def load_image_classification_datasets(
             validation_split = split
         else:
             validation = load_image_folder(folder, transform=eval_tf)
-        val_names = _label_names(validation)
-        if names is None:
-            names = val_names
-            _check_classes(names, f"--validation_dir {folder!r}")
-        else:
-            validation = _align_labels(validation, val_names, names, f"--validation_dir {folder!r}")
+        validation, names = _validation_labels(validation, names, folder)
     source = data_args.train_dir or data_args.validation_dir
     return _finish(
         data_args,
@@ -525,12 +533,7 @@ def load_audio_classification_datasets(
         _check_classes(names, f"--train_dir {data_args.train_dir!r}")
     if data_args.validation_dir is not None:
         validation = load_audio_folder(data_args.validation_dir, sampling_rate=sampling_rate)
-        val_names = _label_names(validation)
-        if names is None:
-            names = val_names
-            _check_classes(names, f"--validation_dir {data_args.validation_dir!r}")
-        else:
-            validation = _align_labels(validation, val_names, names, f"--validation_dir {data_args.validation_dir!r}")
+        validation, names = _validation_labels(validation, names, data_args.validation_dir)
     source = data_args.train_dir or data_args.validation_dir
     return _finish(
         data_args,

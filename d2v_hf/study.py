@@ -655,22 +655,10 @@ def summarize_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
 
 # The report and model-card functions live in d2v_hf.study_report (which imports this module's constants); they
 # stay importable from here.
-_REPORT_NAMES = (
-    "STUDY_MODEL_NAMES",
-    "build_study_model_card",
-    "discuss_results",
-    "plot_study_curves",
-    "push_study_models",
-    "study_model_name",
-    "write_study_model_cards",
-    "write_study_report",
-)
-
-
 def __getattr__(name: str):
-    if name in _REPORT_NAMES:
-        from . import study_report
+    from . import study_report
 
+    if name in getattr(study_report, "__all__", ()):
         return getattr(study_report, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

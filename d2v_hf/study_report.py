@@ -536,12 +536,14 @@ def push_study_models(results: dict, hub_org: str, token: str | None = None, pri
     """
     from huggingface_hub import HfApi
 
+    checkpoints = results.get("checkpoints", {})
+    missing = {arm: checkpoint for arm, checkpoint in checkpoints.items() if not Path(checkpoint).is_dir()}
+    if missing:  # checked before anything is uploaded
+        raise ValueError(f"--push_to_hub: checkpoint folder(s) {missing} are missing; rerun the study first.")
     api = HfApi(token=token)
     repo_ids = []
-    for arm, checkpoint in results.get("checkpoints", {}).items():
+    for arm, checkpoint in checkpoints.items():
         repo_id = f"{hub_org}/{study_model_name(arm, results['config']['model_size'])}"
-        if not Path(checkpoint).is_dir():
-            raise ValueError(f"--push_to_hub: the {arm} checkpoint {checkpoint} is missing; rerun the study first.")
         api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(
             repo_id=repo_id,

@@ -183,3 +183,30 @@ def test_study_images_and_speech_slice(shared_data, tmp_path):
     again = run_study(args, command="pytest modality slice")
     assert json.loads(json.dumps(again["runs"])) == json.loads(json.dumps(results["runs"]))
     assert again["wall_time_s"] >= results["wall_time_s"]
+
+
+def test_study_without_espeak_ng_names_the_tool(tmp_path, monkeypatch):
+    import d2v_hf.finetuning_vision_audio as fva
+
+    (tmp_path / "speech").mkdir()
+    monkeypatch.setattr(fva, "espeak_ng_available", lambda executable="espeak-ng": False)
+    args = StudyArguments(data_dir=str(tmp_path), tasks="spoken_digits", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="espeak-ng, which is not installed"):
+        run_study(args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_refuses_missing_checkpoints_before_uploading(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from d2v_hf.study import push_study_models
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(a))
+    results = {
+        "config": {"model_size": "tiny"},
+        "checkpoints": {"data2vec": str(tmp_path), "random": str(tmp_path / "gone")},
+    }
+    with pytest.raises(ValueError, match="gone"):
+        push_study_models(results, hub_org="org")
+    assert calls == []  # nothing uploaded, not even the folders that exist
