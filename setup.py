@@ -13,6 +13,7 @@ install_requires = [
     "peft>=0.13",
     "safetensors>=0.4",
     "huggingface_hub>=1.0",
+    "jinja2",  # huggingface_hub.ModelCard.from_template renders the card template
     "tokenizers>=0.20",
     "numpy",
     "pandas",
@@ -21,6 +22,7 @@ install_requires = [
     "soundfile",
     "pillow",
     "matplotlib",
+    "tensorboardX",  # the Trainer's TensorBoard logs (report_to="tensorboard") without the tensorboard server
     "tqdm",
 ]
 

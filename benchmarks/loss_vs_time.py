@@ -14,11 +14,9 @@ import time
 import torch
 from datasets import Dataset
 
-from d2v_hf.data import tokenize_and_group
-from d2v_hf.data_collator import data_collator_for
-from d2v_hf.modeling_data2vec_pretraining import Data2VecForPretraining
-from d2v_hf.pretraining import Data2VecModelArguments, build_pretraining_config
-from d2v_hf.tokenization import build_default_corpus, train_bpe_tokenizer
+from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig, data_collator_for
+from d2v_hf.configuration_data2vec_pretraining import tiny_backbone_config
+from d2v_hf.data import build_default_corpus, tokenize_and_group, train_bpe_tokenizer
 
 
 def parse_args(argv=None):
@@ -86,10 +84,20 @@ def main(argv=None):
     examples = [blocks[i] for i in range(len(blocks))]
     curves = {}
     for mode in ("data2vec", "data2vec2"):
-        overrides = f"mode=data2vec2,clone_batch={args.clone_batch}" if mode == "data2vec2" else None
-        model_args = Data2VecModelArguments(modality="text", model_size="tiny", config_overrides=overrides)
+        # the demo's tiny recipe (run_pretraining.py --model_size tiny): K = 3 of 4 layers
+        backbone = tiny_backbone_config(
+            "text",
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        recipe = {"mode": "data2vec2", "clone_batch": args.clone_batch} if mode == "data2vec2" else {}
+        config = Data2VecPretrainingConfig.from_preset(
+            "text", backbone, average_top_k_layers=3, mask_token_id=tokenizer.mask_token_id, **recipe
+        )
         torch.manual_seed(0)
-        model = Data2VecForPretraining(build_pretraining_config(model_args, tokenizer))
+        model = Data2VecForPretraining(config)
         collator = data_collator_for(model.config, tokenizer)
         batches = [
             collator(examples[i : i + args.batch_size])

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from d2v_hf.benchmark_measurement import hardware_line, measure_matmul_flops
-from d2v_hf.benchmarking import (
+from measurement import hardware_line, measure_matmul_flops
+from reference_steps import (
     VARIANTS,
     BenchmarkSetup,
     flops_table,

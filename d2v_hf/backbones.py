@@ -8,10 +8,12 @@ import torch
 from torch import nn
 from transformers import Data2VecAudioModel, Data2VecTextModel, Data2VecVisionModel, PreTrainedConfig, PreTrainedModel
 
+from .configuration_data2vec_pretraining import image_side
 from .masking import audio_frame_attention_mask, audio_frame_lengths, audio_receptive_field
 
 
 INPUT_NAME = {"text": "input_ids", "audio": "input_values", "vision": "pixel_values"}
+POSITION_NAME = {"text": "tokens", "audio": "feature frames", "vision": "patches"}
 MODALITY_OF_INPUT = {name: modality for modality, name in INPUT_NAME.items()}
 
 
@@ -100,7 +102,7 @@ def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
     patch = backbone.patch_size
     if height % patch or width % patch:
         raise ValueError(f"Image size {height}x{width} is not divisible by the patch size {patch}.")
-    size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
+    size = image_side(backbone)
     if (height, width) != (size, size):
         raise ValueError(f"Image size {height}x{width} differs from the backbone's image_size {size}x{size}.")
     if main.shape[1] != backbone.num_channels:
@@ -117,22 +119,23 @@ def num_output_positions(config, main_input: torch.Tensor) -> int:
     return (main_input.shape[-2] // backbone.patch_size) * (main_input.shape[-1] // backbone.patch_size)
 
 
-def check_mask(mask, batch_size: int, num_positions: int, padding: torch.Tensor | None, modality: str):
-    what = {"text": "tokens", "audio": "feature frames", "vision": "patches"}[modality]
+def check_mask(mask, shape: tuple[int, int], real: torch.Tensor | None, what: str, hint: str = "") -> torch.BoolTensor:
+    """
+    Validates the student's mask (1.0: `(batch, positions)`; 2.0: one row per masked copy) and returns it as bool.
+    `real` (bool, same shape) marks the positions that may be masked; `what` names them in errors.
+    """
     if mask is None:
         raise ValueError(f"`mask` is required: a bool tensor (batch, {what}) that is True at masked positions.")
-    if tuple(mask.shape) != (batch_size, num_positions):
-        raise ValueError(
-            f"mask has shape {tuple(mask.shape)} but the input has {batch_size} x {num_positions} {what}; "
-            f"expected ({batch_size}, {num_positions})."
-        )
+    if tuple(mask.shape) != tuple(shape):
+        hint = hint or f"the input has {shape[0]} x {shape[1]} {what}"
+        raise ValueError(f"mask has shape {tuple(mask.shape)}; {hint}: expected {tuple(shape)}.")
     if mask.dtype != torch.bool:
         if mask.dtype.is_floating_point or ((mask != 0) & (mask != 1)).any():
             raise ValueError(f"mask must be boolean (or 0/1 integers); got dtype {mask.dtype}.")
         mask = mask.bool()
     if not mask.any():
         raise ValueError("mask has no masked position in the batch: there is nothing to regress.")
-    if padding is not None and (mask & ~padding.to(mask.device)).any():
+    if real is not None and (mask & ~real.to(mask.device)).any():
         raise ValueError(f"mask marks padded {what} as masked; only real positions can be masked.")
     return mask
 
@@ -143,4 +146,13 @@ def _check_attention_mask(attention_mask: torch.Tensor, shape) -> torch.Tensor:
     return attention_mask
 
 
-__all__ = ["build_backbone", "check_inputs", "check_mask", "encoder_layers", "num_output_positions", "target_modules"]
+__all__ = [
+    "INPUT_NAME",
+    "POSITION_NAME",
+    "build_backbone",
+    "check_inputs",
+    "check_mask",
+    "encoder_layers",
+    "num_output_positions",
+    "target_modules",
+]

@@ -165,7 +165,13 @@ _VISION_V2_BACKBONE = {
 }
 
 
-def _base_backbone_config(modality: str) -> PreTrainedConfig:
+def image_side(backbone_config) -> int:
+    """The side of a vision backbone's square input: `image_size` is an int or a `(height, width)` pair."""
+    size = backbone_config.image_size
+    return size if isinstance(size, int) else size[0]
+
+
+def base_backbone_config(modality: str) -> PreTrainedConfig:
     """The base (12 x 768) architecture of each modality, as data2vec 1.0 pretrained it."""
     if modality == "text":
         # RoBERTa-base: GPT-2 BPE vocabulary + <mask>, 512 positions (+2 for fairseq's padding offset)
@@ -187,6 +193,22 @@ def _base_backbone_config(modality: str) -> PreTrainedConfig:
             attention_probs_dropout_prob=0.05,
             use_mean_pooling=False,
         )
+    raise ValueError(f"Unknown modality {modality!r}; expected one of 'text', 'audio', 'vision'.")
+
+
+def tiny_backbone_config(modality: str, **kwargs) -> PreTrainedConfig:
+    """A 4-layer, 64-wide backbone of each modality, for laptops, CI and the embedded demo; `kwargs` override."""
+    common = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256)
+    if modality == "text":
+        return Data2VecTextConfig(**{**common, "type_vocab_size": 1, "layer_norm_eps": 1e-5, **kwargs})
+    if modality == "audio":
+        # the base CNN strides (320 samples = 20 ms per frame at 16 kHz) with fewer channels
+        audio = dict(conv_dim=(64,) * 7, num_conv_pos_embeddings=5, num_conv_pos_embedding_groups=4, layerdrop=0.05)
+        return Data2VecAudioConfig(**{**common, **audio, "mask_feature_prob": 0.0, **kwargs})
+    if modality == "vision":
+        vision = dict(use_mask_token=True, use_shared_relative_position_bias=True, layer_scale_init_value=1e-4)
+        vision.update(use_mean_pooling=False, drop_path_rate=0.1, image_size=28, patch_size=4)
+        return Data2VecVisionConfig(**{**common, **vision, **kwargs})
     raise ValueError(f"Unknown modality {modality!r}; expected one of 'text', 'audio', 'vision'.")
 
 
@@ -370,8 +392,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             )
         backbone = self.backbone_config
         if self.modality == "vision":
-            image_size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
-            if image_size % backbone.patch_size != 0:
+            if image_side(backbone) % backbone.patch_size != 0:
                 raise ValueError(
                     f"image_size {backbone.image_size} is not divisible by patch_size {backbone.patch_size}."
                 )
@@ -438,8 +459,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"mask_length={self.mask_length} must be >= 1.")
         if self.modality == "vision":
             backbone = self.backbone_config
-            size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
-            num_patches = (size // backbone.patch_size) ** 2
+            num_patches = (image_side(backbone) // backbone.patch_size) ** 2
             if not 1 <= self.min_mask_patches_per_block <= self.num_mask_patches <= num_patches:
                 raise ValueError(
                     f"Need 1 <= min_mask_patches_per_block ({self.min_mask_patches_per_block}) <= num_mask_patches "
@@ -544,7 +564,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         if modality not in presets:
             raise ValueError(f"mode='data2vec2' has no {modality!r} preset; available: {sorted(presets)}.")
         if backbone_config is None:
-            backbone_config = _base_backbone_config(modality)
+            backbone_config = base_backbone_config(modality)
         elif MODALITY_BY_MODEL_TYPE.get(getattr(backbone_config, "model_type", None)) != modality:
             raise ValueError(
                 f"from_preset({modality!r}) got a {type(backbone_config).__name__}; expected the Data2Vec "
@@ -563,4 +583,4 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         return cls(backbone_config=backbone_config, **fields)
 
 
-__all__ = ["Data2VecPretrainingConfig"]
+__all__ = ["Data2VecPretrainingConfig", "base_backbone_config", "image_side", "tiny_backbone_config"]

@@ -1,6 +1,7 @@
 """
-Data collators for data2vec pretraining: they pad, build attention masks and draw the student's mask with the
-library's masking functions. The model itself builds the masked student input from the original one.
+Data collators for data2vec 1.0 and 2.0 pretraining: they pad, build attention masks and draw the student's mask
+(2.0: the masks of the `clone_batch` copies) with the library's masking functions. The model itself builds the
+masked student input from the original one.
 
 Masks are drawn from a private generator seeded by (collator seed, the example's content), one example at a time:
 the global RNG is never touched (so resuming from a checkpoint replays the same masks and dropout), data-loader
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, Wav2Vec2FeatureExtractor
+from transformers.data.data_collator import pad_without_fast_tokenizer_warning
 
 from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
 from .masking import (
@@ -23,7 +25,9 @@ from .masking import (
     compute_text_bert_mask,
     compute_text_span_mask,
     compute_vision_block_mask,
+    trim_to_same_count,
 )
+from .masking_data2vec2 import compute_block_mask_1d, compute_inverse_block_mask, compute_random_mask
 
 
 def example_generator(seed: int, *arrays) -> torch.Generator:
@@ -33,6 +37,42 @@ def example_generator(seed: int, *arrays) -> torch.Generator:
     for array in arrays:
         digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
     return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1))
+
+
+def pad_input_ids(tokenizer: PreTrainedTokenizerBase, examples: list[dict], pad_to_multiple_of: int | None):
+    """Right-pads the examples' `input_ids` with `tokenizer.pad`: `(input_ids, attention_mask)` long tensors."""
+    ids = [list(example["input_ids"]) for example in examples]
+    if any(len(row) == 0 for row in ids):
+        raise ValueError("An example has no tokens (empty input_ids); filter empty lines before collating.")
+    batch = pad_without_fast_tokenizer_warning(
+        tokenizer,
+        {"input_ids": ids},
+        padding=True,
+        pad_to_multiple_of=pad_to_multiple_of,
+        padding_side="right",  # the masks are drawn over each example's own leading positions
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    return batch["input_ids"].long(), batch["attention_mask"].long()
+
+
+def pad_and_normalize_audio(clips: list[np.ndarray], normalize: bool = True, min_length: int = 0):
+    """
+    Right-pads raw mono clips to the longest one (at least `min_length` samples) with `Wav2Vec2FeatureExtractor`,
+    which also normalises each clip to zero mean and unit variance over its real samples (data2vec's
+    `normalize: true`). Returns `(input_values, attention_mask)`: float32 and long tensors `(batch, length)`.
+    """
+    length = max(min_length, max(len(clip) for clip in clips))
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, padding_value=0.0, do_normalize=normalize)
+    batch = extractor(
+        clips,
+        sampling_rate=extractor.sampling_rate,
+        padding="max_length",
+        max_length=length,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    return batch["input_values"].float(), batch["attention_mask"].long()
 
 
 @dataclass
@@ -50,18 +90,8 @@ class DataCollatorForData2VecText:
     seed: int = 0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = pad_input_ids(self.tokenizer, examples, self.pad_to_multiple_of)
         ids = [list(example["input_ids"]) for example in examples]
-        if any(len(row) == 0 for row in ids):
-            raise ValueError("An example has no tokens (empty input_ids); filter empty lines before collating.")
-        length = max(len(row) for row in ids)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        pad_id = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
-        for i, row in enumerate(ids):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
         special = None
         if not self.mask_special_tokens:
             special_ids = torch.tensor(self.tokenizer.all_special_ids)
@@ -133,14 +163,8 @@ class DataCollatorForData2VecAudio:
             if len(wave) > target:
                 start = int(torch.randint(0, len(wave) - target + 1, (1,), generator=generator))
                 wave = wave[start : start + target]
-            if self.normalize:
-                wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-5)
             cropped.append(wave)
-        input_values = torch.zeros(len(cropped), target)
-        attention_mask = torch.zeros(len(cropped), target, dtype=torch.long)
-        for i, wave in enumerate(cropped):
-            input_values[i, : len(wave)] = torch.from_numpy(wave)
-            attention_mask[i, : len(wave)] = 1
+        input_values, attention_mask = pad_and_normalize_audio(cropped, self.normalize)
         num_frames = int(audio_frame_lengths(target, backbone.conv_kernel, backbone.conv_stride))
         frames = audio_frame_attention_mask(attention_mask, num_frames, backbone.conv_kernel, backbone.conv_stride)
         # one draw per example, then fairseq's require_same_masks trimming across the batch
@@ -154,24 +178,11 @@ class DataCollatorForData2VecAudio:
             )
             for i, generator in enumerate(generators)
         ]
-        mask = _trim_to_same_count(torch.cat(rows), generators)
+        mask = trim_to_same_count(torch.cat(rows), generators)
         batch = {"input_values": input_values, "mask": mask}
         if not bool(attention_mask.all()):
             batch["attention_mask"] = attention_mask
         return batch
-
-
-def _trim_to_same_count(mask: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
-    """Randomly unmask positions so that every row has the batch's minimum count (fairseq require_same_masks)."""
-    counts = mask.sum(-1)
-    smallest = int(counts.min())
-    for i, generator in enumerate(generators):
-        extra = int(counts[i]) - smallest
-        if extra > 0:
-            positions = mask[i].nonzero().squeeze(-1)
-            drop = positions[torch.randperm(len(positions), generator=generator)[:extra]]
-            mask[i, drop] = False
-    return mask
 
 
 @dataclass
@@ -198,12 +209,101 @@ class DataCollatorForData2VecVision:
         return {"pixel_values": pixel_values, "mask": torch.cat(masks)}
 
 
+@dataclass
+class DataCollatorForData2Vec2Text:
+    """
+    Pads `input_ids`, adds `attention_mask` `(batch, seq)` and `mask` `(batch * clone_batch, seq)`: the
+    `config.clone_batch` masks of each example, drawn from a generator seeded by (seed, the example's tokens), so an
+    example gets the same masks whatever batch or process it lands in.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    config: Data2VecPretrainingConfig
+    pad_to_multiple_of: int | None = None
+    seed: int = 0
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = pad_input_ids(self.tokenizer, examples, self.pad_to_multiple_of)
+        ids = [list(example["input_ids"]) for example in examples]
+        clone_batch = self.config.clone_batch
+        mask = torch.zeros((len(ids) * clone_batch, input_ids.shape[1]), dtype=torch.bool)
+        for i, row in enumerate(ids):
+            # drawn over the example's own length, so that padding to another batch's length changes nothing
+            generator = example_generator(self.seed, np.asarray(row, dtype=np.int64))
+            rows = compute_random_mask(torch.ones(1, len(row)), self.config.mask_prob, clone_batch, generator)
+            mask[i * clone_batch : (i + 1) * clone_batch, : len(row)] = rows
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask}
+
+
+@dataclass
+class DataCollatorForData2Vec2Vision:
+    """
+    Stacks `pixel_values` `(batch, C, H, W)` and adds `mask` `(batch * clone_batch, num_patches)`: the
+    `config.clone_batch` inverse block masks of each image, drawn from a generator seeded by (seed, the image).
+    """
+
+    config: Data2VecPretrainingConfig
+    seed: int = 0
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        pixel_values = torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])
+        grid_size = pixel_values.shape[-1] // self.config.backbone_config.patch_size
+        masks = [
+            compute_inverse_block_mask(
+                grid_size,
+                self.config.mask_prob,
+                self.config.mask_length,
+                self.config.mask_prob_adjust,
+                self.config.clone_batch,
+                example_generator(self.seed, image.numpy()[:, ::4, ::4]),
+            )
+            for image in pixel_values
+        ]
+        return {"pixel_values": pixel_values, "mask": torch.cat(masks)}
+
+
+class DataCollatorForData2Vec2Audio(DataCollatorForData2VecAudio):
+    """
+    The data2vec audio collator (random crop of every clip to the shortest of the batch, normalisation), with
+    `mask` `(batch * clone_batch, num_frames)`: the `config.clone_batch` block masks of each clip, drawn from a
+    generator seeded by (seed, the cropped clip). data2vec 2.0 needs `crop_to_shortest=True` (no padding).
+    """
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        if not self.crop_to_shortest:
+            raise ValueError("crop_to_shortest=False: data2vec 2.0 audio needs unpadded batches of equal length.")
+        batch = super().__call__(examples)
+        values, config = batch["input_values"], self.config
+        num_frames = batch["mask"].shape[1]
+        masks = [
+            compute_block_mask_1d(
+                num_frames,
+                config.mask_prob,
+                config.mask_length,
+                config.mask_prob_adjust,
+                config.clone_batch,
+                example_generator(self.seed + 1, wave.numpy()[:: max(1, len(wave) // 4096)]),
+            )
+            for wave in values
+        ]
+        return {"input_values": values, "mask": torch.cat(masks)}
+
+
+def _data2vec2_collator_for(config: Data2VecPretrainingConfig, tokenizer=None, **kwargs):
+    """The data2vec 2.0 collator of the config's modality."""
+    if config.modality == "vision":
+        return DataCollatorForData2Vec2Vision(config, **kwargs)
+    if config.modality == "audio":
+        return DataCollatorForData2Vec2Audio(config, **kwargs)
+    if tokenizer is None:
+        raise ValueError("The text collator needs a tokenizer.")
+    return DataCollatorForData2Vec2Text(tokenizer, config, **kwargs)
+
+
 def data_collator_for(config: Data2VecPretrainingConfig, tokenizer=None, **kwargs):
     """The collator of the config's modality (and of data2vec 2.0 when `config.mode == "data2vec2"`)."""
     if config.mode == "data2vec2":
-        from .data2vec2_masking import data2vec2_collator_for
-
-        return data2vec2_collator_for(config, tokenizer, **kwargs)
+        return _data2vec2_collator_for(config, tokenizer, **kwargs)
     if config.modality == "text":
         if tokenizer is None:
             raise ValueError("The text collator needs a tokenizer.")
@@ -214,9 +314,14 @@ def data_collator_for(config: Data2VecPretrainingConfig, tokenizer=None, **kwarg
 
 
 __all__ = [
+    "DataCollatorForData2Vec2Audio",
+    "DataCollatorForData2Vec2Text",
+    "DataCollatorForData2Vec2Vision",
     "DataCollatorForData2VecAudio",
     "DataCollatorForData2VecText",
     "DataCollatorForData2VecVision",
     "data_collator_for",
     "example_generator",
+    "pad_and_normalize_audio",
+    "pad_input_ids",
 ]

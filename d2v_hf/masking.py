@@ -69,22 +69,12 @@ def compute_text_span_mask(
     """
     _check_prob("mask_prob", mask_prob)
     _check_int("mask_length", mask_length, 1)
-    maskable = _maskable(attention_mask, special_tokens_mask)
-    batch_size = maskable.shape[0]
-    mask = torch.zeros_like(maskable)
-    offsets = torch.arange(mask_length)
-    # One uniform per row: fairseq's probabilistic rounding of the span count.
-    jitter = torch.rand(batch_size, generator=generator, dtype=torch.float64).tolist()
-    for i in range(batch_size):
-        positions = maskable[i].nonzero().squeeze(1)
-        length = positions.numel()
-        if length == 0:
-            continue
-        num_spans = min(max(int(mask_prob * length / mask_length + jitter[i]), int(mask_prob > 0)), length)
-        starts = torch.randperm(length, generator=generator)[:num_spans]
-        covered = (starts[:, None] + offsets).flatten()
-        mask[i, positions[covered[covered < length]]] = True
-    return mask
+
+    def spans(length: int, jitter: float) -> tuple[int, int, int]:
+        num_spans = min(max(int(mask_prob * length / mask_length + jitter), int(mask_prob > 0)), length)
+        return num_spans, length, mask_length  # starts anywhere; spans are cut at the row end
+
+    return _span_mask(_maskable(attention_mask, special_tokens_mask), spans, generator)
 
 
 def compute_text_bert_mask(
@@ -198,28 +188,56 @@ def compute_audio_span_mask(
     _check_int("mask_length", mask_length, 1)
     _check_int("min_masks", min_masks, 0)
     valid = _maskable(frame_attention_mask, None, "frame_attention_mask")
-    batch_size = valid.shape[0]
-    mask = torch.zeros_like(valid)
-    jitter = torch.rand(batch_size, generator=generator, dtype=torch.float64).tolist()
-    for i in range(batch_size):
-        positions = valid[i].nonzero().squeeze(1)
+
+    def spans(length: int, jitter: float) -> tuple[int, int, int]:
+        span = min(mask_length, length)
+        num_starts = length - span + 1  # spans end inside the row
+        return min(max(min_masks, int(mask_prob * length / mask_length + jitter)), num_starts), num_starts, span
+
+    mask = _span_mask(valid, spans, generator)
+    return trim_to_same_count(mask, generator, rows=valid.any(1)) if require_same_masks else mask
+
+
+def trim_to_same_count(
+    mask: torch.BoolTensor,
+    generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
+    rows: torch.BoolTensor | None = None,
+) -> torch.BoolTensor:
+    """
+    fairseq's `require_same_masks`: un-masks random positions (in place) so that every row of `mask` holds the
+    smallest masked count among `rows` (default: all rows). `generator` may be one generator or one per row.
+    """
+    generators = list(generator) if isinstance(generator, Sequence) else [generator] * mask.shape[0]
+    rows = torch.ones(mask.shape[0], dtype=torch.bool) if rows is None else rows
+    if not rows.any():
+        return mask
+    counts = mask.sum(1)
+    target = int(counts[rows].min())
+    for i in (counts > target).nonzero().squeeze(1).tolist():
+        masked = mask[i].nonzero().squeeze(1)
+        drop = masked[torch.randperm(masked.numel(), generator=generators[i])[: masked.numel() - target]]
+        mask[i, drop] = False
+    return mask
+
+
+def _span_mask(maskable: torch.BoolTensor, spans, generator: torch.Generator | None) -> torch.BoolTensor:
+    """
+    The span loop shared by text and audio masking: for each row with `L` maskable positions, `spans(L, u)` (u one
+    uniform per row, fairseq's probabilistic rounding of the span count) gives `(num_spans, num_starts, span)`;
+    `num_spans` starts are drawn without replacement from `[0, num_starts)` and each covers `span` maskable
+    positions, cut at the row end.
+    """
+    mask = torch.zeros_like(maskable)
+    jitter = torch.rand(maskable.shape[0], generator=generator, dtype=torch.float64).tolist()
+    for i, row in enumerate(maskable):
+        positions = row.nonzero().squeeze(1)
         length = positions.numel()
         if length == 0:
             continue
-        span = min(mask_length, length)
-        num_starts = length - span + 1
-        num_spans = min(max(min_masks, int(mask_prob * length / mask_length + jitter[i])), num_starts)
+        num_spans, num_starts, span = spans(length, jitter[i])
         starts = torch.randperm(num_starts, generator=generator)[:num_spans]
-        mask[i, positions[(starts[:, None] + torch.arange(span)).flatten()]] = True
-
-    has_valid = valid.any(1)
-    if require_same_masks and has_valid.any():
-        counts = mask.sum(1)
-        target = int(counts[has_valid].min())
-        for i in (counts > target).nonzero().squeeze(1).tolist():
-            masked = mask[i].nonzero().squeeze(1)
-            drop = masked[torch.randperm(masked.numel(), generator=generator)[: masked.numel() - target]]
-            mask[i, drop] = False
+        covered = (starts[:, None] + torch.arange(span)).flatten()
+        mask[i, positions[covered[covered < length]]] = True
     return mask
 
 
@@ -388,4 +406,5 @@ __all__ = [
     "compute_text_bert_mask",
     "compute_text_span_mask",
     "compute_vision_block_mask",
+    "trim_to_same_count",
 ]

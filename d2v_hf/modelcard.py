@@ -29,6 +29,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 
+# The card layout: YAML front matter, title, summary, results, training details, versions, the caller's sections.
+TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
+
+
 # Keys of Trainer metrics that describe the run, not the model's quality; kept out of the model-index.
 _NON_METRIC_SUFFIXES = (
     "runtime",
@@ -78,10 +82,8 @@ def _format_value(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_format_value(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _cells(rows) -> list[tuple[str, ...]]:
+    return [tuple(_format_value(cell) for cell in row) for row in rows]
 
 
 def training_details_from_args(training_args, **extra: Any) -> dict[str, Any]:
@@ -118,6 +120,7 @@ def build_model_card(
     language: str | list[str] | None = None,
     metric_prefix: str = "eval_",
     description: str | None = None,
+    model_index: list[EvalResult] | None = None,
 ) -> ModelCard:
     """
     Builds a [`~huggingface_hub.ModelCard`] with YAML front matter (`library_name: transformers`, tags including
@@ -145,6 +148,8 @@ def build_model_card(
         license (`str`, *optional*), language (`str` or `list[str]`, *optional*): card metadata.
         metric_prefix (`str`, *optional*, defaults to `"eval_"`): prefix removed from metric names.
         description (`str`, *optional*): a paragraph under the title.
+        model_index (`list[EvalResult]`, *optional*): ready-made model-index entries (e.g. means over seeds), added
+            after those built from `eval_results`.
 
     Returns:
         [`~huggingface_hub.ModelCard`]; write it with [`save_model_card`].
@@ -163,7 +168,7 @@ def build_model_card(
         else:
             grouped = {dataset_config: dict(eval_results)}
 
-    model_index = []
+    entries = []
     for config, values in grouped.items():
         for key, value in values.items():
             # The loss stays in the card's table but is no leaderboard metric.
@@ -171,7 +176,7 @@ def build_model_card(
                 continue
             if task_type is None or dataset_type is None:
                 raise ValueError("eval_results need task_type and dataset_name/dataset_type for the model-index.")
-            model_index.append(
+            entries.append(
                 EvalResult(
                     task_type=task_type,
                     task_name=task_name,
@@ -184,13 +189,13 @@ def build_model_card(
                     metric_value=float(value),
                 )
             )
-
+    entries += list(model_index or [])
     card_data = ModelCardData(
         model_name=model_name,
         # A local checkpoint folder is no Hub id: it is named in the text only.
         base_model=base_model if base_model and not os.path.isdir(base_model) else None,
         datasets=list(datasets) if datasets else None,
-        eval_results=model_index or None,
+        eval_results=entries or None,
         library_name="transformers",
         license=license,
         language=language,
@@ -198,7 +203,6 @@ def build_model_card(
         pipeline_tag=task_type,
     )
 
-    sections = [f"# {model_name}", ""]
     summary = description or (
         f"This model is a fine-tuned version of `{base_model}`" if base_model else f"`{model_name}`"
     )
@@ -208,49 +212,44 @@ def build_model_card(
             if dataset_config and not grouped.keys() - {dataset_config}:
                 summary += f" (`{dataset_config}`)"
         summary += ", trained with d2v_hf (data2vec for Hugging Face Transformers)."
-    sections += [summary, ""]
 
-    if grouped:
-        sections += ["## Evaluation results", ""]
-        if dataset_split:
-            sections += [f"Split: `{dataset_split}`.", ""]
-        if len(grouped) == 1:
-            values = next(iter(grouped.values()))
-            rows = [(_metric_type(k, metric_prefix), v) for k, v in values.items() if _is_metric(k, v)]
-            sections += [_table(rows, ("metric", "value")), ""]
-        else:
-            metric_names = list(
-                dict.fromkeys(
-                    _metric_type(k, metric_prefix) for v in grouped.values() for k in v if _is_metric(k, v[k])
-                )
-            )
-            rows = []
-            for config, values in grouped.items():
-                by_name = {_metric_type(k, metric_prefix): v for k, v in values.items()}
-                rows.append((config, *(by_name.get(name, "") for name in metric_names)))
-            sections += [_table(rows, ("config", *metric_names)), ""]
-
-    details = [(k, v) for k, v in (training_details or {}).items() if v is not None]
-    if details:
-        sections += ["## Training details", "", _table(details, ("setting", "value")), ""]
-    sections += ["## Framework versions", "", _framework_versions(), ""]
-    if extra_markdown:
-        sections += [extra_markdown.strip(), ""]
-
-    content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(sections)
-    return ModelCard(content)
+    results = None
+    if len(grouped) == 1:
+        values = next(iter(grouped.values()))
+        rows = [(_metric_type(k, metric_prefix), v) for k, v in values.items() if _is_metric(k, v)]
+        results = {"header": ("metric", "value"), "rows": _cells(rows)}
+    elif grouped:
+        metric_names = list(
+            dict.fromkeys(_metric_type(k, metric_prefix) for v in grouped.values() for k in v if _is_metric(k, v[k]))
+        )
+        rows = []
+        for config, values in grouped.items():
+            by_name = {_metric_type(k, metric_prefix): v for k, v in values.items()}
+            rows.append((config, *(by_name.get(name, "") for name in metric_names)))
+        results = {"header": ("config", *metric_names), "rows": _cells(rows)}
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        summary=summary,
+        results=results,
+        dataset_split=dataset_split,
+        details=_cells((k, v) for k, v in (training_details or {}).items() if v is not None),
+        framework_versions=_framework_versions(),
+        extra_markdown=extra_markdown.strip() if extra_markdown else None,
+    )
 
 
-def _framework_versions() -> str:
+def _framework_versions() -> list[str]:
     import importlib.metadata
 
     lines = []
     for package in ("d2v_hf", "transformers", "torch", "datasets", "peft", "tokenizers"):
         try:
-            lines.append(f"- {package} {importlib.metadata.version(package)}")
+            lines.append(f"{package} {importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
             continue
-    return "\n".join(lines)
+    return lines
 
 
 def save_model_card(card: ModelCard, output_dir: str | os.PathLike) -> Path:
@@ -262,4 +261,16 @@ def save_model_card(card: ModelCard, output_dir: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["build_model_card", "save_model_card", "training_details_from_args"]
+class KeepModelCardMixin:
+    """
+    A [`~transformers.Trainer`] mixin that keeps the `README.md` a script wrote to `output_dir`: `Trainer.push_to_hub`
+    (and the end of training with `push_to_hub`) would otherwise write its generic card over it. Without such a file
+    the Trainer's own card is written.
+    """
+
+    def create_model_card(self, *args, **kwargs):
+        if not os.path.exists(os.path.join(self.args.output_dir, "README.md")):
+            super().create_model_card(*args, **kwargs)
+
+
+__all__ = ["KeepModelCardMixin", "build_model_card", "save_model_card", "training_details_from_args"]

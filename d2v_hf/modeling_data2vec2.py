@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
-from .backbones import check_inputs, num_output_positions
+from .backbones import INPUT_NAME, check_inputs, check_mask, num_output_positions
+from .configuration_data2vec_pretraining import image_side
+from .masking_data2vec2 import compute_block_mask_1d, compute_inverse_block_mask, compute_random_mask
 
 
 class Data2Vec2DecoderBlock(nn.Module):
@@ -63,8 +65,7 @@ class Data2Vec2Decoder(nn.Module):
         grid = None
         if config.modality == "vision":
             backbone = config.backbone_config
-            size = backbone.image_size if isinstance(backbone.image_size, int) else backbone.image_size[0]
-            grid = (size // backbone.patch_size,) * 2
+            grid = (image_side(backbone) // backbone.patch_size,) * 2
         self.blocks = nn.ModuleList(
             Data2Vec2DecoderBlock(
                 hidden_size if i == 0 else dim, dim, config.decoder_kernel, config.decoder_groups, grid
@@ -224,32 +225,19 @@ def encode_visible_frames(student, input_values, keep, clone_batch: int):
 
 
 def check_clone_mask(mask, batch_size: int, seq_len: int, clone_batch: int, real) -> torch.BoolTensor:
-    """Validates the `(batch * clone_batch, seq)` mask of the M copies; returns it as bool."""
-    expected = (batch_size * clone_batch, seq_len)
-    if tuple(mask.shape) != expected:
-        raise ValueError(
-            f"mask has shape {tuple(mask.shape)}; data2vec 2.0 with clone_batch={clone_batch} and a batch of "
-            f"{batch_size} x {seq_len} positions needs one row per masked copy: {expected} (copies of a sample are "
-            "consecutive rows)."
-        )
-    if mask.dtype != torch.bool:
-        if mask.dtype.is_floating_point or ((mask != 0) & (mask != 1)).any():
-            raise ValueError(f"mask must be boolean (or 0/1 integers); got dtype {mask.dtype}.")
-        mask = mask.bool()
-    if not mask.any():
-        raise ValueError("mask has no masked position in the batch: there is nothing to regress.")
-    if (mask & ~real).any():
-        raise ValueError("mask marks padded tokens as masked; only real tokens can be masked.")
-    keep = real & ~mask
-    empty = (~keep.any(1)).nonzero().flatten()
+    """Validates the `(batch * clone_batch, seq)` mask of the M copies ([`check_mask`]); returns it as bool."""
+    hint = (
+        f"data2vec 2.0 with clone_batch={clone_batch} needs one row per masked copy (copies of a sample are "
+        "consecutive rows)"
+    )
+    mask = check_mask(mask, (batch_size * clone_batch, seq_len), real, "tokens", hint)
+    empty = (~(real & ~mask).any(1)).nonzero().flatten()
     if len(empty):
         raise ValueError(f"mask row {int(empty[0])} masks every token: the student needs at least one visible token.")
     return mask
 
 
 def _draw_mask(config, main_input, attention_mask, clone_batch, num_positions):
-    from .data2vec2_masking import compute_block_mask_1d, compute_inverse_block_mask, compute_random_mask
-
     if config.modality == "text":
         return compute_random_mask(attention_mask.cpu(), config.mask_prob, clone_batch).to(main_input.device)
     if config.modality == "audio":
@@ -284,7 +272,7 @@ def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
         `(num_masked, hidden)`, the bool mask, and the images' global CLS loss (`config.cls_loss` > 0; else `None`).
     """
     config, modality = model.config, model.config.modality
-    name = {"text": "input_ids", "audio": "input_values", "vision": "pixel_values"}[modality]
+    name = INPUT_NAME[modality]
     main_input, padding = check_inputs(config, {name: main_input, "attention_mask": attention_mask})
     batch_size, clone_batch = main_input.shape[0], config.clone_batch
     if modality == "text":

@@ -12,7 +12,15 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbones import INPUT_NAME, build_backbone, check_inputs, check_mask, num_output_positions, target_modules
+from .backbones import (
+    INPUT_NAME,
+    POSITION_NAME,
+    build_backbone,
+    check_inputs,
+    check_mask,
+    num_output_positions,
+    target_modules,
+)
 from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
 from .ema import check_decay, ema_update_, get_annealed_rate, split_shared_parameters
 from .modeling_data2vec2 import Data2Vec2Decoder, data2vec2_predictions
@@ -184,9 +192,8 @@ class Data2VecForPretraining(PreTrainedModel):
             predictions, targets, mask, cls_loss = data2vec2_predictions(self, main_input, attention_mask, mask)
         else:
             cls_loss = None
-            mask = check_mask(
-                mask, main_input.shape[0], num_output_positions(self.config, main_input), padding, self.modality
-            )
+            shape = (main_input.shape[0], num_output_positions(self.config, main_input))
+            mask = check_mask(mask, shape, padding, POSITION_NAME[self.modality])
 
             # 1. student forward on the masked input (mask token / learned mask embedding / mask token)
             hidden_states = self._student_forward(main_input, attention_mask, mask, student_input_ids)

@@ -1,16 +1,14 @@
 """The fast data2vec 1.0 path against the straightforward one, gradient checkpointing, the benchmark smoke run."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 
 from d2v_hf import Data2VecForPretraining
-from d2v_hf.benchmarking import python_loop_ema_, straightforward_loss, straightforward_targets
 
-from .test_targets import make_teacher_differ, manual_text_layers
-from .testing_utils import tiny_config, tiny_inputs
+from .fixtures import make_teacher_differ, manual_text_layers, tiny_config, tiny_inputs
+from reference_steps import python_loop_ema_, straightforward_loss, straightforward_targets
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,9 +101,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(mode):
 
 
 def test_benchmark_script_reports_every_variant(capsys):
-    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "pretraining_throughput.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    import pretraining_throughput as script  # benchmarks/ is on sys.path (tests/fixtures.py)
+
     tiny = ["--batch_size=2", "--length=16", "--steps=1", "--warmup=0", "--threads=1", "--clone_batch=2"]
     report = script.main(["--modality=text", *tiny, "--amortisation"])
     assert report == capsys.readouterr().out.strip()

@@ -1,4 +1,4 @@
-"""Tests for d2v_hf.data (text, audio, image loaders) and d2v_hf.tokenization (BPE training, default corpus)."""
+"""Tests for d2v_hf.data: text, audio and image loaders, BPE training, the default corpus, audio collation."""
 
 import gzip
 import json
@@ -14,18 +14,20 @@ from PIL import Image
 from d2v_hf.data import (
     DIGIT_NAMES,
     FASHION_MNIST_CLASSES,
+    build_default_corpus,
+    default_corpus_info,
     image_transform,
     load_audio_folder,
     load_fashion_mnist,
     load_image_folder,
     load_text_dataset,
-    normalize_audio,
     read_audio,
     read_idx,
     spoken_digits_from_asterisk,
     tokenize_and_group,
+    train_bpe_tokenizer,
 )
-from d2v_hf.tokenization import build_default_corpus, default_corpus_info, train_bpe_tokenizer
+from d2v_hf.data_collator import pad_and_normalize_audio
 
 
 LINES = ["The cat sat on the mat.", "", "A dog barked at the moon.", "   ", "Birds fly south in winter."]
@@ -189,11 +191,17 @@ def test_audio_errors(tmp_path, audio_folder):
         list(load_audio_folder(audio_folder, streaming=True))
 
 
-def test_normalize_audio():
-    x = normalize_audio(sine(8000, 0.1) + 0.3)
-    assert x.dtype == np.float32 and abs(x.mean()) < 1e-5 and abs(x.std() - 1) < 1e-3
-    assert np.all(normalize_audio(np.zeros(10)) == 0)
-    assert normalize_audio(torch.ones(2, 5)).shape == (2, 5)
+def test_pad_and_normalize_audio():
+    """The collators' padding + normalisation (Wav2Vec2FeatureExtractor): statistics over the real samples only."""
+    clips = [sine(8000, 0.1) + 0.3, np.zeros(10, dtype=np.float32), np.ones(5, dtype=np.float32)]
+    values, attention_mask = pad_and_normalize_audio(clips, normalize=True, min_length=1200)
+    assert values.shape == (3, 1200) and values.dtype == torch.float32
+    assert attention_mask.sum(1).tolist() == [800, 10, 5]
+    first = values[0, :800].numpy()
+    assert abs(first.mean()) < 1e-5 and abs(first.std() - 1) < 1e-3
+    assert torch.all(values[1:] == 0)  # silence and a constant clip stay finite, padding is zero
+    raw, _ = pad_and_normalize_audio(clips, normalize=False)
+    assert raw.shape == (3, 800) and torch.equal(raw[2, :5], torch.ones(5))
 
 
 def test_spoken_digits_synthetic(tmp_path):
@@ -320,14 +328,14 @@ def test_tokenizer_from_files_and_errors(tmp_path, corpus):
 
 
 def test_default_corpus(corpus):
-    from d2v_hf import tokenization
+    from d2v_hf.data import default_corpus
 
     text = "".join(corpus)
     assert 500_000 < len(text) <= 2_000_000 and len(corpus) > 3000
     assert len(set(corpus)) == len(corpus)
     letters = sum(c.isascii() and (c.isalpha() or c.isspace()) for c in text)
     assert letters / len(text) > 0.85
-    tokenization._full_corpus.cache_clear()  # rebuild from scratch to check determinism, not the cache
+    default_corpus._full_corpus.cache_clear()  # rebuild from scratch to check determinism, not the cache
     assert build_default_corpus() == corpus
     small = build_default_corpus(max_chars=10_000)
     assert small == corpus[: len(small)] and sum(map(len, small)) <= 10_000

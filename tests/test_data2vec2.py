@@ -1,26 +1,21 @@
 """data2vec 2.0 mode (config.mode="data2vec2"): shared teacher pass, sparse student, decoder, loss, masks, errors."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedTokenizerFast
 
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
-from d2v_hf.data2vec2_masking import (
-    DataCollatorForData2Vec2Text,
+from d2v_hf.data_collator import DataCollatorForData2Vec2Text, data_collator_for
+from d2v_hf.masking_data2vec2 import (
     compute_block_mask_1d,
     compute_inverse_block_mask,
     compute_random_mask,
 )
-from d2v_hf.data_collator import data_collator_for
 from d2v_hf.modeling_data2vec2 import encode_visible_frames, encode_visible_patches, encode_visible_text
 
-from .test_targets import make_teacher_differ
-from .testing_utils import tiny_backbone_config, tiny_config
+from .fixtures import build_tokenizer, load_example, make_teacher_differ, tiny_backbone_config, tiny_config
 
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -168,7 +163,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_collator_draws_m_exact_masks_per_example():
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_word_level_tokenizer(), pad_token="<pad>")
+    tokenizer = build_tokenizer(["w1 w2 w3 w4"], vocab_size=300)  # pad id 1, as the tiny backbone
     config = v2_config(clone_batch=4)
     collator = data_collator_for(config, tokenizer)
     assert isinstance(collator, DataCollatorForData2Vec2Text)
@@ -180,12 +175,6 @@ def test_collator_draws_m_exact_masks_per_example():
     # the same example gets the same masks in another batch
     alone = collator(examples[1:])
     torch.testing.assert_close(alone["mask"], batch["mask"][4:, :10])
-
-
-def _word_level_tokenizer():
-    from tokenizers import Tokenizer, models
-
-    return Tokenizer(models.WordLevel({f"w{i}": i for i in range(99)} | {"<pad>": 1}, unk_token="w0"))
 
 
 @pytest.mark.parametrize(
@@ -236,10 +225,7 @@ def test_bad_inputs_raise_value_errors():
 
 
 def test_run_pretraining_script_trains_data2vec2_end_to_end(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("run_pretraining", root / "examples" / "run_pretraining.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_example("run_pretraining")
     words = "the teacher sees the whole sentence while the student sees masked copies of it".split()
     generator = torch.Generator().manual_seed(0)
     lines = [" ".join(words[i] for i in torch.randint(0, len(words), (20,), generator=generator)) for _ in range(60)]

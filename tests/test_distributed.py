@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from .fixtures import example_script_path
 
-ROOT = Path(__file__).resolve().parents[1]
+
 WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
 OVERRIDES = (
     "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2,"
@@ -36,7 +37,7 @@ def accelerate_launch_command(num_processes: int) -> list[str]:
 
 def run(command, output_dir, per_device_batch_size, corpus):
     args = [
-        str(ROOT / "examples" / "run_pretraining.py"),
+        str(example_script_path("run_pretraining")),
         "--use_cpu",
         "--modality=text",
         "--model_size=tiny",

@@ -1,7 +1,6 @@
-"""End-to-end runs of examples/run_glue.py and examples/run_qa.py on tiny models built in code (no network)."""
+"""End-to-end runs of run_glue.py and run_qa.py (examples/) on tiny models built in code (no network)."""
 
 import gzip
-import importlib.util
 import json
 import os
 import random
@@ -11,99 +10,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     Data2VecAudioConfig,
-    Data2VecTextConfig,
-    Data2VecTextModel,
     Data2VecVisionConfig,
-    PreTrainedTokenizerFast,
 )
 
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
-# Quiet, CPU-only runs that write no checkpoints.
-COMMON = dict(
-    report_to="none", save_strategy="no", disable_tqdm="true", log_level="warning", use_cpu=True,
-    per_device_eval_batch_size=64,
-)  # fmt: skip
-
-
-def cli(**kwargs) -> list[str]:
-    """`cli(task_name="sst2", do_train=True)` -> `["--task_name", "sst2", "--do_train"]` (with the COMMON options)."""
-    args = []
-    for key, value in {**COMMON, **kwargs}.items():
-        if value is True:
-            args.append(f"--{key}")
-        elif value is not None and value is not False:
-            args += [f"--{key}", str(value)]
-    return args
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Helpers (also used by test_metrics.py / test_finetuning.py)
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def build_tokenizer(texts, vocab_size: int = 500, model_max_length: int = 128) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with RoBERTa special tokens and pair template, trained on `texts` offline."""
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    tokenizer.post_processor = processors.RobertaProcessing(
-        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")), add_prefix_space=False
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        model_max_length=model_max_length,
-    )
-
-
-def tiny_text_config(tokenizer, **kwargs) -> Data2VecTextConfig:
-    config = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
-    config.update(kwargs)
-    return Data2VecTextConfig(
-        vocab_size=len(tokenizer),
-        max_position_embeddings=tokenizer.model_max_length + 2,  # RoBERTa positions start after the padding index
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **config,
-    )
-
-
-def save_tiny_backbone(path: Path, tokenizer, seed: int = 0) -> Path:
-    """A randomly initialized 2-layer hidden-32 data2vec-text backbone (no head), like a pretrained checkpoint."""
-    torch.manual_seed(seed)
-    Data2VecTextModel(tiny_text_config(tokenizer)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def load_example(name: str):
-    """Imports examples/<name>.py as a module (the scripts are not part of the package)."""
-    spec = importlib.util.spec_from_file_location(f"d2v_hf_examples_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .fixtures import (
+    REPO,
+    build_tokenizer,
+    cli,
+    example_script_path,
+    glue_texts,
+    load_example,
+    save_tiny_backbone,
+)
 
 
 POSITIVE = ["good", "great", "fun", "lovely", "superb", "moving"]
@@ -396,17 +318,10 @@ def test_run_qa_v1_rejects_unanswerable_questions(tmp_path, qa_model):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _glue_texts(path: Path, columns, limit: int):
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = lines[0].split("\t")
-    indices = [header.index(c) for c in columns]
-    return [line.split("\t")[i] for line in lines[1 : limit + 1] for i in indices]
-
-
 @pytest.mark.real_data
 def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
     folder = shared_data / "glue" / "sst2"
-    tokenizer = build_tokenizer(_glue_texts(folder / "train.tsv", ["sentence"], 4000), vocab_size=1000)
+    tokenizer = build_tokenizer(glue_texts(folder / "train.tsv", ["sentence"], 4000), vocab_size=1000)
     model = save_tiny_backbone(tmp_path / "tiny", tokenizer)
     metrics = load_example("run_glue").main(
         cli(
@@ -436,7 +351,7 @@ def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
 @pytest.mark.real_data
 def test_run_glue_real_stsb_above_chance(tmp_path, shared_data):
     folder = shared_data / "glue" / "stsb"
-    tokenizer = build_tokenizer(_glue_texts(folder / "train.tsv", ["sentence1", "sentence2"], 4000), vocab_size=1000)
+    tokenizer = build_tokenizer(glue_texts(folder / "train.tsv", ["sentence1", "sentence2"], 4000), vocab_size=1000)
     model = save_tiny_backbone(tmp_path / "tiny", tokenizer)
     metrics = load_example("run_glue").main(
         cli(
@@ -466,7 +381,7 @@ def test_run_glue_real_stsb_above_chance(tmp_path, shared_data):
 
 @pytest.mark.real_data
 def test_run_qa_xquad_zero_shot_all_languages(tmp_path, shared_data):
-    from d2v_hf.qa_utils import XQUAD_LANGUAGES
+    from d2v_hf.finetuning import XQUAD_LANGUAGES
 
     xquad = shared_data / "xquad"
     texts = []
@@ -522,7 +437,7 @@ def test_run_glue_under_accelerate_launch_two_cpu_processes(tmp_path, sentiment_
     # processes (torchrun) and `--use_cpu` makes each of them join a gloo group on the CPU.
     command = [
         str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", str(EXAMPLES / "run_glue.py"),
+        "--mixed_precision", "no", "--dynamo_backend", "no", str(example_script_path("run_glue")),
     ]  # fmt: skip
     command += cli(
         model_name_or_path=sentiment_model, task_name="sst2", train_file=sentiment_files[0],
@@ -540,6 +455,3 @@ def test_run_glue_under_accelerate_launch_two_cpu_processes(tmp_path, sentiment_
     # Near ln 2 for a nearly untrained binary classifier; Trainer's num_processes loss scaling would double it.
     assert 0.0 <= eval_results["eval_accuracy"] <= 1.0 and eval_results["eval_loss"] < 1.0
     assert (output_dir / "README.md").is_file()
-
-
-__all__ = ["build_tokenizer", "load_example", "save_tiny_backbone", "synthetic_sentiment", "tiny_text_config"]

@@ -1,6 +1,5 @@
-"""examples/run_image_classification.py and run_audio_classification.py end to end, on tiny models built in code."""
+"""run_image_classification.py and run_audio_classification.py (examples/) end to end, on tiny models built in code."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,29 +19,21 @@ from transformers import (
     Data2VecVisionModel,
 )
 
-from d2v_hf.data import DIGIT_NAMES, spoken_digits_from_asterisk
-from d2v_hf.finetuning_vision_audio import (
+from d2v_hf.data import (
+    DIGIT_NAMES,
     SPOKEN_DIGITS_TRAIN_VOICES,
     SPOKEN_DIGITS_VALIDATION_VOICES,
-    AudioClassificationCollator,
-    AudioDataArguments,
     espeak_ng_available,
+    spoken_digits_from_asterisk,
     synthesize_spoken_digits,
 )
+from d2v_hf.finetuning import AudioClassificationCollator, AudioDataArguments
+
+from .fixtures import load_example
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-run_image_classification = _load_script("run_image_classification")
-run_audio_classification = _load_script("run_audio_classification")
+run_image_classification = load_example("run_image_classification")
+run_audio_classification = load_example("run_audio_classification")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -371,7 +362,7 @@ def test_validation_labels_follow_training_ids(vision_checkpoint, tmp_path):
     """A validation folder with a subset of the classes gets the training ids, not its own."""
     train = write_images(tmp_path / "train", {"horizontal": 3, "plain": 3, "vertical": 3})
     validation = write_images(tmp_path / "val", {"vertical": 2})
-    from d2v_hf.finetuning_vision_audio import ImageDataArguments, load_image_classification_datasets
+    from d2v_hf.finetuning import ImageDataArguments, load_image_classification_datasets
 
     data = load_image_classification_datasets(ImageDataArguments(train_dir=train, validation_dir=validation), 28)
     assert data.label_names == ["horizontal", "plain", "vertical"]
@@ -400,7 +391,7 @@ def test_checkpoint_of_another_modality(script, checkpoint, found, image_folders
 
 
 def test_pretraining_checkpoint_points_to_the_student(image_folders, tmp_path):
-    from tests.testing_utils import tiny_config
+    from .fixtures import tiny_config
 
     tiny_config("vision").save_pretrained(tmp_path / "pretraining")
     with pytest.raises(ValueError, match="full data2vec pretraining checkpoint.*student/"):

@@ -1,5 +1,7 @@
 """Fine-tuning library logic: GLUE data/label checks, modality checks, LoRA, model cards."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -18,6 +20,7 @@ from transformers import (
 
 from d2v_hf.finetuning import (
     GLUE_TASKS,
+    ClassificationTrainer,
     apply_lora,
     check_head_size,
     check_model_modality,
@@ -28,7 +31,7 @@ from d2v_hf.finetuning import (
     get_glue_label_info,
     load_glue_datasets,
     merge_and_save,
-    push_to_hub_with_model_card,
+    save_and_push_model_card,
     task_to_keys,
 )
 from d2v_hf.modelcard import build_model_card, save_model_card
@@ -346,22 +349,23 @@ def test_model_card_with_several_configs_and_a_pretraining_card():
 
 def test_push_to_hub_uploads_our_card(tmp_path):
     card = build_model_card(model_name="ours", training_details={"marker": "d2v-card"})
+    model = Data2VecTextForSequenceClassification(Data2VecTextConfig(vocab_size=50, **TINY))
 
-    class FakeTrainer:
-        args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-
-        def is_world_process_zero(self):
-            return True
-
-        def create_model_card(self, **kwargs):
-            (tmp_path / "README.md").write_text("generic Trainer card")
-
+    class OfflineTrainer(ClassificationTrainer):
         def push_to_hub(self, **kwargs):
-            self.create_model_card(**kwargs)  # as Trainer.push_to_hub does before uploading
-            return (tmp_path / "README.md").read_text()
+            self.create_model_card(**kwargs)  # as Trainer.push_to_hub does before uploading the output folder
+            return (Path(self.args.output_dir) / "README.md").read_text()
 
-    trainer = FakeTrainer()
-    uploaded = push_to_hub_with_model_card(trainer, card, finetuned_from="base")
-    assert "d2v-card" in uploaded
-    trainer.create_model_card()
-    assert (tmp_path / "README.md").read_text() == "generic Trainer card"  # the original method is restored
+    def trainer(output_dir):
+        args = TrainingArguments(output_dir=str(output_dir), report_to="none", use_cpu=True)
+        offline = OfflineTrainer(model=model, args=args)
+        offline.args.push_to_hub = True  # after __init__, which would create the Hub repo
+        return offline
+
+    ours = trainer(tmp_path / "ours")
+    save_and_push_model_card(ours, card, finetuned_from="base")
+    assert "d2v-card" in (tmp_path / "ours" / "README.md").read_text()
+    assert "d2v-card" in ours.push_to_hub(finetuned_from="base")  # the card the Trainer uploads is ours
+    plain = trainer(tmp_path / "plain")
+    plain.create_model_card(model_name="plain")  # no card written by the script: the Trainer's own card
+    assert "d2v-card" not in (tmp_path / "plain" / "README.md").read_text()

@@ -9,16 +9,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from d2v_hf import metrics as metrics_module
-from d2v_hf.metrics import (
-    GLUE_TASK_METRICS,
-    glue_compute_metrics,
-    make_glue_compute_metrics,
-    normalize_answer,
-    squad_v1_compute_metrics,
-    squad_v2_compute_metrics,
-)
-from d2v_hf.qa_utils import (
+from d2v_hf.finetuning import (
     format_xquad_results,
     load_squad_json,
     postprocess_qa_predictions,
@@ -27,7 +18,17 @@ from d2v_hf.qa_utils import (
     select_parallel_articles,
     split_by_article,
 )
-from tests.test_examples_finetuning import build_tokenizer
+from d2v_hf.finetuning import metrics as metrics_module
+from d2v_hf.finetuning.metrics import (
+    GLUE_TASK_METRICS,
+    glue_compute_metrics,
+    make_glue_compute_metrics,
+    normalize_answer,
+    squad_v1_compute_metrics,
+    squad_v2_compute_metrics,
+)
+
+from .fixtures import build_tokenizer
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ def test_glue_accuracy_tasks(task):
 
 def test_glue_auto_backend_falls_back_offline_with_a_logged_note(caplog):
     metrics_module._EVALUATE_GLUE_METRICS.pop("qqp", None)
-    with caplog.at_level(logging.INFO, logger="d2v_hf.metrics"):
+    with caplog.at_level(logging.INFO, logger="d2v_hf.finetuning.metrics"):
         auto = glue_compute_metrics("qqp", [1, 0, 1, 1], [1, 1, 1, 0])
     assert auto == pytest.approx(glue_compute_metrics("qqp", [1, 0, 1, 1], [1, 1, 1, 0], backend="local"))
     if metrics_module._EVALUATE_GLUE_METRICS["qqp"] is None:  # offline: the fallback must have been announced

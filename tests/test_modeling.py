@@ -16,7 +16,7 @@ from transformers import (
 
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig, get_annealed_rate
 
-from .testing_utils import tiny_backbone_config, tiny_config, tiny_inputs
+from .fixtures import tiny_backbone_config, tiny_config, tiny_inputs
 
 
 MODALITIES = ["text", "audio", "vision"]

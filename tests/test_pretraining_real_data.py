@@ -1,7 +1,6 @@
 """A few hundred pretraining steps of tiny models on the real data in ../shared/data: the loss falls, no collapse."""
 
 import gzip
-import importlib.util
 import itertools
 import json
 from pathlib import Path
@@ -9,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .fixtures import load_example
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("run_pretraining", ROOT / "examples" / "run_pretraining.py")
-run_pretraining = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_pretraining)
+
+run_pretraining = load_example("run_pretraining")
 
 pytestmark = pytest.mark.real_data
 COMMON = [

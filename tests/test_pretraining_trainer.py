@@ -8,12 +8,7 @@ from d2v_hf import Data2VecForPretraining
 from d2v_hf.data_collator import data_collator_for
 from d2v_hf.trainer import Data2VecCollapseError, Data2VecPretrainingArguments, Data2VecPretrainingTrainer
 
-from .testing_utils import tiny_config
-
-
-class TinyTokenizer:
-    pad_token_id = 1
-    all_special_ids = [0, 1, 2, 98]
+from .fixtures import build_tokenizer, tiny_config
 
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -40,7 +35,7 @@ def make_trainer(tmp_path, model=None, dataset_size=32, **arg_overrides):
     trainer = Data2VecPretrainingTrainer(
         model=model,
         args=Data2VecPretrainingArguments(**args),
-        data_collator=data_collator_for(model.config, TinyTokenizer()),
+        data_collator=data_collator_for(model.config, build_tokenizer(["a tiny corpus"], vocab_size=300)),  # pad 1
         train_dataset=dataset,
         eval_dataset=dataset.select(range(8)),
     )

@@ -1,6 +1,5 @@
-"""examples/run_pretraining.py end to end: artifacts, exact resume, clear errors that write nothing."""
+"""examples/pretraining/run_pretraining.py end to end: artifacts, exact resume, clear errors that write nothing."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -10,11 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from .fixtures import load_example
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("run_pretraining", ROOT / "examples" / "run_pretraining.py")
-run_pretraining = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_pretraining)
+
+run_pretraining = load_example("run_pretraining")
 
 WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
 TINY = "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2"
@@ -180,7 +178,11 @@ def test_bad_audio_and_image_inputs(tmp_path):
 
 def test_config_overrides_keep_json_lists():
     from d2v_hf import Data2VecForPretraining
-    from d2v_hf.pretraining import Data2VecModelArguments, build_pretraining_config, parse_config_overrides
+
+    pretraining_utils = load_example("pretraining_utils")
+    Data2VecModelArguments = pretraining_utils.Data2VecModelArguments
+    build_pretraining_config = pretraining_utils.build_pretraining_config
+    parse_config_overrides = pretraining_utils.parse_config_overrides
 
     overrides = (
         "average_top_k_layers=2,backbone.conv_dim=[32, 32],backbone.conv_kernel=[40,4],backbone.conv_stride=[20,4]"

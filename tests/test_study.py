@@ -1,4 +1,4 @@
-"""Slices of the study (examples/study.py) on real data (one seed, a few steps), and its building blocks."""
+"""Slices of the study (examples/study/run_study.py) on real data (one seed, a few steps), and its building blocks."""
 
 import json
 import math
@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from d2v_hf.finetuning_vision_audio import espeak_ng_available
-from d2v_hf.study import ARMS, StudyArguments, run_study, summarize_runs
-from d2v_hf.study_vision_audio import linear_probe_accuracy, mean_pooling_checkpoint
+from d2v_hf.data import espeak_ng_available
+
+from .fixtures import load_example  # noqa: F401  (puts examples/study on sys.path)
+from study import run_study  # noqa: E402
+from study_config import ARMS, StudyArguments  # noqa: E402
+from study_utils import summarize_runs  # noqa: E402
+from study_vision_audio import linear_probe_accuracy, mean_pooling_checkpoint  # noqa: E402
 
 
 def test_study_arguments_presets():
@@ -186,10 +190,10 @@ def test_study_images_and_speech_slice(shared_data, tmp_path):
 
 
 def test_study_without_espeak_ng_names_the_tool(tmp_path, monkeypatch):
-    import d2v_hf.finetuning_vision_audio as fva
+    import study
 
     (tmp_path / "speech").mkdir()
-    monkeypatch.setattr(fva, "espeak_ng_available", lambda executable="espeak-ng": False)
+    monkeypatch.setattr(study, "espeak_ng_available", lambda executable="espeak-ng": False)
     args = StudyArguments(data_dir=str(tmp_path), tasks="spoken_digits", output_dir=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="espeak-ng, which is not installed"):
         run_study(args)
@@ -199,7 +203,7 @@ def test_study_without_espeak_ng_names_the_tool(tmp_path, monkeypatch):
 def test_push_refuses_missing_checkpoints_before_uploading(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from d2v_hf.study import push_study_models
+    from study_report import push_study_models
 
     calls = []
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(a))

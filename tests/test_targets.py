@@ -8,22 +8,7 @@ import torch.nn.functional as F
 
 from d2v_hf import Data2VecForPretraining
 
-from .testing_utils import MASK_TOKEN_ID, tiny_config, tiny_inputs
-
-
-def manual_text_layers(backbone, input_ids, attention_mask):
-    """Runs the text encoder layer by layer; returns the per-layer FFN outputs (pre-residual) and block outputs."""
-    hidden = backbone.embeddings(input_ids=input_ids)
-    additive = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    ffn_outputs, block_outputs = [], []
-    for layer in backbone.encoder.layer:
-        attention = layer.attention(hidden, additive)[0]
-        ffn = layer.output.dense(layer.intermediate(attention))
-        hidden = layer.output.LayerNorm(ffn + attention)
-        ffn_outputs.append(ffn)
-        block_outputs.append(hidden)
-    torch.testing.assert_close(hidden, backbone(input_ids, attention_mask=attention_mask).last_hidden_state)
-    return ffn_outputs, block_outputs
+from .fixtures import MASK_TOKEN_ID, make_teacher_differ, manual_text_layers, tiny_config, tiny_inputs
 
 
 def manual_audio_layers(backbone, input_values):
@@ -86,13 +71,6 @@ def reference_loss(config, predictions, targets):
         return (diff**2).sum(-1).mean() / math.sqrt(diff.shape[-1])
     beta = 2.0  # vision: smooth L1, beta 2, mean over positions and channels
     return torch.where(diff.abs() < beta, 0.5 * diff**2 / beta, diff.abs() - 0.5 * beta).mean()
-
-
-def make_teacher_differ(model, seed=1):
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.teacher.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
 
 
 @pytest.mark.parametrize("modality", ["text", "audio", "vision"])

@@ -1,4 +1,4 @@
-"""Audio folders: lazy soundfile decoding, mono float32, resampling, normalisation, and the asterisk spoken digits."""
+"""Audio folders: lazy soundfile decoding, mono float32, resampling, and the asterisk spoken digits."""
 
 from __future__ import annotations
 
@@ -68,34 +68,18 @@ def read_audio(path: str | os.PathLike, sampling_rate: int = 16000, max_seconds:
     audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if source_rate != sampling_rate:
         _log_resampling(source_rate, sampling_rate)
-        divisor = gcd(int(source_rate), int(sampling_rate))
-        audio = resample_poly(audio, sampling_rate // divisor, source_rate // divisor)
+        audio = resample(audio, source_rate, sampling_rate)
     if max_seconds is not None:
         audio = audio[: max(1, int(round(max_seconds * sampling_rate)))]
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
-def normalize_audio(values, eps: float = 1e-7) -> np.ndarray:
-    """Zero-mean, unit-variance normalisation of a waveform (data2vec's `task.normalize: true`).
-
-    The same formula as `Wav2Vec2FeatureExtractor(do_normalize=True)`: `(x - mean) / sqrt(var + eps)`, computed
-    along the last axis, so a 2-D array is normalised row by row.
-
-    Args:
-        values (`np.ndarray`, `list[float]` or `torch.Tensor`): the waveform(s).
-        eps (`float`, *optional*, defaults to 1e-7): added to the variance so silence does not divide by zero.
-
-    Returns:
-        `np.ndarray`: float32 array of the same shape.
-    """
-    if hasattr(values, "detach"):  # torch tensor without importing torch here
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values, dtype=np.float32)
-    if array.size == 0:
-        raise ValueError("normalize_audio got an empty waveform")
-    mean = array.mean(axis=-1, keepdims=True)
-    var = array.var(axis=-1, keepdims=True)
-    return ((array - mean) / np.sqrt(var + eps)).astype(np.float32)
+def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """`audio` (1-D) from `source_rate` to `target_rate` Hz with `scipy.signal.resample_poly`, as float32."""
+    if source_rate == target_rate:
+        return np.asarray(audio, dtype=np.float32)
+    divisor = gcd(int(source_rate), int(target_rate))
+    return resample_poly(audio, target_rate // divisor, source_rate // divisor).astype(np.float32)
 
 
 def _decode_audio_batch(batch: dict, sampling_rate: int, max_seconds: float | None) -> dict:
@@ -136,7 +120,7 @@ def load_audio_folder(
     file header is checked up front so corrupt files fail early, by name.
 
     Column contract (each example): `input_values` (1-D float32 `np.ndarray`, mono, at `sampling_rate`, not
-    normalised: see [`normalize_audio`]), `path` (`str`), `label` (`int`, a `ClassLabel` over the sorted parent
+    normalised: the collators do it), `path` (`str`), `label` (`int`, a `ClassLabel` over the sorted parent
     folder names: `ds.features["label"].names` maps it back; streaming datasets carry no features, use
     `folder_label_names(folder)` there) and `sampling_rate` (`int`). `ds.column_names` lists only the stored
     columns `path` and `label`: pass `remove_unused_columns=False` to `Trainer` so it keeps `path` for the decoder.
@@ -200,7 +184,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "DIGIT_NAMES",
     "load_audio_folder",
-    "normalize_audio",
     "read_audio",
+    "resample",
     "spoken_digits_from_asterisk",
 ]

@@ -1,8 +1,7 @@
-"""Trainer subclasses for d2v_hf: pretraining and question answering."""
+"""The data2vec pretraining Trainer, its arguments and the EMA teacher callback."""
 
 from .pretraining_config import Data2VecPretrainingArguments
 from .pretraining_trainer import Data2VecCollapseError, Data2VecPretrainingTrainer, EMATeacherCallback
-from .qa_trainer import QuestionAnsweringTrainer
 
 
 __all__ = [
@@ -10,5 +9,4 @@ __all__ = [
     "Data2VecPretrainingArguments",
     "Data2VecPretrainingTrainer",
     "EMATeacherCallback",
-    "QuestionAnsweringTrainer",
 ]

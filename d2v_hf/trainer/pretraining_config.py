@@ -27,8 +27,9 @@ class Data2VecPretrainingArguments(TrainingArguments):
             (use `--resume_from_checkpoint` to continue a run).
 
     Defaults changed from [`~transformers.TrainingArguments`]: `remove_unused_columns=False` (collators need the raw
-    columns), `prediction_loss_only=True` (predictions have a different length per batch), `report_to="none"`,
-    `logging_steps=10`.
+    columns), `prediction_loss_only=True` (predictions have a different length per batch),
+    `report_to="tensorboard"` (event files in `output_dir/runs/`, next to `training_curves.png`; `none` turns it
+    off), `logging_steps=10`.
     """
 
     # Parameters that control the collapse guard
@@ -44,7 +45,9 @@ class Data2VecPretrainingArguments(TrainingArguments):
     # Changed defaults
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep raw columns for the collator."})
     prediction_loss_only: bool = field(default=True, metadata={"help": "Evaluation reports the loss only."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+    report_to: None | str | list[str] = field(
+        default="tensorboard", metadata={"help": "Integrations to report to (tensorboard: output_dir/runs/)."}
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log every X updates steps."})
 
     def __post_init__(self):

@@ -1,11 +1,11 @@
 """[`~transformers.Trainer`] for data2vec pretraining: EMA teacher steps, exact loss normalisation, collapse guard."""
 
 import hashlib
-import os
 
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ..modelcard import KeepModelCardMixin
 from ..modeling_data2vec_pretraining import Data2VecForPretraining
 from .pretraining_config import Data2VecPretrainingArguments
 
@@ -32,7 +32,7 @@ class EMATeacherCallback(TrainerCallback):
         return control
 
 
-class Data2VecPretrainingTrainer(Trainer):
+class Data2VecPretrainingTrainer(KeepModelCardMixin, Trainer):
     r"""
     [`~transformers.Trainer`] for [`Data2VecForPretraining`].
 
@@ -92,11 +92,6 @@ class Data2VecPretrainingTrainer(Trainer):
                 f"The teachers of the {len(digests)} processes differ after training: {digests.tolist()}"
             )
         return True
-
-    def create_model_card(self, *args, **kwargs):
-        """Keeps the data2vec card that `run_pretraining.py` wrote; falls back to the Trainer's card otherwise."""
-        if not os.path.exists(os.path.join(self.args.output_dir, "README.md")):
-            super().create_model_card(*args, **kwargs)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
         """Masked positions of the optimizer step: all micro-batches, summed over all processes."""

@@ -3,37 +3,33 @@
 
     # Quick mode: a tiny model, under 30 minutes on a 2-core CPU; writes docs/study.md, docs/study_results.json,
     # docs/img/study_*.png and model_cards/<name>/README.md
-    python examples/study.py --mode quick --data_dir ../shared/data
+    python examples/study/run_study.py --mode quick --data_dir ../shared/data
 
     # Full mode (RoBERTa-base backbone, whole corpus, 50k pretraining steps, 5 seeds): for a GPU
-    python examples/study.py --mode full --data_dir ../shared/data --output_dir outputs/study-full
+    python examples/study/run_study.py --mode full --data_dir ../shared/data --output_dir outputs/study-full
 
     # A smaller slice, and uploading the produced models with their cards
-    python examples/study.py --tasks sst2 --seeds 0 --pretrain_steps 50 --finetune_steps 50
-    python examples/study.py --push_to_hub --hub_org my-org
+    python examples/study/run_study.py --tasks sst2 --seeds 0 --pretrain_steps 50 --finetune_steps 50
+    python examples/study/run_study.py --push_to_hub --hub_org my-org
 
 Same compute budget for the pretrained arms (steps x batch x tokens), same tokenizer, same backbone, same corpus;
-identical fine-tuning for every arm. The logic lives in `d2v_hf.study`.
+identical fine-tuning for every arm. The logic lives in `study.py` and the `study_*.py` modules beside this script.
 """
 
 import logging
 import shlex
 import sys
 
-from transformers import HfArgumentParser
+from d2v_hf.argument_parsing import parse_arguments
 
-from d2v_hf.study import StudyArguments, run_study
+from study import StudyArguments, run_study
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = HfArgumentParser(StudyArguments)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(argv[0])
-    else:
-        (args,) = parser.parse_args_into_dataclasses(argv)
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    (args,) = parse_arguments([StudyArguments], argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    command = shlex.join(["python", "examples/study.py", *argv])
+    command = shlex.join(["python", "examples/study/run_study.py", *argv])
     results = run_study(args, command=command)
     for arm, scores in results["summary"].items():
         average = scores.get("average")

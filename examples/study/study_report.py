@@ -1,8 +1,8 @@
 """
-The report and the model cards of the study ([`~d2v_hf.study`]): `docs/study.md` with its tables, plots and
-discussion ([`write_study_report`], [`discuss_results`]), one model card per produced model
-([`write_study_model_cards`]) and the upload ([`push_study_models`]). Every number comes from the results
-dictionary that [`~d2v_hf.study.run_study`] returns.
+The report and the model cards of the study (`study.py`): `docs/study.md` with its tables, plots and discussion
+([`write_study_report`], [`discuss_results`]), one model card per produced model ([`write_study_model_cards`]) and
+the upload ([`push_study_models`]). Every number comes from the results dictionary that `study.run_study` returns;
+the images and speech sections are in `study_report_vision_audio.py`.
 """
 
 from __future__ import annotations
@@ -14,26 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from .study import (
-    ARM_TITLES,
-    ARMS,
-    PRETRAINING_TITLES,
-    TASK_SCORES,
-    TASK_TITLES,
-    TEXT_TASKS,
-    _stats,
-)
+from d2v_hf.finetuning import XQUAD_LANGUAGES
+from d2v_hf.modelcard import build_model_card, save_model_card
+
+from study_config import ARM_TITLES, ARMS, PRETRAINING_TITLES, TASK_SCORES, TASK_TITLES, TEXT_TASKS
+from study_report_vision_audio import MODALITY_MODEL_NAMES, modality_report_markdown, write_modality_model_cards
+from study_utils import fmt, stats, study_eval_result
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _fmt(stats: dict | None, digits: int = 1) -> str:
-    if not stats:
-        return "–"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
 def plot_study_curves(results: dict, img_dir: str | os.PathLike) -> list[str]:
@@ -108,19 +99,17 @@ def _main_table(results: dict) -> list[str]:
     columns.append(("average", "Average"))
     lines = ["| arm | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---:|" * len(columns)]
     for arm in arms:
-        row = [_fmt(summary.get(arm, {}).get(key)) for key, _ in columns]
+        row = [fmt(summary.get(arm, {}).get(key)) for key, _ in columns]
         lines.append(f"| {ARM_TITLES.get(arm, arm)} | " + " | ".join(row) + " |")
     return lines
 
 
 def _xquad_table(results: dict) -> list[str]:
-    from .qa_utils import XQUAD_LANGUAGES
-
     summary, arms = results["summary"], results["config"]["arm_list"]
     langs = [lang for lang in XQUAD_LANGUAGES if any(f"xquad/{lang}_f1" in summary.get(a, {}) for a in arms)]
     lines = ["| arm | " + " | ".join(langs) + " |", "|---|" + "---:|" * len(langs)]
     for arm in arms:
-        row = [_fmt(summary.get(arm, {}).get(f"xquad/{lang}_f1")) for lang in langs]
+        row = [fmt(summary.get(arm, {}).get(f"xquad/{lang}_f1")) for lang in langs]
         lines.append(f"| {ARM_TITLES.get(arm, arm)} | " + " | ".join(row) + " |")
     return lines
 
@@ -139,10 +128,10 @@ def _paired_differences(results: dict) -> list[str]:
                 if ("data2vec", task, s) in score and (other, task, s) in score
             ]
             if diffs:
-                stats = _stats(diffs)
+                diff_stats = stats(diffs)
                 wins = sum(d > 0 for d in diffs)
                 lines.append(
-                    f"| data2vec − {ARM_TITLES[other]} | {TASK_SCORES[task][1]} | {_fmt(stats)} | "
+                    f"| data2vec − {ARM_TITLES[other]} | {TASK_SCORES[task][1]} | {fmt(diff_stats)} | "
                     f"{wins}/{len(diffs)} |"
                 )
     if lines:
@@ -167,17 +156,18 @@ def _text_setup_and_results(results: dict) -> list[str]:
         f"{config['pretrain_batch_size']} blocks x {config['max_seq_length']} tokens = {tokens:,} tokens, AdamW "
         f"(β2 0.98, ε 1e-6, weight decay 0.01), peak lr {config['pretrain_learning_rate']}, "
         f"{config['pretrain_warmup_steps']} warmup steps then linear decay.",
-        "  - data2vec: `examples/run_pretraining.py` (data2vec 1.0 text recipe: span masking p=0.35, top-K="
+        "  - data2vec: `examples/pretraining/run_pretraining.py` (data2vec 1.0 text recipe: span masking p=0.35, "
+        "top-K="
         f"{results.get('data2vec_top_k', '?')} teacher layers, EMA teacher). Note: a data2vec step also runs the "
         "teacher's forward pass, so it costs about 1.3-1.5x an MLM step in FLOPs; the budget equalises steps x batch "
         "x tokens, as the study asks.",
         "  - MLM: `Data2VecTextForMaskedLM` + `DataCollatorForLanguageModeling` (15%, 80/10/10) + `Trainer`.",
         "  - random: a freshly initialised `Data2VecTextModel` per seed.",
-        f"- Fine-tuning (identical for every arm): SST-2 and STS-B with `examples/run_glue.py`, "
+        f"- Fine-tuning (identical for every arm): SST-2 and STS-B with `examples/text-classification/run_glue.py`, "
         f"{config['finetune_steps']} steps, batch {config['finetune_batch_size']}, "
         f"lr {config['finetune_learning_rate']}, at most {config['glue_max_train_samples'] or 'all'} training "
         "examples, evaluated on the full dev sets; "
-        f"XQuAD with `examples/run_qa.py --xquad_dir`: trained {config['qa_steps']} steps (batch "
+        f"XQuAD with `examples/question-answering/run_qa.py --xquad_dir`: trained {config['qa_steps']} steps (batch "
         f"{config['qa_batch_size']}) on the English questions of half of the 48 articles, evaluated on "
         f"{config['qa_max_eval_samples'] or 'all'} questions of the other half in each of the 12 languages "
         "(zero-shot for the 11 non-English ones; the article split follows the seed).",
@@ -207,7 +197,7 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str
     lines = [
         f"# Study: data2vec vs. MLM vs. random initialisation ({config['mode']} mode)",
         "",
-        "Generated by `examples/study.py` (`d2v_hf.study_report.write_study_report`) from "
+        "Generated by `examples/study/run_study.py` (`study_report.write_study_report`) from "
         "[`study_results.json`](study_results.json); every number below comes from that run.",
         "",
         "## Command",
@@ -226,7 +216,7 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str
         "been run here (no GPU was available):",
         "",
         "```bash",
-        "python examples/study.py --mode full --data_dir ../shared/data",
+        "python examples/study/run_study.py --mode full --data_dir ../shared/data",
         "```",
         "",
     ]
@@ -249,14 +239,12 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str
     lines += [""]
     if analysis:
         lines += ["## Text: discussion", "", analysis.strip(), ""]
-    from .study_vision_audio import modality_report_markdown
-
     lines += modality_report_markdown(results).splitlines() + [""]
     lines += [
         "## Model cards",
         "",
         "One card per model the study produced is in [`model_cards/`](../model_cards/README.md), generated by the "
-        "same code (`d2v_hf.study_report.write_study_model_cards`).",
+        "same code (`study_report.write_study_model_cards`).",
         "",
     ]
     path = docs_dir / "study.md"
@@ -388,8 +376,6 @@ STUDY_MODEL_NAMES = {
 
 def study_model_name(arm: str, model_size: str) -> str:
     """The Hub name of a study model: `arm` is a text arm or an image/speech key such as `data2vec_vision`."""
-    from .study_vision_audio import MODALITY_MODEL_NAMES
-
     return {**STUDY_MODEL_NAMES, **MODALITY_MODEL_NAMES}[arm].format(size=model_size)
 
 
@@ -402,10 +388,6 @@ def build_study_model_card(arm: str, results: dict):
     The card of one study model: the pretraining recipe, data and compute in a table, and the downstream results
     (means over seeds) in the model-index: SST-2 accuracy, STS-B Pearson / Spearman, XQuAD F1 / EM per language.
     """
-    from huggingface_hub import EvalResult
-
-    from .modelcard import build_model_card
-
     config, summary = results["config"], results["summary"]
     name = study_model_name(arm, config["model_size"])
     tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
@@ -438,7 +420,43 @@ def build_study_model_card(arm: str, results: dict):
     details["tokenizer"] = f"byte-level BPE, {config['tokenizer_vocab_size']} tokens, trained on the same corpus slice"
     details["fine-tuning seeds"] = ", ".join(map(str, config["seed_list"]))
 
-    card = build_model_card(
+    index = []
+    glue = {"sst2": ["accuracy"], "stsb": ["pearson", "spearmanr"]}
+    for task, keys in glue.items():
+        for key in keys:
+            score_stats = _eval_results(summary, arm, task, key)
+            if score_stats:
+                index.append(
+                    study_eval_result(
+                        score_stats,
+                        task_type="text-classification",
+                        task_name=f"GLUE {task.upper()}",
+                        dataset_type="nyu-mll/glue",
+                        dataset_name=f"GLUE {task.upper()}",
+                        dataset_config=task,
+                        dataset_split="validation",
+                        metric_type=key,
+                        metric_name=f"{key} (mean of {score_stats['n']} seeds, x100)",
+                    )
+                )
+    for lang in XQUAD_LANGUAGES:
+        for key, metric in (("f1", "f1"), ("exact_match", "exact_match")):
+            score_stats = _eval_results(summary, arm, "xquad", f"{lang}_{key}")
+            if score_stats:
+                index.append(
+                    study_eval_result(
+                        score_stats,
+                        task_type="question-answering",
+                        task_name="Extractive question answering" + ("" if lang == "en" else " (zero-shot)"),
+                        dataset_type="google/xquad",
+                        dataset_name="XQuAD",
+                        dataset_config=f"xquad.{lang}",
+                        dataset_split="held-out articles",
+                        metric_type=metric,
+                        metric_name=f"{metric} (mean of {score_stats['n']} seeds)",
+                    )
+                )
+    return build_model_card(
         name,
         description=f"A {config['model_size']} data2vec-text backbone from the d2v_hf study (arm: "
         f"{ARM_TITLES[arm]}), {config['mode']} mode. The numbers below are fine-tuning results, mean over "
@@ -447,74 +465,31 @@ def build_study_model_card(arm: str, results: dict):
         tags=["data2vec", "text", "study", "fill-mask" if arm == "mlm" else "feature-extraction"],
         language="en",
         extra_markdown=_card_results_markdown(arm, results),
+        model_index=index,
     )
-    index = []
-    glue = {"sst2": ["accuracy"], "stsb": ["pearson", "spearmanr"]}
-    for task, keys in glue.items():
-        for key in keys:
-            stats = _eval_results(summary, arm, task, key)
-            if stats:
-                index.append(
-                    EvalResult(
-                        task_type="text-classification",
-                        task_name=f"GLUE {task.upper()}",
-                        dataset_type="nyu-mll/glue",
-                        dataset_name=f"GLUE {task.upper()}",
-                        dataset_config=task,
-                        dataset_split="validation",
-                        metric_type=key,
-                        metric_name=f"{key} (mean of {stats['n']} seeds, x100)",
-                        metric_value=round(stats["mean"], 2),
-                    )
-                )
-    from .qa_utils import XQUAD_LANGUAGES
-
-    for lang in XQUAD_LANGUAGES:
-        for key, metric in (("f1", "f1"), ("exact_match", "exact_match")):
-            stats = _eval_results(summary, arm, "xquad", f"{lang}_{key}")
-            if stats:
-                index.append(
-                    EvalResult(
-                        task_type="question-answering",
-                        task_name="Extractive question answering" + ("" if lang == "en" else " (zero-shot)"),
-                        dataset_type="google/xquad",
-                        dataset_name="XQuAD",
-                        dataset_config=f"xquad.{lang}",
-                        dataset_split="held-out articles",
-                        metric_type=metric,
-                        metric_name=f"{metric} (mean of {stats['n']} seeds)",
-                        metric_value=round(stats["mean"], 2),
-                    )
-                )
-    if index:
-        card.data.eval_results = index
-        card.data.model_name = name
-    return card
 
 
 def _card_results_markdown(arm: str, results: dict) -> str:
     summary = results["summary"].get(arm, {})
-    rows = [(k, _fmt(v, 2)) for k, v in summary.items() if not k.startswith("xquad/") or k.startswith("xquad/en")]
-    rows += [(k, _fmt(v, 2)) for k, v in summary.items() if k.startswith("xquad/zero_shot")]
+    rows = [(k, fmt(v, 2)) for k, v in summary.items() if not k.startswith("xquad/") or k.startswith("xquad/en")]
+    rows += [(k, fmt(v, 2)) for k, v in summary.items() if k.startswith("xquad/zero_shot")]
     lines = ["## Downstream results (mean ± std over seeds)", "", "| task / score | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in dict(rows).items()]
     lines += [
         "",
         "## How to use",
         "",
-        "A plain `Data2VecTextModel` checkpoint with its tokenizer: fine-tune it with `examples/run_glue.py "
+        "A plain `Data2VecTextModel` checkpoint with its tokenizer: fine-tune it with "
+        "`examples/text-classification/run_glue.py "
         "--model_name_or_path <this repo>` or load it with `AutoModel.from_pretrained`.",
         "",
-        "Regenerate this card with `python examples/study.py` (see model_cards/README.md in d2v_hf).",
+        "Regenerate this card with `python examples/study/run_study.py` (see model_cards/README.md in d2v_hf).",
     ]
     return "\n".join(lines)
 
 
 def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -> list[Path]:
     """Writes `model_cards_dir/<name>/README.md` for every arm of `results`; returns the paths."""
-    from .modelcard import save_model_card
-    from .study_vision_audio import write_modality_model_cards
-
     paths = []
     for arm in results["config"]["arm_list"]:
         if arm not in results["summary"] or not results.get("corpus"):

@@ -5,8 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_audio_folder, load_fashion_mnist, load_image_folder, load_text_dataset, tokenize_and_group
-from .data.image import image_transform
+from d2v_hf.data import (
+    build_default_corpus,
+    image_transform,
+    load_audio_folder,
+    load_fashion_mnist,
+    load_image_folder,
+    load_text_dataset,
+    tokenize_and_group,
+)
 
 
 def _split(dataset, data_args, seed: int):
@@ -48,8 +55,6 @@ def text_sources(data_args, model_args):
     """Raw texts (column `text_column`): train and optional validation, plus a description for the model card."""
     if data_args.uses_embedded_default:
         from datasets import Dataset
-
-        from .tokenization import build_default_corpus
 
         corpus = build_default_corpus()
         texts = Dataset.from_dict({data_args.text_column: corpus})

@@ -2,22 +2,25 @@
 """Fine-tune a data2vec-text (or any transformers text) model for extractive question answering (SQuAD, XQuAD).
 
     # SQuAD v1.1 from the Hub
-    python examples/run_qa.py --model_name_or_path facebook/data2vec-text-base --dataset_name rajpurkar/squad \
+    python examples/question-answering/run_qa.py --model_name_or_path facebook/data2vec-text-base \
+        --dataset_name rajpurkar/squad \
         --do_train --do_eval --max_seq_length 384 --doc_stride 128 --per_device_train_batch_size 12 \
         --learning_rate 3e-5 --num_train_epochs 2 --output_dir out/data2vec-text-squad
 
     # SQuAD v2.0 (unanswerable questions), local SQuAD-format JSON (.json or .json.gz)
-    python examples/run_qa.py --model_name_or_path facebook/data2vec-text-base --version_2_with_negative \
+    python examples/question-answering/run_qa.py --model_name_or_path facebook/data2vec-text-base \
+        --version_2_with_negative \
         --train_file train-v2.0.json --validation_file dev-v2.0.json --null_score_diff_threshold 0.0 \
         --do_train --do_eval --output_dir out/data2vec-text-squad2
 
     # XQuAD zero-shot cross-lingual transfer (offline): fine-tune on half of the English XQuAD articles, evaluate
     # on the other half in all 12 languages; writes xquad_results.md/.json (per-language EM/F1 and the average)
-    python examples/run_qa.py --model_name_or_path xlm-roberta-base --xquad_dir ../shared/data/xquad \
+    python examples/question-answering/run_qa.py --model_name_or_path xlm-roberta-base \
+        --xquad_dir ../shared/data/xquad \
         --xquad_test_fraction 0.5 --do_train --do_eval --output_dir out/xquad-zero-shot
 
     # Several processes
-    accelerate launch --multi_gpu --num_processes 2 examples/run_qa.py ... [--use_cpu]
+    accelerate launch --multi_gpu --num_processes 2 examples/question-answering/run_qa.py ... [--use_cpu]
 
 The model card with the evaluation results is always written to `--output_dir`; `--push_to_hub` uploads the folder.
 """
@@ -35,26 +38,24 @@ from transformers import (
     set_seed,
 )
 
+from d2v_hf.argument_parsing import parse_arguments
 from d2v_hf.finetuning import (
+    XQUAD_LANGUAGES,
     ModelArguments,
+    QuestionAnsweringTrainer,
     load_pretrained,
+    load_qa_datasets,
+    make_qa_post_processing_function,
+    make_squad_compute_metrics,
     maybe_merge_lora,
-    parse_arguments,
     save_and_push_model_card,
     select_samples,
     setup_logging,
-    train_and_save,
-)
-from d2v_hf.metrics import make_squad_compute_metrics
-from d2v_hf.modelcard import build_model_card, training_details_from_args
-from d2v_hf.qa_utils import (
-    XQUAD_LANGUAGES,
-    load_qa_datasets,
-    make_qa_post_processing_function,
     tokenize_qa_examples,
+    train_and_save,
     write_xquad_results,
 )
-from d2v_hf.trainer.qa_trainer import QuestionAnsweringTrainer
+from d2v_hf.modelcard import build_model_card, training_details_from_args
 
 
 logger = logging.getLogger(__name__)

@@ -1,17 +1,19 @@
-"""A [`~transformers.Trainer`] for extractive question answering, as transformers' `examples/.../trainer_qa.py`.
+"""
+Trainer subclasses of the fine-tuning scripts: [`ClassificationTrainer`] (GLUE, images, audio) and
+[`QuestionAnsweringTrainer`] (SQuAD/XQuAD, as transformers' `examples/.../trainer_qa.py`). Both keep the model card
+the script wrote when `push_to_hub` runs.
 
 Evaluation of a QA model cannot be done feature by feature: the start/end logits of all the windows of an example
 must be gathered, mapped back to the context and compared with the gold answers of the example. So `evaluate` and
 `predict` take the raw examples next to the features and run a `post_process_function` before `compute_metrics`.
 
 ```python
->>> from d2v_hf.metrics import make_squad_compute_metrics
->>> from d2v_hf.qa_utils import make_qa_post_processing_function
->>> from d2v_hf.trainer.qa_trainer import QuestionAnsweringTrainer
+>>> from d2v_hf.finetuning import QuestionAnsweringTrainer, make_qa_post_processing_function as post
+>>> from d2v_hf.finetuning import make_squad_compute_metrics
 >>> trainer = QuestionAnsweringTrainer(
 ...     model=model, args=training_args, train_dataset=train_features, eval_dataset=eval_features,
 ...     eval_examples=eval_examples, processing_class=tokenizer,
-...     post_process_function=make_qa_post_processing_function(), compute_metrics=make_squad_compute_metrics(),
+...     post_process_function=post(), compute_metrics=make_squad_compute_metrics(),
 ... )
 >>> trainer.evaluate()  # {"eval_exact_match": ..., "eval_f1": ..., "eval_runtime": ...}
 ```
@@ -23,8 +25,37 @@ import time
 from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 
+from ..modelcard import KeepModelCardMixin
 
-class QuestionAnsweringTrainer(Trainer):
+
+class ClassificationTrainer(KeepModelCardMixin, Trainer):
+    """
+    The [`~transformers.Trainer`] of the classification scripts (GLUE, images, audio): evaluation and prediction
+    batches are collated with `eval_data_collator` when given (e.g. [`AudioClassificationCollator`] with
+    `train=False`: clips cut at their start instead of random windows), training batches with `data_collator`; the
+    model card the script wrote is kept ([`~d2v_hf.modelcard.KeepModelCardMixin`]).
+    """
+
+    def __init__(self, *args, eval_data_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator
+
+    def _with_eval_collator(self, build, dataset):
+        train_collator = self.data_collator
+        self.data_collator = self.eval_data_collator or train_collator
+        try:
+            return build(dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._with_eval_collator(super().get_eval_dataloader, eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        return self._with_eval_collator(super().get_test_dataloader, test_dataset)
+
+
+class QuestionAnsweringTrainer(KeepModelCardMixin, Trainer):
     """
     [`~transformers.Trainer`] whose `evaluate`/`predict` post-process predictions over raw examples.
 
@@ -33,7 +64,7 @@ class QuestionAnsweringTrainer(Trainer):
             The raw examples behind `eval_dataset` (the features).
         post_process_function (`Callable`, *optional*):
             `post_process_function(examples, features, predictions, stage) -> EvalPrediction`, for instance
-            [`~d2v_hf.qa_utils.make_qa_post_processing_function`]. Without it (or without `compute_metrics`) only the
+            [`~d2v_hf.finetuning.make_qa_post_processing_function`]. Without it (or without `compute_metrics`) only the
             loss and speed metrics are returned.
         *args, **kwargs: passed to [`~transformers.Trainer`].
     """
@@ -125,4 +156,4 @@ class QuestionAnsweringTrainer(Trainer):
         return PredictionOutput(predictions=predictions.predictions, label_ids=predictions.label_ids, metrics=metrics)
 
 
-__all__ = ["QuestionAnsweringTrainer"]
+__all__ = ["ClassificationTrainer", "QuestionAnsweringTrainer"]

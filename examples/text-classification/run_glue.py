@@ -2,21 +2,21 @@
 """Fine-tune a data2vec-text (or any transformers text) model on a GLUE task, or on your own CSV/JSON/TSV data.
 
     # Hub data (nyu-mll/glue), all nine tasks; MNLI is evaluated on matched and mismatched validation sets
-    python examples/run_glue.py --model_name_or_path facebook/data2vec-text-base --task_name sst2 \
+    python examples/text-classification/run_glue.py --model_name_or_path facebook/data2vec-text-base --task_name sst2 \
         --dataset_name nyu-mll/glue --dataset_config_name sst2 --do_train --do_eval \
         --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 2e-5 --num_train_epochs 3 \
         --output_dir out/data2vec-text-sst2
 
     # Local GLUE TSV files (offline), STS-B regression, LoRA adapters merged at the end
-    python examples/run_glue.py --model_name_or_path facebook/data2vec-text-base --task_name stsb \
+    python examples/text-classification/run_glue.py --model_name_or_path facebook/data2vec-text-base --task_name stsb \
         --train_file ../shared/data/glue/stsb/train.tsv --validation_file ../shared/data/glue/stsb/dev.tsv \
         --do_train --do_eval --use_peft --learning_rate 5e-4 --output_dir out/stsb-lora
 
     # Several processes (GPUs; on CPU add --use_cpu so each process joins a gloo group)
-    accelerate launch --multi_gpu --num_processes 2 examples/run_glue.py ... [--use_cpu]
+    accelerate launch --multi_gpu --num_processes 2 examples/text-classification/run_glue.py ... [--use_cpu]
 
     # All arguments from a JSON file
-    python examples/run_glue.py args.json
+    python examples/text-classification/run_glue.py args.json
 
 The model card (`README.md` with the evaluation results in its model-index) is always written to `--output_dir`;
 `--push_to_hub` uploads the output folder with `trainer.push_to_hub`.
@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
-    Trainer,
     TrainingArguments,
     default_data_collator,
     set_seed,
 )
 
+from d2v_hf.argument_parsing import parse_arguments
 from d2v_hf.finetuning import (
+    ClassificationTrainer,
     ModelArguments,
     check_task_name,
     disable_loss_kwargs,
@@ -43,15 +44,14 @@ from d2v_hf.finetuning import (
     get_glue_label_info,
     load_glue_datasets,
     load_pretrained,
+    make_glue_compute_metrics,
     maybe_merge_lora,
-    parse_arguments,
     save_and_push_model_card,
     select_samples,
     setup_logging,
     tokenize_glue_datasets,
     train_and_save,
 )
-from d2v_hf.metrics import make_glue_compute_metrics
 from d2v_hf.modelcard import build_model_card, training_details_from_args
 
 
@@ -140,7 +140,7 @@ def main(args=None):
             eval_splits["mnli-mm"] = tokenized["validation_mismatched"]
 
     disable_loss_kwargs(model)  # the classification loss is a batch mean: no num_items_in_batch scaling
-    trainer = Trainer(
+    trainer = ClassificationTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized["train"] if training_args.do_train else None,

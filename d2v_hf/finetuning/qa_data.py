@@ -1,10 +1,9 @@
-"""Extractive question answering utilities: SQuAD/XQuAD loading, feature preparation and post-processing.
+"""Extractive question answering data: SQuAD/XQuAD loading, article splits and feature preparation.
 
 The feature preparation and post-processing follow transformers' `examples/pytorch/question-answering` (`run_qa.py`
 and `utils_qa.py`): contexts longer than `max_length` are split into overlapping windows (`doc_stride` tokens of
 overlap), answers outside a window (and unanswerable questions) point at the CLS token, and predictions are mapped
-back to the original context through the offset mapping, keeping the best of the `n_best_size` x `n_best_size`
-start/end candidates.
+back to the original context by [`~d2v_hf.finetuning.postprocess_qa_predictions`].
 
 XQuAD (`xquad.{lang}.json.gz`) holds the same 48 articles (240 paragraphs, 1,190 questions) in 12 languages: files
 are parallel, with the same article order and the same question ids in every language. [`split_by_article`] splits
@@ -12,7 +11,7 @@ the English file by article and [`select_parallel_articles`] picks the same arti
 question ids (not through titles, which a translated file may not keep in English).
 
 ```python
->>> from d2v_hf.qa_utils import load_squad_json, split_by_article, select_parallel_articles
+>>> from d2v_hf.finetuning import load_squad_json, split_by_article, select_parallel_articles
 >>> english = load_squad_json("../shared/data/xquad/xquad.en.json.gz")
 >>> splits = split_by_article(english, test_fraction=0.5, seed=42)
 >>> german = load_squad_json("../shared/data/xquad/xquad.de.json.gz")
@@ -20,23 +19,22 @@ question ids (not through titles, which a translated file may not keep in Englis
 ```
 """
 
-import collections
 import gzip
 import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
-from transformers import EvalPrediction
 
 
 logger = logging.getLogger(__name__)
 
+
 XQUAD_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+
 
 SQUAD_FEATURES = datasets.Features(
     {
@@ -50,11 +48,6 @@ SQUAD_FEATURES = datasets.Features(
         },
     }
 )
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------------------------
 
 
 def _require(record: dict, key: str, where: str):
@@ -210,11 +203,6 @@ def load_xquad(
     return result
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Article splits (XQuAD)
-# --------------------------------------------------------------------------------------------------------------------
-
-
 def split_by_article(dataset: datasets.Dataset, test_fraction: float = 0.5, seed: int = 42) -> datasets.DatasetDict:
     """
     Splits a SQuAD-style dataset by article (`title`), so no context of a test article is seen in training.
@@ -328,11 +316,6 @@ def load_qa_datasets(
         validate_squad_dataset(dataset, version_2_with_negative, name=f"{dataset_name} {split}")
     eval_sets = {"validation": raw["validation"]} if "validation" in raw else {}
     return raw.get("train"), eval_sets
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Features
-# --------------------------------------------------------------------------------------------------------------------
 
 
 def _check_qa_tokenizer(tokenizer, max_length: int, doc_stride: int):
@@ -538,265 +521,16 @@ def tokenize_qa_examples(
     )
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Post-processing
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def postprocess_qa_predictions(
-    examples,
-    features,
-    predictions: tuple[np.ndarray, np.ndarray],
-    version_2_with_negative: bool = False,
-    n_best_size: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-    output_dir: str | None = None,
-    prefix: str | None = None,
-) -> collections.OrderedDict:
-    """
-    Turns start/end logits of the features into answer texts for the examples, as transformers' `utils_qa.py` does.
-
-    For each example, the `n_best_size` best start and end positions of each of its features are combined; spans
-    that leave the context, end before they start or are longer than `max_answer_length` tokens are dropped, and the
-    best-scoring span (start logit + end logit) is kept. With `version_2_with_negative`, the null answer scores the
-    minimum over the features of `start_logits[0] + end_logits[0]` (CLS), and the empty answer is predicted when
-    `null_score - best_non_null_score > null_score_diff_threshold`.
-
-    Args:
-        examples: the raw examples (`id`, `context`).
-        features: the features from [`prepare_validation_features`] (`example_id`, `offset_mapping`).
-        predictions (`tuple[np.ndarray, np.ndarray]`): start and end logits, one row per feature.
-        version_2_with_negative (`bool`): whether the null answer is allowed.
-        n_best_size (`int`): number of start/end candidates per feature, and of n-best answers kept.
-        max_answer_length (`int`): longest answer, in tokens.
-        null_score_diff_threshold (`float`): see above (v2 only).
-        output_dir (`str`, *optional*): if given, `predictions.json`, `nbest_predictions.json` (and `null_odds.json`
-            in v2) are written there, with `prefix_` prepended when `prefix` is given.
-
-    Returns:
-        `collections.OrderedDict`: example id -> predicted answer text.
-    """
-    if len(predictions) != 2:
-        raise ValueError(
-            f"`predictions` should be a tuple (start_logits, end_logits), got {len(predictions)} elements."
-        )
-    all_start_logits, all_end_logits = predictions
-    # Column access below needs `datasets.Dataset`s; plain dicts of lists (handy in tests) are converted.
-    if isinstance(examples, dict):
-        examples = datasets.Dataset.from_dict(examples)
-    if isinstance(features, dict):
-        features = datasets.Dataset.from_dict(features)
-    if len(all_start_logits) != len(features):
-        raise ValueError(f"Got {len(all_start_logits)} predictions and {len(features)} features.")
-
-    example_id_to_index = {k: i for i, k in enumerate(examples["id"])}
-    features_per_example = collections.defaultdict(list)
-    for i, example_id in enumerate(features["example_id"]):
-        if example_id not in example_id_to_index:
-            raise ValueError(f"Feature {i} points at example id {example_id!r}, which is not among the examples.")
-        features_per_example[example_id_to_index[example_id]].append(i)
-    all_offsets = features["offset_mapping"]
-    all_max_context = features["token_is_max_context"] if "token_is_max_context" in features.column_names else None
-
-    all_predictions = collections.OrderedDict()
-    all_nbest_json = collections.OrderedDict()
-    scores_diff_json = collections.OrderedDict() if version_2_with_negative else None
-    logger.info(f"Post-processing {len(examples)} example predictions split into {len(features)} features.")
-
-    for example_index, example in enumerate(examples):
-        if not features_per_example[example_index]:
-            raise ValueError(
-                f"Example {example['id']!r} has no feature: select examples, not features, to subsample the data."
-            )
-        min_null_prediction = None
-        prelim_predictions = []
-        for feature_index in features_per_example[example_index]:
-            start_logits = all_start_logits[feature_index]
-            end_logits = all_end_logits[feature_index]
-            offset_mapping = all_offsets[feature_index]
-            token_is_max_context = all_max_context[feature_index] if all_max_context is not None else None
-
-            feature_null_score = start_logits[0] + end_logits[0]
-            if min_null_prediction is None or min_null_prediction["score"] > feature_null_score:
-                min_null_prediction = {
-                    "offsets": (0, 0),
-                    "score": feature_null_score,
-                    "start_logit": start_logits[0],
-                    "end_logit": end_logits[0],
-                }
-
-            start_indexes = np.argsort(start_logits)[-1 : -n_best_size - 1 : -1].tolist()
-            end_indexes = np.argsort(end_logits)[-1 : -n_best_size - 1 : -1].tolist()
-            for start_index in start_indexes:
-                for end_index in end_indexes:
-                    # Skip out-of-bounds indices and tokens outside the context (offset None).
-                    if (
-                        start_index >= len(offset_mapping)
-                        or end_index >= len(offset_mapping)
-                        or offset_mapping[start_index] is None
-                        or offset_mapping[end_index] is None
-                    ):
-                        continue
-                    if end_index < start_index or end_index - start_index + 1 > max_answer_length:
-                        continue
-                    if token_is_max_context is not None and not token_is_max_context.get(str(start_index), False):
-                        continue
-                    prelim_predictions.append(
-                        {
-                            "offsets": (offset_mapping[start_index][0], offset_mapping[end_index][1]),
-                            "score": start_logits[start_index] + end_logits[end_index],
-                            "start_logit": start_logits[start_index],
-                            "end_logit": end_logits[end_index],
-                        }
-                    )
-        if version_2_with_negative:
-            prelim_predictions.append(min_null_prediction)
-            null_score = min_null_prediction["score"]
-
-        n_best = sorted(prelim_predictions, key=lambda x: x["score"], reverse=True)[:n_best_size]
-        # Add back the null prediction if it was cut by the n-best selection.
-        if version_2_with_negative and not any(p["offsets"] == (0, 0) for p in n_best):
-            n_best.append(min_null_prediction)
-
-        context = example["context"]
-        for pred in n_best:
-            offsets = pred.pop("offsets")
-            pred["text"] = context[offsets[0] : offsets[1]]
-
-        # Rare edge case (no valid span at all): a fake prediction avoids failing.
-        if len(n_best) == 0 or (len(n_best) == 1 and n_best[0]["text"] == ""):
-            n_best.insert(0, {"text": "empty", "start_logit": 0.0, "end_logit": 0.0, "score": 0.0})
-
-        scores = np.array([pred.pop("score") for pred in n_best])
-        exp_scores = np.exp(scores - np.max(scores))
-        probs = exp_scores / exp_scores.sum()
-        for prob, pred in zip(probs, n_best):
-            pred["probability"] = prob
-
-        if not version_2_with_negative:
-            all_predictions[example["id"]] = n_best[0]["text"]
-        else:
-            i = 0
-            while n_best[i]["text"] == "":
-                i += 1
-            best_non_null_pred = n_best[i]
-            score_diff = null_score - best_non_null_pred["start_logit"] - best_non_null_pred["end_logit"]
-            scores_diff_json[example["id"]] = float(score_diff)
-            if score_diff > null_score_diff_threshold:
-                all_predictions[example["id"]] = ""
-            else:
-                all_predictions[example["id"]] = best_non_null_pred["text"]
-
-        all_nbest_json[example["id"]] = [
-            {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in pred.items()} for pred in n_best
-        ]
-
-    if output_dir is not None:
-        if not os.path.isdir(output_dir):
-            raise ValueError(f"output_dir {output_dir!r} is not a directory.")
-        name = lambda base: base if prefix is None else f"{prefix}_{base}"  # noqa: E731
-        with open(os.path.join(output_dir, name("predictions.json")), "w", encoding="utf-8") as f:
-            f.write(json.dumps(all_predictions, indent=4, ensure_ascii=False) + "\n")
-        with open(os.path.join(output_dir, name("nbest_predictions.json")), "w", encoding="utf-8") as f:
-            f.write(json.dumps(all_nbest_json, indent=4, ensure_ascii=False) + "\n")
-        if version_2_with_negative:
-            with open(os.path.join(output_dir, name("null_odds.json")), "w", encoding="utf-8") as f:
-                f.write(json.dumps(scores_diff_json, indent=4) + "\n")
-    return all_predictions
-
-
-def make_qa_post_processing_function(
-    version_2_with_negative: bool = False,
-    n_best_size: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-    output_dir: str | None = None,
-    answer_column_name: str = "answers",
-):
-    """
-    Builds the `post_process_function(examples, features, predictions, stage="eval")` of
-    [`~d2v_hf.trainer.QuestionAnsweringTrainer`]: it runs [`postprocess_qa_predictions`] and returns an
-    `EvalPrediction` whose `predictions` are `evaluate`-style prediction dicts and `label_ids` the references.
-    """
-
-    def post_processing_function(examples, features, predictions, stage: str = "eval") -> EvalPrediction:
-        if isinstance(predictions, tuple) and len(predictions) > 2:
-            predictions = predictions[:2]
-        answers = postprocess_qa_predictions(
-            examples=examples,
-            features=features,
-            predictions=predictions,
-            version_2_with_negative=version_2_with_negative,
-            n_best_size=n_best_size,
-            max_answer_length=max_answer_length,
-            null_score_diff_threshold=null_score_diff_threshold,
-            output_dir=output_dir,
-            prefix=stage,
-        )
-        if version_2_with_negative:
-            formatted = [{"id": k, "prediction_text": v, "no_answer_probability": 0.0} for k, v in answers.items()]
-        else:
-            formatted = [{"id": k, "prediction_text": v} for k, v in answers.items()]
-        references = [{"id": ex["id"], "answers": ex[answer_column_name]} for ex in examples]
-        return EvalPrediction(predictions=formatted, label_ids=references)
-
-    return post_processing_function
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# XQuAD results
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def format_xquad_results(results: dict[str, dict[str, float]]) -> tuple[str, dict[str, Any]]:
-    """
-    Formats per-language `{"exact_match", "f1"}` results as a markdown table with an average row.
-
-    Returns:
-        `(markdown, summary)` where `summary` is `{"languages": {lang: {"exact_match", "f1"}}, "average": {...}}`.
-    """
-    if not results:
-        raise ValueError("No XQuAD results to format.")
-    for language, values in results.items():
-        missing = [k for k in ("exact_match", "f1") if k not in values]
-        if missing:
-            raise ValueError(f"XQuAD results for {language!r} lack {missing}; got keys {sorted(values)}.")
-    languages = {lang: {"exact_match": float(v["exact_match"]), "f1": float(v["f1"])} for lang, v in results.items()}
-    average = {
-        "exact_match": float(np.mean([v["exact_match"] for v in languages.values()])),
-        "f1": float(np.mean([v["f1"] for v in languages.values()])),
-    }
-    lines = ["| language | EM | F1 |", "|---|---:|---:|"]
-    lines += [f"| {lang} | {v['exact_match']:.2f} | {v['f1']:.2f} |" for lang, v in languages.items()]
-    lines.append(f"| **average** | **{average['exact_match']:.2f}** | **{average['f1']:.2f}** |")
-    return "\n".join(lines) + "\n", {"languages": languages, "average": average}
-
-
-def write_xquad_results(results: dict[str, dict[str, float]], output_dir: str | os.PathLike) -> dict[str, Any]:
-    """Writes `xquad_results.md` and `xquad_results.json` to `output_dir`; returns the JSON summary."""
-    markdown, summary = format_xquad_results(results)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "xquad_results.md").write_text(markdown, encoding="utf-8")
-    (output_dir / "xquad_results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
-
-
 __all__ = [
     "SQUAD_FEATURES",
     "XQUAD_LANGUAGES",
-    "format_xquad_results",
     "load_qa_datasets",
     "load_squad_json",
     "load_xquad",
-    "make_qa_post_processing_function",
-    "postprocess_qa_predictions",
     "prepare_train_features",
     "prepare_validation_features",
     "select_parallel_articles",
     "split_by_article",
     "tokenize_qa_examples",
     "validate_squad_dataset",
-    "write_xquad_results",
 ]

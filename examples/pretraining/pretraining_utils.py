@@ -1,6 +1,6 @@
 """
-The logic behind `examples/run_pretraining.py`: arguments, model and data construction, checks that run before
-anything is written, and the artifacts written at the end (exported student, model card, loss plot).
+The script side of `run_pretraining.py`: arguments, model construction from the command line, checks that run before
+anything is written, and the artifacts written at the end (model card, loss plot). The method itself is `d2v_hf`.
 """
 
 import json
@@ -12,10 +12,17 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoConfig, AutoTokenizer, Data2VecAudioConfig, Data2VecTextConfig, Data2VecVisionConfig
+from transformers import AutoConfig, AutoTokenizer
 
-from .configuration_data2vec_pretraining import MODALITY_BY_MODEL_TYPE, Data2VecPretrainingConfig
-from .modeling_data2vec_pretraining import Data2VecForPretraining
+from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
+from d2v_hf.configuration_data2vec_pretraining import (
+    _PRESETS,
+    MODALITY_BY_MODEL_TYPE,
+    base_backbone_config,
+    tiny_backbone_config,
+)
+from d2v_hf.data import train_bpe_tokenizer
+from d2v_hf.modelcard import build_model_card
 
 
 @dataclass
@@ -154,20 +161,6 @@ def parse_config_overrides(overrides: str | None) -> tuple[dict, dict]:
 _DERIVED_BACKBONE_FIELDS = ("num_feat_extract_layers",)
 
 
-def tiny_backbone_config(modality: str, **kwargs):
-    """A 4-layer, 64-wide backbone for laptops, CI and the embedded demo."""
-    common = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256)
-    if modality == "text":
-        return Data2VecTextConfig(**{**common, "type_vocab_size": 1, "layer_norm_eps": 1e-5, **kwargs})
-    if modality == "audio":
-        # the base CNN strides (320 samples = 20 ms per frame at 16 kHz) with fewer channels
-        audio = dict(conv_dim=(64,) * 7, num_conv_pos_embeddings=5, num_conv_pos_embedding_groups=4, layerdrop=0.05)
-        return Data2VecAudioConfig(**{**common, **audio, "mask_feature_prob": 0.0, **kwargs})
-    vision = dict(use_mask_token=True, use_shared_relative_position_bias=True, layer_scale_init_value=1e-4)
-    vision.update(use_mean_pooling=False, drop_path_rate=0.1, image_size=28, patch_size=4)
-    return Data2VecVisionConfig(**{**common, **vision, **kwargs})
-
-
 def build_pretraining_config(model_args: Data2VecModelArguments, tokenizer=None, image_size: int | None = None):
     """The preset recipe of the modality on a new backbone, with `--config_overrides` applied."""
     if model_args.modality not in ("text", "audio", "vision"):
@@ -181,9 +174,7 @@ def build_pretraining_config(model_args: Data2VecModelArguments, tokenizer=None,
         # the preset's K (10 / 8 / 6 of 12 layers) scaled to 4 layers
         recipe.setdefault("average_top_k_layers", 3)
     else:
-        from .configuration_data2vec_pretraining import _base_backbone_config
-
-        backbone = _base_backbone_config(modality)
+        backbone = base_backbone_config(modality)
     if modality == "text" and tokenizer is not None:
         backbone.vocab_size = len(tokenizer)
         backbone.pad_token_id = tokenizer.pad_token_id
@@ -230,8 +221,6 @@ def load_or_build_model(model_args: Data2VecModelArguments, tokenizer=None, imag
         recipe.setdefault("mask_token_id", tokenizer.mask_token_id)
     recipe.setdefault("average_top_k_layers", None)
     if recipe["average_top_k_layers"] is None:
-        from .configuration_data2vec_pretraining import _PRESETS
-
         recipe["average_top_k_layers"] = min(_PRESETS[found]["average_top_k_layers"], config.num_hidden_layers)
     model = Data2VecForPretraining(Data2VecPretrainingConfig.from_preset(found, config, **recipe))
     student = type(model.student).from_pretrained(model_args.model_name_or_path, **hub)
@@ -242,8 +231,6 @@ def load_or_build_model(model_args: Data2VecModelArguments, tokenizer=None, imag
 
 def load_tokenizer(model_args: Data2VecModelArguments, training_texts=None):
     """`--tokenizer_name`, the tokenizer of `--model_name_or_path`, or a BPE trained on `training_texts`."""
-    from .tokenization import train_bpe_tokenizer
-
     if model_args.train_tokenizer or (model_args.tokenizer_name is None and model_args.model_name_or_path is None):
         if training_texts is None:
             raise ValueError("--train_tokenizer needs training texts.")
@@ -313,8 +300,6 @@ def plot_training_curves(log_history: list[dict], path: str | os.PathLike) -> No
 
 
 def pretraining_model_card(model: Data2VecForPretraining, model_name: str, data_description: str, trainer):
-    from .modelcard import build_model_card
-
     config = model.config
     recipe = {
         key: getattr(config, key)
@@ -361,7 +346,8 @@ def pretraining_model_card(model: Data2VecForPretraining, model_name: str, data_
     extra = (
         "## How to use\n\nThe `student/` folder holds a plain "
         f"`{type(model.student).__name__}` checkpoint for fine-tuning, e.g. "
-        "`examples/run_glue.py --model_name_or_path <this repo>/student`. The root folder holds the full "
+        "`examples/text-classification/run_glue.py --model_name_or_path <this repo>/student`. The root folder holds "
+        "the full "
         "pretraining state (student, EMA teacher, regression head) for `Data2VecForPretraining.from_pretrained` "
         "after `import d2v_hf`.\n\n![training curves](training_curves.png)\n"
     )
@@ -388,5 +374,4 @@ __all__ = [
     "parse_config_overrides",
     "plot_training_curves",
     "pretraining_model_card",
-    "tiny_backbone_config",
 ]

@@ -25,7 +25,7 @@ evaluation scripts (`evaluate-v1.1.py` and `evaluate-v2.0.py`), with the input f
 Example:
 
 ```python
->>> from d2v_hf.metrics import glue_compute_metrics, squad_v1_compute_metrics
+>>> from d2v_hf.finetuning import glue_compute_metrics, squad_v1_compute_metrics
 >>> glue_compute_metrics("mrpc", predictions=[1, 0, 1], references=[1, 1, 1])
 {'accuracy': 0.6666666666666666, 'f1': 0.8}
 >>> squad_v1_compute_metrics(

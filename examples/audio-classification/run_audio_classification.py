@@ -2,22 +2,24 @@
 """Fine-tune a data2vec-audio (or any transformers speech) model for audio classification.
 
     # Spoken digits: synthesize a speaker-disjoint 10-class set with espeak-ng (apt-get install espeak-ng) ...
-    python -c "from d2v_hf.finetuning_vision_audio import *; \
+    python -c "from d2v_hf.data import *; \
         synthesize_spoken_digits('digits/train', SPOKEN_DIGITS_TRAIN_VOICES); \
         synthesize_spoken_digits('digits/val', SPOKEN_DIGITS_VALIDATION_VOICES)"
     # ... and fine-tune a data2vec student exported by run_pretraining.py on it
-    python examples/run_audio_classification.py --model_name_or_path d2v-audio/student \
+    python examples/audio-classification/run_audio_classification.py --model_name_or_path d2v-audio/student \
         --train_dir digits/train --validation_dir digits/val --max_length_seconds 1 \
         --do_train --do_eval --learning_rate 1e-3 --num_train_epochs 10 --output_dir out/digits
 
     # Class folders of audio files at any sampling rate, a Hub checkpoint, LoRA adapters
-    python examples/run_audio_classification.py --model_name_or_path facebook/data2vec-audio-base \
-        --train_dir data/train --validation_dir data/val --use_peft --do_train --do_eval --output_dir out/kws
+    python examples/audio-classification/run_audio_classification.py \
+        --model_name_or_path facebook/data2vec-audio-base --train_dir data/train --validation_dir data/val \
+        --use_peft --do_train --do_eval --output_dir out/kws
 
     # A Hub dataset, several processes, all arguments from a JSON file
-    accelerate launch --num_processes 2 examples/run_audio_classification.py --dataset_name google/speech_commands \
+    accelerate launch --num_processes 2 examples/audio-classification/run_audio_classification.py \
+        --dataset_name google/speech_commands \
         --dataset_config_name v0.02 --label_column_name label --model_name_or_path facebook/wav2vec2-base ...
-    python examples/run_audio_classification.py args.json
+    python examples/audio-classification/run_audio_classification.py args.json
 
 Audio is resampled to 16 kHz (or the checkpoint feature extractor's rate), cut to `--max_length_seconds` (a random
 window for training, the start for evaluation), normalised per utterance (data2vec's `normalize: true`, unless the
@@ -30,8 +32,8 @@ import logging
 
 from transformers import TrainingArguments, set_seed
 
-from d2v_hf.finetuning import parse_arguments, setup_logging
-from d2v_hf.finetuning_vision_audio import (
+from d2v_hf.argument_parsing import parse_arguments
+from d2v_hf.finetuning import (
     AudioClassificationCollator,
     AudioDataArguments,
     ClassificationModelArguments,
@@ -39,6 +41,7 @@ from d2v_hf.finetuning_vision_audio import (
     accuracy_compute_metrics,
     make_processor,
     prepare_classification,
+    setup_logging,
     train_evaluate_and_save_card,
 )
 

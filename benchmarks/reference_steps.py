@@ -1,5 +1,5 @@
 """
-Pretraining throughput, side by side in one process (the library part of `benchmarks/pretraining_throughput.py`):
+Pretraining throughput, side by side in one process (the measured steps of `benchmarks/pretraining_throughput.py`):
 
 - (a) Hugging Face's own pretraining model of the same backbone: `RobertaForMaskedLM` (text),
   `Wav2Vec2ForPreTraining` (audio), `BeitForMaskedImageModeling` (vision);
@@ -22,11 +22,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .backbones import check_inputs
-from .benchmark_measurement import PeakMemory, count_flops, synchronize, timed
-from .configuration_data2vec_pretraining import Data2VecPretrainingConfig, _base_backbone_config
-from .masking import audio_frame_lengths, compute_audio_span_mask, compute_text_span_mask, compute_vision_block_mask
-from .modeling_data2vec_pretraining import Data2VecForPretraining, instance_norm_over_time
+from d2v_hf import (
+    Data2VecForPretraining,
+    Data2VecPretrainingConfig,
+    audio_frame_lengths,
+    compute_audio_span_mask,
+    compute_block_mask_1d,
+    compute_inverse_block_mask,
+    compute_random_mask,
+    compute_text_span_mask,
+    compute_vision_block_mask,
+)
+from d2v_hf.backbones import check_inputs
+from d2v_hf.configuration_data2vec_pretraining import base_backbone_config, tiny_backbone_config
+from d2v_hf.modeling_data2vec_pretraining import instance_norm_over_time
+
+from measurement import PeakMemory, count_flops, synchronize, timed
 
 
 TINY_TEXT_VOCAB = 4000  # the demo's tokenizer; the HF default of 30,522 would make tiny MLM all LM head
@@ -168,10 +179,8 @@ def python_loop_ema_(model: Data2VecForPretraining, decay: float | None = None) 
 
 def backbone_config(setup: BenchmarkSetup):
     if setup.size == "base":
-        config = _base_backbone_config(setup.modality)
+        config = base_backbone_config(setup.modality)
     else:
-        from .pretraining import tiny_backbone_config
-
         extra = {"vocab_size": TINY_TEXT_VOCAB} if setup.modality == "text" else {}
         config = tiny_backbone_config(setup.modality, **extra)
     if setup.modality == "text":
@@ -262,8 +271,6 @@ def make_batch(setup: BenchmarkSetup, variant: str, config=None, seed: int = 0) 
             labels = ids.masked_fill(~mask, -100)
             return {"input_ids": ids.masked_fill(mask, backbone.vocab_size - 1), "labels": labels}, ids.numel()
         if variant == "data2vec2":
-            from .data2vec2_masking import compute_random_mask
-
             mask = compute_random_mask(attention_mask, config.mask_prob, config.clone_batch, generator)
         else:
             mask = compute_text_span_mask(attention_mask, config.mask_prob, config.mask_length, generator=generator)
@@ -279,8 +286,6 @@ def make_batch(setup: BenchmarkSetup, variant: str, config=None, seed: int = 0) 
             inputs = {"input_values": values, "mask_time_indices": torch.from_numpy(mask)}
             return {**inputs, "sampled_negative_indices": torch.from_numpy(negatives)}, batch * frames
         if variant == "data2vec2":
-            from .data2vec2_masking import compute_block_mask_1d
-
             args = (frames, config.mask_prob, config.mask_length, config.mask_prob_adjust, config.clone_batch)
             mask = torch.cat([compute_block_mask_1d(*args, generator=generator) for _ in range(batch)])
             return {"input_values": values, "mask": mask}, batch * frames
@@ -290,8 +295,6 @@ def make_batch(setup: BenchmarkSetup, variant: str, config=None, seed: int = 0) 
     pixels = torch.randn(batch, 3, length, length, generator=generator)
     grid = (length // backbone.patch_size,) * 2
     if variant == "data2vec2":
-        from .data2vec2_masking import compute_inverse_block_mask
-
         args = (grid[0], config.mask_prob, config.mask_length, config.mask_prob_adjust, config.clone_batch)
         mask = torch.cat([compute_inverse_block_mask(*args, generator=generator) for _ in range(batch)])
         return {"pixel_values": pixels, "mask": mask}, batch * grid[0] * grid[1]

@@ -1,17 +1,10 @@
 """
-Masks and collators of data2vec 2.0 (`config.mode="data2vec2"`): M masked copies per sample, each with an exact
+Masks of data2vec 2.0 (`config.mode="data2vec2"`): M masked copies per sample, each with an exact
 number of masked positions: random masking for text (fairseq `random_masking`), inverse block masking for images
 (fairseq `compute_block_mask_2d` with `inverse_mask=True`), block masking for audio (`compute_block_mask_1d`).
 """
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase
-
-from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
-from .data_collator import DataCollatorForData2VecAudio, example_generator
 
 
 def compute_random_mask(
@@ -136,112 +129,4 @@ def _exact_count(selected: torch.Tensor, count: int, generator) -> torch.Tensor:
     return selected
 
 
-@dataclass
-class DataCollatorForData2Vec2Text:
-    """
-    Pads `input_ids`, adds `attention_mask` `(batch, seq)` and `mask` `(batch * clone_batch, seq)`: the
-    `config.clone_batch` masks of each example, drawn from a generator seeded by (seed, the example's tokens), so an
-    example gets the same masks whatever batch or process it lands in.
-    """
-
-    tokenizer: PreTrainedTokenizerBase
-    config: Data2VecPretrainingConfig
-    pad_to_multiple_of: int | None = None
-    seed: int = 0
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        ids = [list(example["input_ids"]) for example in examples]
-        if any(len(row) == 0 for row in ids):
-            raise ValueError("An example has no tokens (empty input_ids); filter empty lines before collating.")
-        length = max(len(row) for row in ids)
-        if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
-        for i, row in enumerate(ids):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            attention_mask[i, : len(row)] = 1
-        clone_batch = self.config.clone_batch
-        mask = torch.zeros((len(ids) * clone_batch, length), dtype=torch.bool)
-        for i, row in enumerate(ids):
-            # drawn over the example's own length, so that padding to another batch's length changes nothing
-            generator = example_generator(self.seed, np.asarray(row, dtype=np.int64))
-            rows = compute_random_mask(torch.ones(1, len(row)), self.config.mask_prob, clone_batch, generator)
-            mask[i * clone_batch : (i + 1) * clone_batch, : len(row)] = rows
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask}
-
-
-@dataclass
-class DataCollatorForData2Vec2Vision:
-    """
-    Stacks `pixel_values` `(batch, C, H, W)` and adds `mask` `(batch * clone_batch, num_patches)`: the
-    `config.clone_batch` inverse block masks of each image, drawn from a generator seeded by (seed, the image).
-    """
-
-    config: Data2VecPretrainingConfig
-    seed: int = 0
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        pixel_values = torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])
-        grid_size = pixel_values.shape[-1] // self.config.backbone_config.patch_size
-        masks = [
-            compute_inverse_block_mask(
-                grid_size,
-                self.config.mask_prob,
-                self.config.mask_length,
-                self.config.mask_prob_adjust,
-                self.config.clone_batch,
-                example_generator(self.seed, image.numpy()[:, ::4, ::4]),
-            )
-            for image in pixel_values
-        ]
-        return {"pixel_values": pixel_values, "mask": torch.cat(masks)}
-
-
-class DataCollatorForData2Vec2Audio(DataCollatorForData2VecAudio):
-    """
-    The data2vec audio collator (random crop of every clip to the shortest of the batch, normalisation), with
-    `mask` `(batch * clone_batch, num_frames)`: the `config.clone_batch` block masks of each clip, drawn from a
-    generator seeded by (seed, the cropped clip). data2vec 2.0 needs `crop_to_shortest=True` (no padding).
-    """
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        if not self.crop_to_shortest:
-            raise ValueError("crop_to_shortest=False: data2vec 2.0 audio needs unpadded batches of equal length.")
-        batch = super().__call__(examples)
-        values, config = batch["input_values"], self.config
-        num_frames = batch["mask"].shape[1]
-        masks = [
-            compute_block_mask_1d(
-                num_frames,
-                config.mask_prob,
-                config.mask_length,
-                config.mask_prob_adjust,
-                config.clone_batch,
-                example_generator(self.seed + 1, wave.numpy()[:: max(1, len(wave) // 4096)]),
-            )
-            for wave in values
-        ]
-        return {"input_values": values, "mask": torch.cat(masks)}
-
-
-def data2vec2_collator_for(config: Data2VecPretrainingConfig, tokenizer=None, **kwargs):
-    """The data2vec 2.0 collator of the config's modality."""
-    if config.modality == "vision":
-        return DataCollatorForData2Vec2Vision(config, **kwargs)
-    if config.modality == "audio":
-        return DataCollatorForData2Vec2Audio(config, **kwargs)
-    if tokenizer is None:
-        raise ValueError("The text collator needs a tokenizer.")
-    return DataCollatorForData2Vec2Text(tokenizer, config, **kwargs)
-
-
-__all__ = [
-    "DataCollatorForData2Vec2Audio",
-    "DataCollatorForData2Vec2Text",
-    "DataCollatorForData2Vec2Vision",
-    "compute_block_mask_1d",
-    "compute_inverse_block_mask",
-    "compute_random_mask",
-    "data2vec2_collator_for",
-]
+__all__ = ["compute_block_mask_1d", "compute_inverse_block_mask", "compute_random_mask"]

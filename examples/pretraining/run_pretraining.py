@@ -2,34 +2,37 @@
 data2vec pretraining of a text, speech or image backbone with the Hugging Face Trainer.
 
 # The embedded default: a tiny text model on a small real corpus built from installed packages (a few minutes on CPU)
-python examples/run_pretraining.py
+python examples/pretraining/run_pretraining.py
 
 # Text from scratch, base recipe (RoBERTa-base size), BPE tokenizer trained on the corpus, 8 GPUs
-accelerate launch --num_processes 8 examples/run_pretraining.py --modality text \
+accelerate launch --num_processes 8 examples/pretraining/run_pretraining.py --modality text \
     --train_file corpus.txt.gz --train_tokenizer --max_seq_length 512 --output_dir d2v-text \
     --per_device_train_batch_size 32 --learning_rate 2e-4 --lr_scheduler_type cosine --warmup_steps 10000 \
     --max_steps 1000000 --adam_beta2 0.98 --adam_epsilon 1e-6 --weight_decay 0.01 --max_grad_norm 5 --bf16
 
 # Speech: a folder of audio files (any sampling rate; resampled to 16 kHz)
-python examples/run_pretraining.py --modality audio --model_size tiny --train_file ../shared/data/speech \
+python examples/pretraining/run_pretraining.py --modality audio --model_size tiny --train_file ../shared/data/speech \
     --output_dir d2v-audio --max_steps 300 --per_device_train_batch_size 8 --learning_rate 5e-4
 
 # Images: a folder of images (or of Fashion-MNIST's IDX files)
-python examples/run_pretraining.py --modality vision --model_size tiny \
+python examples/pretraining/run_pretraining.py --modality vision --model_size tiny \
     --train_file ../shared/data/vision/fashion-mnist --output_dir d2v-vision --max_steps 300
 
 # Several machines: `accelerate config` on each, then the same `accelerate launch` command (see README.md).
-# Any argument can also come from a JSON file: python examples/run_pretraining.py args.json
+# Any argument can also come from a JSON file: python examples/pretraining/run_pretraining.py args.json
 """
 
 import logging
 import sys
 
 import transformers
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
-from d2v_hf.data_collator import data_collator_for
-from d2v_hf.pretraining import (
+from d2v_hf import Data2VecPretrainingArguments, Data2VecPretrainingTrainer, data_collator_for
+from d2v_hf.argument_parsing import parse_arguments
+
+from pretraining_data import build_audio_datasets, build_text_datasets, build_vision_datasets, text_sources
+from pretraining_utils import (
     Data2VecDataArguments,
     Data2VecModelArguments,
     check_checkpoint,
@@ -41,8 +44,6 @@ from d2v_hf.pretraining import (
     plot_training_curves,
     pretraining_model_card,
 )
-from d2v_hf.pretraining_data import build_audio_datasets, build_text_datasets, build_vision_datasets, text_sources
-from d2v_hf.trainer import Data2VecPretrainingArguments, Data2VecPretrainingTrainer
 
 
 logger = logging.getLogger(__name__)
@@ -64,12 +65,14 @@ DEMO_DEFAULTS = dict(
 )
 
 
+ARGUMENT_TYPES = (Data2VecModelArguments, Data2VecDataArguments, Data2VecPretrainingArguments)
+
+
 def parse_args(argv=None):
-    parser = HfArgumentParser((Data2VecModelArguments, Data2VecDataArguments, Data2VecPretrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    model_args, data_args = parser.parse_args_into_dataclasses(argv, args_filename=None)[:2]
+        return parse_arguments(ARGUMENT_TYPES, argv)
+    model_args, data_args = parse_arguments(ARGUMENT_TYPES, argv)[:2]
     if data_args.uses_embedded_default and model_args.modality == "text":
         # a tiny model on the embedded corpus unless the user said otherwise
         given = {arg.split("=")[0].lstrip("-") for arg in argv if arg.startswith("--")}
@@ -77,7 +80,7 @@ def parse_args(argv=None):
         defaults += [] if "model_size" in given else ["--model_size=tiny"]
         defaults += [] if "tokenizer_vocab_size" in given else ["--tokenizer_vocab_size=4000"]
         argv = defaults + list(argv)
-    return parser.parse_args_into_dataclasses(argv)
+    return parse_arguments(ARGUMENT_TYPES, argv)
 
 
 def main(argv=None):

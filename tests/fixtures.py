@@ -1,0 +1,180 @@
+"""
+Test helpers shared by every test module (no test module imports another): tiny configurations, inputs and
+tokenizers built in code, the example scripts and benchmarks loaded from this checkout, and reference computations.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from transformers import Data2VecAudioConfig, Data2VecTextConfig, Data2VecTextModel, Data2VecVisionConfig
+
+from d2v_hf import (
+    Data2VecPretrainingConfig,
+    audio_frame_lengths,
+    compute_audio_span_mask,
+    compute_text_span_mask,
+    compute_vision_block_mask,
+    train_bpe_tokenizer,
+)
+from d2v_hf.configuration_data2vec_pretraining import _PRESETS
+
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+BENCHMARKS = REPO / "benchmarks"
+# The benchmarks and the study import their helper modules as scripts do (from their own folder).
+for folder in (EXAMPLES / "study", BENCHMARKS):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from study_utils import EXAMPLE_FOLDERS, load_example  # noqa: E402, F401  (the study's loader of the scripts)
+
+
+VOCAB_SIZE = 99
+MASK_TOKEN_ID = 98
+
+
+def tiny_backbone_config(modality: str, num_layers: int = 2, **kwargs):
+    common = dict(hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=4, intermediate_size=37)
+    common.update(kwargs)
+    if modality == "text":
+        return Data2VecTextConfig(vocab_size=VOCAB_SIZE, max_position_embeddings=64, **common)
+    if modality == "audio":
+        return Data2VecAudioConfig(
+            conv_dim=(32, 32, 32),
+            conv_kernel=(8, 8, 8),
+            conv_stride=(4, 4, 4),
+            num_conv_pos_embeddings=2,
+            conv_pos_kernel_size=5,
+            num_conv_pos_embedding_groups=2,
+            **common,
+        )
+    common = {"image_size": 32, "patch_size": 8, **common}
+    return Data2VecVisionConfig(**common)
+
+
+def tiny_config(modality: str, num_layers: int = 2, preset: bool = True, backbone_kwargs=None, **overrides):
+    """The modality's preset on a tiny backbone; K defaults to all layers when the preset's K does not fit."""
+    backbone = tiny_backbone_config(modality, num_layers, **(backbone_kwargs or {}))
+    if modality == "text":
+        overrides.setdefault("mask_token_id", MASK_TOKEN_ID)
+    if modality == "vision":  # a 4 x 4 patch grid
+        overrides.setdefault("num_mask_patches", 8)
+        overrides.setdefault("min_mask_patches_per_block", 2)
+    if preset:
+        if _PRESETS[modality]["average_top_k_layers"] > num_layers:
+            overrides.setdefault("average_top_k_layers", num_layers)
+        return Data2VecPretrainingConfig.from_preset(modality, backbone, **overrides)
+    return Data2VecPretrainingConfig(backbone_config=backbone, **overrides)
+
+
+def tiny_inputs(config, batch_size: int = 3, seed: int = 0, pad: bool = True):
+    """Unmasked inputs plus a mask from the library's masking function of the modality."""
+    generator = torch.Generator().manual_seed(seed)
+    modality, backbone = config.modality, config.backbone_config
+    if modality == "text":
+        input_ids = torch.randint(3, VOCAB_SIZE - 1, (batch_size, 16), generator=generator)
+        attention_mask = torch.ones_like(input_ids)
+        if pad:
+            attention_mask[0, 11:] = 0
+            input_ids[0, 11:] = backbone.pad_token_id
+        mask = compute_text_span_mask(attention_mask, generator=generator)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask}
+    if modality == "audio":
+        input_values = torch.randn(batch_size, 3000, generator=generator)
+        frames = int(audio_frame_lengths(3000, backbone.conv_kernel, backbone.conv_stride))
+        mask = compute_audio_span_mask(
+            torch.ones(batch_size, frames, dtype=torch.bool), mask_length=4, generator=generator
+        )
+        return {"input_values": input_values, "mask": mask}
+    pixel_values = torch.randn(batch_size, 3, 32, 32, generator=generator)
+    mask = compute_vision_block_mask(batch_size, (4, 4), 8, min_num_patches=2, generator=generator)
+    return {"pixel_values": pixel_values, "mask": mask}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tokenizers, text backbones and the example scripts' command lines
+# --------------------------------------------------------------------------------------------------------------------
+
+# Quiet, CPU-only runs that write no checkpoints.
+COMMON = dict(
+    report_to="none", save_strategy="no", disable_tqdm="true", log_level="warning", use_cpu=True,
+    per_device_eval_batch_size=64,
+)  # fmt: skip
+
+
+def cli(**kwargs) -> list[str]:
+    """`cli(task_name="sst2", do_train=True)` -> `["--task_name", "sst2", "--do_train"]` (with the COMMON options)."""
+    args = []
+    for key, value in {**COMMON, **kwargs}.items():
+        if value is True:
+            args.append(f"--{key}")
+        elif value is not None and value is not False:
+            args += [f"--{key}", str(value)]
+    return args
+
+
+def build_tokenizer(texts, vocab_size: int = 500, model_max_length: int = 128):
+    """The library's RoBERTa-style byte-level BPE tokenizer, trained on `texts` offline."""
+    return train_bpe_tokenizer(list(texts), vocab_size=vocab_size, min_frequency=1, model_max_length=model_max_length)
+
+
+def tiny_text_config(tokenizer, **kwargs) -> Data2VecTextConfig:
+    config = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    config.update(kwargs)
+    return Data2VecTextConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=tokenizer.model_max_length + 2,  # RoBERTa positions start after the padding index
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
+    )
+
+
+def save_tiny_backbone(path: Path, tokenizer, seed: int = 0) -> Path:
+    """A randomly initialized 2-layer hidden-32 data2vec-text backbone (no head), like a pretrained checkpoint."""
+    torch.manual_seed(seed)
+    Data2VecTextModel(tiny_text_config(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def glue_texts(path: Path, columns, limit: int):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    indices = [header.index(c) for c in columns]
+    return [line.split("\t")[i] for line in lines[1 : limit + 1] for i in indices]
+
+
+def example_script_path(name: str) -> Path:
+    """`examples/<task>/<name>.py`, e.g. for `accelerate launch`."""
+    return EXAMPLES / EXAMPLE_FOLDERS[name] / f"{name}.py"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reference computations
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def manual_text_layers(backbone, input_ids, attention_mask):
+    """Runs the text encoder layer by layer; returns the per-layer FFN outputs (pre-residual) and block outputs."""
+    hidden = backbone.embeddings(input_ids=input_ids)
+    additive = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+    ffn_outputs, block_outputs = [], []
+    for layer in backbone.encoder.layer:
+        attention = layer.attention(hidden, additive)[0]
+        ffn = layer.output.dense(layer.intermediate(attention))
+        hidden = layer.output.LayerNorm(ffn + attention)
+        ffn_outputs.append(ffn)
+        block_outputs.append(hidden)
+    torch.testing.assert_close(hidden, backbone(input_ids, attention_mask=attention_mask).last_hidden_state)
+    return ffn_outputs, block_outputs
+
+
+def make_teacher_differ(model, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.teacher.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
