@@ -13,6 +13,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the test models are tiny: one thread avoids OpenMP overhead and oversubscription when processes share 2 cores
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread in every test, also after a test (a study slice, a script) changed it."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

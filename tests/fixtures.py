@@ -32,6 +32,7 @@ from study_utils import EXAMPLE_FOLDERS, load_example  # noqa: E402, F401  (the 
 
 
 VOCAB_SIZE = 99
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 MASK_TOKEN_ID = 98
 
 

@@ -7,21 +7,11 @@ import torch
 
 from d2v_hf import Data2VecForPretraining
 
-from .fixtures import make_teacher_differ, manual_text_layers, tiny_config, tiny_inputs
+from .fixtures import NO_DROPOUT, make_teacher_differ, manual_text_layers, tiny_config, tiny_inputs
 from reference_steps import python_loop_ema_, straightforward_loss, straightforward_targets
 
 
 ROOT = Path(__file__).resolve().parents[1]
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run many times faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("modality", ["text", "audio", "vision"])

@@ -15,19 +15,7 @@ from d2v_hf.masking_data2vec2 import (
 )
 from d2v_hf.modeling_data2vec2 import encode_visible_frames, encode_visible_patches, encode_visible_text
 
-from .fixtures import build_tokenizer, load_example, make_teacher_differ, tiny_backbone_config, tiny_config
-
-
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run many times faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from .fixtures import NO_DROPOUT, build_tokenizer, load_example, make_teacher_differ, tiny_backbone_config, tiny_config
 
 
 def v2_config(clone_batch=3, num_layers=2, backbone_kwargs=None, **overrides):

@@ -50,15 +50,6 @@ def write_tsv(path: Path, header, rows):
     return path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models run fastest on one thread, and the CI machine's two cores are shared with other jobs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sentiment_model(tmp_path_factory):
     texts = [s for s, _ in synthetic_sentiment(200)]
@@ -318,15 +309,15 @@ def test_run_qa_v1_rejects_unanswerable_questions(tmp_path, qa_model):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.real_data
-def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
-    folder = shared_data / "glue" / "sst2"
-    tokenizer = build_tokenizer(glue_texts(folder / "train.tsv", ["sentence"], 4000), vocab_size=1000)
+def run_glue_on_real_data(tmp_path, shared_data, task: str, columns: list[str], epochs: int) -> dict:
+    """A 2-layer hidden-32 model with a BPE tokenizer of the task's sentences, fine-tuned on 2,000 examples."""
+    folder = shared_data / "glue" / task
+    tokenizer = build_tokenizer(glue_texts(folder / "train.tsv", columns, 4000), vocab_size=1000)
     model = save_tiny_backbone(tmp_path / "tiny", tokenizer)
-    metrics = load_example("run_glue").main(
+    return load_example("run_glue").main(
         cli(
             model_name_or_path=str(model),
-            task_name="sst2",
+            task_name=task,
             train_file=str(folder / "train.tsv"),
             validation_file=str(folder / "dev.tsv"),
             do_train=True,
@@ -334,7 +325,7 @@ def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
             max_train_samples=2000,
             max_seq_length=64,
             pad_to_max_length="false",
-            num_train_epochs=2,
+            num_train_epochs=epochs,
             per_device_train_batch_size=16,
             learning_rate=2e-3,
             warmup_steps=20,
@@ -342,6 +333,11 @@ def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
             output_dir=str(tmp_path / "out"),
         )
     )
+
+
+@pytest.mark.real_data
+def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
+    metrics = run_glue_on_real_data(tmp_path, shared_data, "sst2", ["sentence"], epochs=2)
     print(f"SST-2 dev accuracy of a 2-layer hidden-32 model after 250 steps: {metrics['eval_accuracy']:.4f}")
     assert metrics["eval_samples"] == 872
     # Measured 0.638-0.662 (seeds 1, 7, 42); the majority class is 0.509 (one standard error of chance: 0.017).
@@ -350,28 +346,7 @@ def test_run_glue_real_sst2_above_chance(tmp_path, shared_data):
 
 @pytest.mark.real_data
 def test_run_glue_real_stsb_above_chance(tmp_path, shared_data):
-    folder = shared_data / "glue" / "stsb"
-    tokenizer = build_tokenizer(glue_texts(folder / "train.tsv", ["sentence1", "sentence2"], 4000), vocab_size=1000)
-    model = save_tiny_backbone(tmp_path / "tiny", tokenizer)
-    metrics = load_example("run_glue").main(
-        cli(
-            model_name_or_path=str(model),
-            task_name="stsb",
-            train_file=str(folder / "train.tsv"),
-            validation_file=str(folder / "dev.tsv"),
-            do_train=True,
-            do_eval=True,
-            max_train_samples=2000,
-            max_seq_length=64,
-            pad_to_max_length="false",
-            num_train_epochs=3,
-            per_device_train_batch_size=16,
-            learning_rate=2e-3,
-            warmup_steps=20,
-            seed=42,
-            output_dir=str(tmp_path / "out"),
-        )
-    )
+    metrics = run_glue_on_real_data(tmp_path, shared_data, "stsb", ["sentence1", "sentence2"], epochs=3)
     print(f"STS-B dev Pearson {metrics['eval_pearson']:.4f}, Spearman {metrics['eval_spearmanr']:.4f}")
     assert metrics["eval_samples"] == 1500
     # 375 steps. Measured Pearson 0.098-0.148, Spearman 0.073-0.124 (seeds 1, 7, 42); with no correlation the

@@ -36,15 +36,6 @@ run_image_classification = load_example("run_image_classification")
 run_audio_classification = load_example("run_audio_classification")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two intra-op threads on a busy 2-core machine are many times slower than one for these tiny models.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Tiny checkpoints and data, made in code
 # --------------------------------------------------------------------------------------------------------------------

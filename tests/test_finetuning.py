@@ -40,15 +40,6 @@ from d2v_hf.modelcard import build_model_card, save_model_card
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny models run fastest on one thread, and the CI machine's two cores are shared with other jobs.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write(path, text):
     path.write_text(text, encoding="utf-8")
     return path

@@ -8,10 +8,7 @@ from d2v_hf import Data2VecForPretraining
 from d2v_hf.data_collator import data_collator_for
 from d2v_hf.trainer import Data2VecCollapseError, Data2VecPretrainingArguments, Data2VecPretrainingTrainer
 
-from .fixtures import build_tokenizer, tiny_config
-
-
-NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+from .fixtures import NO_DROPOUT, build_tokenizer, tiny_config
 
 
 def make_trainer(tmp_path, model=None, dataset_size=32, **arg_overrides):

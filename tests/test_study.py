@@ -39,14 +39,19 @@ def test_summarize_runs_average_and_spread():
     assert summary["average"]["values"] == [40.0, 50.0]
 
 
+def slice_arguments(shared_data, tmp_path, **kwargs) -> StudyArguments:
+    """Quick-mode arguments on ../shared/data that write into `tmp_path` (out, docs, cards)."""
+    folders = dict(
+        output_dir=str(tmp_path / "out"), docs_dir=str(tmp_path / "docs"), model_cards_dir=str(tmp_path / "cards")
+    )
+    return StudyArguments(mode="quick", data_dir=str(shared_data), **folders, **kwargs)
+
+
 @pytest.mark.real_data
 def test_study_slice_end_to_end(shared_data, tmp_path):
-    args = StudyArguments(
-        mode="quick",
-        data_dir=str(shared_data),
-        output_dir=str(tmp_path / "out"),
-        docs_dir=str(tmp_path / "docs"),
-        model_cards_dir=str(tmp_path / "cards"),
+    args = slice_arguments(
+        shared_data,
+        tmp_path,
         tasks="sst2",
         seeds="0",
         corpus_lines=1500,
@@ -141,12 +146,9 @@ def test_mean_pooling_checkpoint_keeps_the_pretrained_encoder(tmp_path):
 @pytest.mark.real_data
 @pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
 def test_study_images_and_speech_slice(shared_data, tmp_path):
-    args = StudyArguments(
-        mode="quick",
-        data_dir=str(shared_data),
-        output_dir=str(tmp_path / "out"),
-        docs_dir=str(tmp_path / "docs"),
-        model_cards_dir=str(tmp_path / "cards"),
+    args = slice_arguments(
+        shared_data,
+        tmp_path,
         tasks="fashion_mnist,spoken_digits",
         seeds="0",
         workers=1,

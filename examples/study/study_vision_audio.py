@@ -42,9 +42,7 @@ from d2v_hf.finetuning import AudioClassificationCollator, ImageClassificationCo
 
 from study_config import MODALITY_OF_TASK
 from study_utils import (
-    EXAMPLE_FOLDERS as SCRIPT_FOLDERS,
-)
-from study_utils import (
+    EXAMPLE_FOLDERS,
     backbone_overrides,
     cli_args,
     common_training_kwargs,
@@ -242,7 +240,7 @@ def _finetune(args, task: str, checkpoint: str, seed: int, output_dir: str, path
         "eval_curve": [[s, 100 * v] for s, v in series(history, "eval_accuracy")],
         "loss_curve": series(history, "loss"),
         "wall_time_s": time.time() - start,
-        "command": f"python examples/{SCRIPT_FOLDERS[script]}/{script}.py " + shlex.join(argv),
+        "command": f"python examples/{EXAMPLE_FOLDERS[script]}/{script}.py " + shlex.join(argv),
     }
 
 
