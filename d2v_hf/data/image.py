@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
+from datasets import ClassLabel, Dataset, Features, IterableDataset, Value, load_dataset
+from datasets import Image as ImageFeature
 from PIL import Image
 
-from ._common import IMAGE_EXTENSIONS, folder_label_dataset, open_binary, scan_folder
+from ._common import IMAGE_EXTENSIONS, open_binary, scan_folder
 
 
 FASHION_MNIST_CLASSES = (
@@ -51,8 +52,9 @@ def _open_image(path: str, image_size: int | None) -> Image.Image:
 
 def _decode_image_batch(batch: dict, image_size: int | None, transform: Callable | None) -> dict:
     # Module-level (bound with functools.partial) so the dataset pickles for spawn-based DataLoader workers.
-    images = [_open_image(p, image_size) for p in batch["path"]]
-    out = {"image": images, "path": batch["path"], "label": batch["label"]}
+    paths = [item["path"] for item in batch["image"]]
+    images = [_open_image(p, image_size) for p in paths]
+    out = {"image": images, "path": paths, "label": batch["label"]}
     if transform is not None:
         out["pixel_values"] = [transform(image) for image in images]
     return out
@@ -80,13 +82,14 @@ def load_image_folder(
     streaming: bool = False,
     transform: Callable[[Image.Image], torch.Tensor] | None = None,
 ) -> Dataset | IterableDataset:
-    """Loads every image under `folder` (recursively), decoded lazily with PIL.
+    """Loads every image under `folder` with `datasets.load_dataset("imagefolder")`, decoded lazily with PIL.
 
     Column contract (each example): `image` (RGB `PIL.Image.Image`, resized to `image_size` x `image_size` when
-    given), `path` (`str`), `label` (`int`, a `ClassLabel` over the sorted parent folder names; streaming datasets
-    carry no features, use `folder_label_names(folder, IMAGE_EXTENSIONS)` there), plus `pixel_values` (the
-    `transform` output) when `transform` is given. Decoding runs on access (`with_transform`); the non-streaming
-    loader checks every file header up front so damaged files fail early, by name.
+    given), `path` (`str`), `label` (`int`, a `ClassLabel` over the class folder names as `imagefolder` infers them;
+    a flat folder is one class named after it), plus `pixel_values` (the `transform` output) when `transform` is
+    given. Decoding runs on access (`with_transform`); the non-streaming loader checks every file header up front
+    so damaged files fail early, by name. As `imagefolder` does, sub-folders named like splits (`train/`, `test/`)
+    are read as splits: the `train` one is loaded.
 
     Args:
         folder (`str` or `os.PathLike`): the root folder; suffixes in `IMAGE_EXTENSIONS` are read.
@@ -100,13 +103,21 @@ def load_image_folder(
     Raises:
         ValueError: the folder is missing or holds no images, or an image is unreadable (named).
     """
-    base = folder_label_dataset(scan_folder(folder, IMAGE_EXTENSIONS, "image"))
+    scan_folder(folder, IMAGE_EXTENSIONS, "image")  # a missing or empty folder, named, before datasets reads it
+    dataset = load_dataset("imagefolder", data_dir=str(folder), split="train", streaming=streaming)
+    # decoded by `_open_image` (RGB, resize, a damaged file named) rather than by the Image feature
+    dataset = dataset.cast_column("image", ImageFeature(decode=False))
+    if "label" not in dataset.column_names:  # a flat folder: one class, named after the folder
+        single = ClassLabel(names=[Path(folder).resolve().name])
+        dataset = dataset.map(lambda batch: {"label": [0] * len(batch["image"])}, batched=True)
+        dataset = dataset.cast_column("label", single)
     decode = functools.partial(_decode_image_batch, image_size=image_size, transform=transform)
     if streaming:
-        return base.to_iterable_dataset(num_shards=min(len(base), 16)).map(decode, batched=True, batch_size=1)
-    for path in base["path"]:
+        return dataset.map(decode, batched=True, batch_size=1)
+    paths = [item["path"] for item in dataset["image"]]
+    for path in paths:
         _check_image_header(path)
-    return base.with_transform(decode)
+    return dataset.add_column("path", paths).with_transform(decode)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from datasets import Dataset, Features, IterableDataset, Value
+from datasets import Dataset, Features, IterableDataset, Value, concatenate_datasets, load_dataset
 
 from ._common import as_path_list, check_file, iter_utf8_lines
 
@@ -119,6 +119,50 @@ def _text_generator(files: list[str], column: str) -> Iterator[dict]:
             yield {column: text}
 
 
+# The `datasets` builder of each file type, and its arguments.
+_BUILDERS = {".txt": "text", ".text": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def _json_layout(path: Path, column: str) -> tuple[str | None, bool]:
+    """`(field, column_oriented)` of a validated .json file: the key holding its records (`{"data": [...]}`), and
+    whether it is one `{column: [values]}` object, which the json builder does not read."""
+    if not path.name.lower().removesuffix(".gz").endswith(".json"):
+        return None, False
+    lines = "".join(line for _, line in iter_utf8_lines(path))
+    try:
+        doc = json.loads(lines)
+    except json.JSONDecodeError:
+        return None, False  # JSON lines
+    if isinstance(doc, dict):
+        if doc and all(isinstance(v, list) for v in doc.values()) and column in doc:
+            return None, True
+        return next(
+            k for k, v in doc.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+        ), False
+    return None, False
+
+
+def _load_file(path: Path, column: str) -> Dataset:
+    """One validated file through `datasets.load_dataset` (text / csv / json builders), as stripped non-empty texts."""
+    fmt = _file_format(path)
+    kwargs = {"delimiter": TABLE_SUFFIXES[fmt]} if fmt in TABLE_SUFFIXES else {}
+    if fmt in JSON_SUFFIXES:
+        field, column_oriented = _json_layout(path, column)
+        if column_oriented:
+            return Dataset.from_dict({column: list(_iter_file_texts(path, column))})
+        kwargs["field"] = field
+    source = "text" if fmt in TEXT_SUFFIXES else column
+    dataset = load_dataset(_BUILDERS[fmt], data_files=str(path), split="train", **kwargs).select_columns([source])
+    dataset = dataset.map(
+        lambda batch: {column: [_as_text(value) for value in batch[source]]},
+        batched=True,
+        remove_columns=[source],
+        features=Features({column: Value("string")}),
+        desc=f"Reading {path.name}",
+    )
+    return dataset.filter(lambda batch: [text is not None for text in batch[column]], batched=True)
+
+
 def load_text_dataset(
     files: str | os.PathLike | list[str | os.PathLike], text_column: str = "text", streaming: bool = False
 ) -> Dataset | IterableDataset:
@@ -129,9 +173,11 @@ def load_text_dataset(
     `{"data": [objects]}`), which must contain `text_column`. Empty and whitespace-only values are dropped. Files are
     read in the order given.
 
-    The non-streaming dataset is built in memory (about the size of the decompressed text) and every file is fully
-    validated before it returns. The streaming dataset reads lazily, one shard per file, and raises the same
-    ValueErrors when it reaches the offending line.
+    The non-streaming dataset is read by `datasets.load_dataset` (the `text`, `csv` and `json` builders: an
+    Arrow-backed, memory-mapped dataset in the `datasets` cache) after every file has been validated line by line,
+    so that a bad file fails with a message naming the file and the line. The streaming dataset reads lazily, one
+    shard per file, with the same reader as the validation: `datasets`' streaming builders cannot report the line
+    of a bad record, so it raises the same ValueErrors when it reaches the offending line.
 
     Args:
         files (`str`, `os.PathLike` or a list of them): the files to read.
@@ -156,8 +202,11 @@ def load_text_dataset(
         return IterableDataset.from_generator(
             _text_generator, features=features, gen_kwargs={"files": str_paths, "column": text_column}
         )
-    texts = [row[text_column] for row in _text_generator(str_paths, text_column)]
-    return Dataset.from_dict({text_column: texts}, features=features)
+    for path in paths:  # every problem, named by file and line, before datasets reads anything
+        for _ in _iter_file_texts(path, text_column):
+            pass
+    parts = [_load_file(path, text_column) for path in paths]
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
 def tokenize_and_group(
