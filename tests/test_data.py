@@ -157,6 +157,9 @@ def audio_folder(tmp_path):
 
 
 def test_audio_folder_resamples(audio_folder, caplog):
+    from d2v_hf.data import audio
+
+    audio._LOGGED_RESAMPLING.clear()  # logged once per process: an earlier test may have resampled 8 kHz already
     with caplog.at_level(logging.INFO, logger="d2v_hf.data.audio"):
         ds = load_audio_folder(audio_folder, sampling_rate=16000)
     assert ds.column_names == ["path", "label"] and len(ds) == 2

@@ -60,6 +60,10 @@ def _decode_image_batch(batch: dict, image_size: int | None, transform: Callable
     return out
 
 
+def _parent_labels(batch: dict, names: list[str]) -> dict:
+    return {"label": [names.index(Path(item["path"]).parent.name) for item in batch["image"]]}
+
+
 def _decode_idx_batch(batch: dict, width: int, height: int, transform: Callable | None) -> dict:
     images = [Image.frombytes("L", (width, height), raw) for raw in batch["image"]]
     out = {"image": images, "label": batch["label"]}
@@ -84,12 +88,12 @@ def load_image_folder(
 ) -> Dataset | IterableDataset:
     """Loads every image under `folder` with `datasets.load_dataset("imagefolder")`, decoded lazily with PIL.
 
-    Column contract (each example): `image` (RGB `PIL.Image.Image`, resized to `image_size` x `image_size` when
-    given), `path` (`str`), `label` (`int`, a `ClassLabel` over the class folder names as `imagefolder` infers them;
-    a flat folder is one class named after it), plus `pixel_values` (the `transform` output) when `transform` is
-    given. Decoding runs on access (`with_transform`); the non-streaming loader checks every file header up front
-    so damaged files fail early, by name. As `imagefolder` does, sub-folders named like splits (`train/`, `test/`)
-    are read as splits: the `train` one is loaded.
+    Column contract (each example): `image` (RGB `PIL.Image.Image`, resized to `image_size` x `image_size` when given),
+    `path` (`str`), `label` (`int`, a `ClassLabel` over the class folder names as `imagefolder` infers them; with a
+    single class folder or none, the parent folder's name), plus `pixel_values` (the `transform` output) when
+    `transform` is given. Decoding runs on access (`with_transform`); the non-streaming loader checks every file header
+    up front so damaged files fail early, by name. As `imagefolder` does, sub-folders named like splits (`train/`,
+    `test/`) are read as splits: the `train` one is loaded.
 
     Args:
         folder (`str` or `os.PathLike`): the root folder; suffixes in `IMAGE_EXTENSIONS` are read.
@@ -103,14 +107,15 @@ def load_image_folder(
     Raises:
         ValueError: the folder is missing or holds no images, or an image is unreadable (named).
     """
-    scan_folder(folder, IMAGE_EXTENSIONS, "image")  # a missing or empty folder, named, before datasets reads it
+    files = scan_folder(folder, IMAGE_EXTENSIONS, "image")  # a missing or empty folder, named, before datasets
     dataset = load_dataset("imagefolder", data_dir=str(folder), split="train", streaming=streaming)
     # decoded by `_open_image` (RGB, resize, a damaged file named) rather than by the Image feature
     dataset = dataset.cast_column("image", ImageFeature(decode=False))
-    if "label" not in dataset.column_names:  # a flat folder: one class, named after the folder
-        single = ClassLabel(names=[Path(folder).resolve().name])
-        dataset = dataset.map(lambda batch: {"label": [0] * len(batch["image"])}, batched=True)
-        dataset = dataset.cast_column("label", single)
+    if "label" not in dataset.column_names:
+        # imagefolder infers no label from a single class folder (or a flat folder): the parent folder's name
+        names = sorted({path.parent.name for path in files})
+        dataset = dataset.map(functools.partial(_parent_labels, names=names), batched=True)
+        dataset = dataset.cast_column("label", ClassLabel(names=names))
     decode = functools.partial(_decode_image_batch, image_size=image_size, transform=transform)
     if streaming:
         return dataset.map(decode, batched=True, batch_size=1)
