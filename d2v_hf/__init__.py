@@ -34,6 +34,7 @@ from .modelcard import build_model_card, save_model_card
 from .modeling_data2vec_pretraining import Data2VecForPretraining, Data2VecForPretrainingOutput, Data2VecRegressionHead
 from .trainer import (
     Data2VecCollapseError,
+    Data2VecNonFiniteLossError,
     Data2VecPretrainingArguments,
     Data2VecPretrainingTrainer,
     EMATeacherCallback,
@@ -46,6 +47,7 @@ __all__ = [
     "Data2VecCollapseError",
     "Data2VecForPretraining",
     "Data2VecForPretrainingOutput",
+    "Data2VecNonFiniteLossError",
     "Data2VecPretrainingArguments",
     "Data2VecPretrainingConfig",
     "Data2VecPretrainingTrainer",

@@ -1,20 +1,64 @@
-"""Command-line parsing shared by every script: `HfArgumentParser`, or a single `.json` file of arguments."""
+"""What every script does with its command line: `HfArgumentParser` (or one `.json` file of arguments), checks of
+the training arguments, and a `--model_name_or_path` that is named when it cannot be loaded."""
 
+import argparse
 import json
 import os
 import sys
 from collections.abc import Sequence
 
-from transformers import HfArgumentParser
+import torch
+from transformers import AutoConfig, HfArgumentParser, TrainingArguments
 
 
-def parse_arguments(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
+def check_training_arguments(training_args: TrainingArguments) -> None:
+    """
+    Raises a `ValueError` naming the flag for values the Trainer would only reject deep inside torch (a batch size
+    of 0), and turns off `dataloader_pin_memory` where there is no GPU (it only prints warnings there).
+    """
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        value = getattr(training_args, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name} {value!r}: expected a whole number >= 1.")
+    if training_args.dataloader_pin_memory and (training_args.use_cpu or not torch.cuda.is_available()):
+        training_args.dataloader_pin_memory = False
+
+
+def check_model_path(name_or_path: str, flag: str = "--model_name_or_path") -> None:
+    """A value that cannot be a Hub id (a path: `/`, `.`, `~`, more than one `/`) must be an existing folder."""
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path
+    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise ValueError(f"{flag} {name_or_path}: no such folder.")
+
+
+def load_config(name_or_path: str, flag: str = "--model_name_or_path", **hub_kwargs):
+    """
+    `AutoConfig.from_pretrained`, with an error naming the flag when `name_or_path` is neither an existing folder
+    nor a Hub model that can be reached (Transformers would report an invalid repo id for a mistyped local path).
+    """
+    check_model_path(name_or_path, flag)
+    try:
+        return AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+    except OSError as err:
+        raise ValueError(
+            f"{flag} {name_or_path}: not a local folder with a config.json, and not reachable as a Hub model ({err})."
+        ) from None
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag (as HfArgumentParser) and the script's description with its line breaks."""
+
+
+def parse_arguments(
+    dataclass_types: Sequence[type], args: Sequence[str] | None = None, description: str | None = None
+) -> tuple:
     """
     Parses `args` (default: `sys.argv[1:]`) into instances of `dataclass_types` with
     [`~transformers.HfArgumentParser`]; a single `.json` argument is read as a file of arguments, as in the
-    Transformers example scripts. A file that is missing or not valid JSON raises a `ValueError` naming it.
+    Transformers example scripts. A file that is missing or not valid JSON raises a `ValueError` naming it; training
+    arguments are checked with [`check_training_arguments`].
     """
-    parser = HfArgumentParser(list(dataclass_types))
+    parser = HfArgumentParser(list(dataclass_types), description=description, formatter_class=_HelpFormatter)
     args = sys.argv[1:] if args is None else [str(a) for a in args]
     if len(args) == 1 and args[0].endswith(".json"):
         path = os.path.abspath(args[0])
@@ -23,8 +67,13 @@ def parse_arguments(dataclass_types: Sequence[type], args: Sequence[str] | None 
                 json.load(handle)
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"Cannot read the arguments file {args[0]}: {err}") from None
-        return parser.parse_json_file(json_file=path)
-    return parser.parse_args_into_dataclasses(args=args)
+        parsed = parser.parse_json_file(json_file=path)
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=args)
+    for instance in parsed:
+        if isinstance(instance, TrainingArguments):
+            check_training_arguments(instance)
+    return parsed
 
 
-__all__ = ["parse_arguments"]
+__all__ = ["check_model_path", "check_training_arguments", "load_config", "parse_arguments"]

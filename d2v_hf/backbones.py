@@ -66,6 +66,14 @@ def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
     main = inputs.get(expected)
     if main is None:
         raise ValueError(f"The {modality} model needs `{expected}`.")
+    if main.dim() == 0 or main.shape[0] == 0:
+        raise ValueError(f"`{expected}` holds no example (shape {tuple(main.shape)}): the batch is empty.")
+    if modality == "text" and (main.dtype.is_floating_point or main.dtype == torch.bool):
+        raise ValueError(f"input_ids must be integer token ids; got dtype {main.dtype} (e.g. `input_ids.long()`).")
+    if modality != "text" and not bool(torch.isfinite(main).all()):
+        # one NaN would reach the loss, the student's weights and, through the EMA, the teacher for good
+        example = int((~torch.isfinite(main)).flatten(1).any(1).nonzero()[0])
+        raise ValueError(f"{expected} contains NaN or inf values (example {example} of the batch); check the data.")
     attention_mask = inputs.get("attention_mask")
     if modality == "text":
         if main.dim() != 2:

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import typing
 from typing import Any
 
 from transformers import (
@@ -200,7 +201,9 @@ def tiny_backbone_config(modality: str, **kwargs) -> PreTrainedConfig:
     """A 4-layer, 64-wide backbone of each modality, for laptops, CI and the embedded demo; `kwargs` override."""
     common = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256)
     if modality == "text":
-        return Data2VecTextConfig(**{**common, "type_vocab_size": 1, "layer_norm_eps": 1e-5, **kwargs})
+        # 514 positions: the 512 tokens of the tokenizer's model_max_length after RoBERTa's padding offset (as base)
+        text = dict(type_vocab_size=1, layer_norm_eps=1e-5, max_position_embeddings=514)
+        return Data2VecTextConfig(**{**common, **text, **kwargs})
     if modality == "audio":
         # the base CNN strides (320 samples = 20 ms per frame at 16 kHz) with fewer channels
         audio = dict(conv_dim=(64,) * 7, num_conv_pos_embeddings=5, num_conv_pos_embedding_groups=4, layerdrop=0.05)
@@ -382,6 +385,10 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self._check_backbone()
         self.validate_recipe()
+        if self.modality == "text":  # the Trainer compares these with the tokenizer's and warns when they differ
+            for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+                if getattr(self, name, None) is None:
+                    setattr(self, name, getattr(self.backbone_config, name, None))
 
     def _check_backbone(self):
         model_type = getattr(self.backbone_config, "model_type", None)
@@ -427,8 +434,23 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     def effective_loss_scale(self) -> float:
         return self.loss_scale if self.loss_scale is not None else 1.0 / math.sqrt(self.hidden_size)
 
+    def _check_types(self):
+        """Every number and flag of the recipe has its annotated type (`int` fields also take whole floats)."""
+        accepted = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+        for name, annotation in type(self).__annotations__.items():
+            kinds = [kind for kind in (typing.get_args(annotation) or (annotation,)) if kind is not type(None)]
+            value = getattr(self, name, None)
+            if value is None or len(kinds) != 1 or kinds[0] not in accepted:
+                continue
+            expected = accepted[kinds[0]]
+            if kinds[0] is int and isinstance(value, float) and value.is_integer():
+                setattr(self, name, int(value))
+            elif not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+                raise ValueError(f"{name}={value!r} must be {' or '.join(kind.__name__ for kind in expected)}.")
+
     def validate_recipe(self):
         """Raises a `ValueError` naming the first invalid field."""
+        self._check_types()
         num_layers = self.backbone_config.num_hidden_layers
         if not 1 <= self.average_top_k_layers <= num_layers:
             raise ValueError(

@@ -39,6 +39,12 @@ def example_generator(seed: int, *arrays) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1))
 
 
+def check_examples(examples: list[dict], collator) -> None:
+    """A clear error for an empty batch (a data loader over an empty dataset, or a filter that removed everything)."""
+    if len(examples) == 0:
+        raise ValueError(f"{type(collator).__name__} got an empty batch: the dataset (or its last shard) is empty.")
+
+
 def pad_input_ids(tokenizer: PreTrainedTokenizerBase, examples: list[dict], pad_to_multiple_of: int | None):
     """Right-pads the examples' `input_ids` with `tokenizer.pad`: `(input_ids, attention_mask)` long tensors."""
     ids = [list(example["input_ids"]) for example in examples]
@@ -90,6 +96,7 @@ class DataCollatorForData2VecText:
     seed: int = 0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        check_examples(examples, self)
         input_ids, attention_mask = pad_input_ids(self.tokenizer, examples, self.pad_to_multiple_of)
         ids = [list(example["input_ids"]) for example in examples]
         special = None
@@ -145,6 +152,7 @@ class DataCollatorForData2VecAudio:
     seed: int = 0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        check_examples(examples, self)
         backbone = self.config.backbone_config
         waves = [np.asarray(example["input_values"], dtype=np.float32).reshape(-1) for example in examples]
         field = audio_receptive_field(backbone.conv_kernel, backbone.conv_stride)
@@ -193,6 +201,7 @@ class DataCollatorForData2VecVision:
     seed: int = 0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        check_examples(examples, self)
         pixel_values = torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])
         patch = self.config.backbone_config.patch_size
         grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
@@ -223,6 +232,7 @@ class DataCollatorForData2Vec2Text:
     seed: int = 0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        check_examples(examples, self)
         input_ids, attention_mask = pad_input_ids(self.tokenizer, examples, self.pad_to_multiple_of)
         ids = [list(example["input_ids"]) for example in examples]
         clone_batch = self.config.clone_batch
@@ -246,6 +256,7 @@ class DataCollatorForData2Vec2Vision:
     seed: int = 0
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        check_examples(examples, self)
         pixel_values = torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples])
         grid_size = pixel_values.shape[-1] // self.config.backbone_config.patch_size
         masks = [
@@ -270,6 +281,7 @@ class DataCollatorForData2Vec2Audio(DataCollatorForData2VecAudio):
     """
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        check_examples(examples, self)
         if not self.crop_to_shortest:
             raise ValueError("crop_to_shortest=False: data2vec 2.0 audio needs unpadded batches of equal length.")
         batch = super().__call__(examples)
@@ -321,6 +333,7 @@ __all__ = [
     "DataCollatorForData2VecText",
     "DataCollatorForData2VecVision",
     "data_collator_for",
+    "check_examples",
     "example_generator",
     "pad_and_normalize_audio",
     "pad_input_ids",

@@ -28,6 +28,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .atomic_io import atomic_write_file
+
 
 # The card layout: YAML front matter, title, summary, results, training details, versions, the caller's sections.
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "model_card.md"
@@ -121,6 +123,7 @@ def build_model_card(
     metric_prefix: str = "eval_",
     description: str | None = None,
     model_index: list[EvalResult] | None = None,
+    pipeline_tag: str | None = None,
 ) -> ModelCard:
     """
     Builds a [`~huggingface_hub.ModelCard`] with YAML front matter (`library_name: transformers`, tags including
@@ -150,6 +153,7 @@ def build_model_card(
         description (`str`, *optional*): a paragraph under the title.
         model_index (`list[EvalResult]`, *optional*): ready-made model-index entries (e.g. means over seeds), added
             after those built from `eval_results`.
+        pipeline_tag (`str`, *optional*): the Hub pipeline; defaults to `task_type`.
 
     Returns:
         [`~huggingface_hub.ModelCard`]; write it with [`save_model_card`].
@@ -200,7 +204,7 @@ def build_model_card(
         license=license,
         language=language,
         tags=all_tags,
-        pipeline_tag=task_type,
+        pipeline_tag=pipeline_tag or task_type,
     )
 
     summary = description or (
@@ -252,12 +256,10 @@ def _framework_versions() -> list[str]:
     return lines
 
 
-def save_model_card(card: ModelCard, output_dir: str | os.PathLike) -> Path:
-    """Writes `card` to `output_dir/README.md` (creating the folder) and returns the path."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "README.md"
-    card.save(path)
+def save_model_card(card: ModelCard, output_dir: str | os.PathLike, filename: str = "README.md") -> Path:
+    """Writes `card` to `output_dir/README.md` (creating the folder), whole or not at all; returns the path."""
+    path = Path(output_dir) / filename
+    atomic_write_file(path, card.save)
     return path
 
 

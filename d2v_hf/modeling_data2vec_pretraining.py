@@ -321,8 +321,16 @@ class Data2VecForPretraining(PreTrainedModel):
         """
         Writes the student as a plain `Data2VecTextModel` / `Data2VecAudioModel` / `Data2VecVisionModel` checkpoint,
         which the backbone classes and their task heads (`...ForSequenceClassification`, `...ForCTC`, ...) load.
+        The student has no pooler (pretraining never trains one); the export carries the freshly initialised pooler
+        that `AutoModel` builds (seeded, so exports are reproducible), so it loads with no missing weights.
         """
-        self.student.save_pretrained(save_directory, **save_kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            exported = type(self.student)(self.student.config)  # the class's defaults: with its pooler
+        missing, unexpected = exported.load_state_dict(self.student.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("pooler.") for key in missing):
+            raise RuntimeError(f"The student does not fit {type(exported).__name__}: {missing}, {unexpected}.")
+        exported.to(self.student.dtype).save_pretrained(save_directory, **save_kwargs)
 
 
 AutoConfig.register("data2vec-pretraining", Data2VecPretrainingConfig, exist_ok=True)

@@ -145,8 +145,13 @@ def test_export_student_loads_in_hf_classes(modality, classes, tmp_path):
     for cls in classes:
         kwargs = {"vocab_size": 10} if cls is Data2VecAudioForCTC else {}
         loaded, info = cls.from_pretrained(tmp_path, output_loading_info=True, **kwargs)
-        assert not info["unexpected_keys"], (cls.__name__, info["unexpected_keys"])
+        # the export carries the backbone's pooler (so AutoModel loads it with no missing key); heads built
+        # without a pooler leave it out, as they do with roberta-base
+        unexpected = [k for k in info["unexpected_keys"] if not k.startswith("pooler.")]
+        assert not unexpected, (cls.__name__, unexpected)
         backbone = loaded if cls in (Data2VecTextModel, Data2VecAudioModel, Data2VecVisionModel) else loaded.base_model
+        if backbone is loaded:
+            assert not info["missing_keys"] and not info["unexpected_keys"], (cls.__name__, info)
         missing_backbone = [
             k for k in info["missing_keys"] if "pooler" not in k and k.startswith(cls.base_model_prefix)
         ]

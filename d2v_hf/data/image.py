@@ -39,10 +39,22 @@ FASHION_MNIST_FILES = {
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """
+    3 channels of 8 bits. PIL's own `convert("RGB")` clips 16- and 32-bit greyscale (modes `I;16`, `I`) at 255, so
+    a 16-bit PNG would come out almost white: those are rescaled from their bit depth to 8 bits first.
+    """
+    if image.mode.startswith("I"):
+        values = np.asarray(image, dtype=np.float64)
+        depth = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**32 - 1
+        image = Image.fromarray(np.round(values.clip(0, depth) * (255.0 / depth)).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
 def _open_image(path: str, image_size: int | None) -> Image.Image:
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")  # forces the full decode inside the try, and 3 channels for the models
+            image = to_rgb(image)  # forces the full decode inside the try, and 3 channels for the models
     except Exception as err:  # PIL raises UnidentifiedImageError, OSError, SyntaxError... for damaged files
         raise ValueError(f"cannot read image file {path}: {err}") from None
     if image_size is not None:
@@ -243,7 +255,7 @@ class ImageTransform:
     def __call__(self, image) -> torch.Tensor:
         if not isinstance(image, Image.Image):
             image = Image.fromarray(np.asarray(image, dtype=np.uint8))
-        image = image.convert("RGB")
+        image = to_rgb(image)  # Hub images arrive here undecoded to 8 bits too
         width, height = image.size
         if self.train:
             image = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=self._crop_box(width, height))

@@ -113,25 +113,26 @@ def hub_kwargs(model_args) -> dict:
 
 
 def setup_logging(training_args) -> None:
-    """Logging as in transformers' example scripts: INFO on the main process, one summary line per process."""
+    """
+    The scripts' own messages (the `__main__` and `d2v_hf` loggers) at INFO on the main process; Transformers and
+    Datasets at `--log_level` (default: their warnings only, so a run starts with a handful of lines, not dozens).
+    """
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    if training_args.should_log:
-        transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    logging.getLogger("d2v_hf").setLevel(log_level)
+    own_level = logging.INFO if training_args.should_log else log_level
+    for name in ("__main__", "d2v_hf"):
+        logging.getLogger(name).setLevel(own_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-    logger.warning(
-        f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
-        f"device: {training_args.device}, distributed training: {training_args.parallel_mode.value == 'distributed'}"
-    )
+    if training_args.world_size > 1:
+        logger.warning(
+            f"Process rank: {training_args.process_index}, world size: {training_args.world_size}, "
+            f"device: {training_args.device}"
+        )
 
 
 __all__ = [

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Sequence
 
 from transformers import (
-    AutoConfig,
     AutoFeatureExtractor,
     AutoImageProcessor,
     AutoModelForAudioClassification,
@@ -17,6 +16,7 @@ from transformers import (
     PretrainedConfig,
 )
 
+from ..argument_parsing import load_config
 from .arguments import ClassificationModelArguments, ModelArguments, hub_kwargs
 from .lora import apply_lora
 
@@ -128,9 +128,8 @@ def check_image_size(config) -> int:
 
 def load_checkpoint_config(model_args: ModelArguments, expected: str, script: str):
     """`AutoConfig.from_pretrained` of the checkpoint, checked with [`check_model_modality`]."""
-    config = AutoConfig.from_pretrained(
-        model_args.config_name or model_args.model_name_or_path, **hub_kwargs(model_args)
-    )
+    flag = "--config_name" if model_args.config_name else "--model_name_or_path"
+    config = load_config(model_args.config_name or model_args.model_name_or_path, flag, **hub_kwargs(model_args))
     check_model_modality(config, expected, script)
     return config
 

@@ -164,7 +164,8 @@ def load_squad_json(path: str | os.PathLike, version_2_with_negative: bool = Tru
 def validate_squad_dataset(dataset: datasets.Dataset, version_2_with_negative: bool = False, name: str = "dataset"):
     """
     Checks a SQuAD-style dataset: the `id`, `context`, `question` and `answers` columns exist, answer texts and starts
-    pair up, and (v1.1 mode) every question has an answer.
+    pair up, each answer text stands at its `answer_start` in the context, and (v1.1 mode) every question has an
+    answer.
 
     Raises:
         `ValueError` naming the missing column or the offending question id.
@@ -174,9 +175,16 @@ def validate_squad_dataset(dataset: datasets.Dataset, version_2_with_negative: b
         raise ValueError(f"{name} lacks the column(s) {missing}; columns present: {dataset.column_names}.")
     if len(dataset) == 0:
         raise ValueError(f"{name} contains no questions.")
-    for qid, answers in zip(dataset["id"], dataset["answers"]):
+    for qid, context, answers in zip(dataset["id"], dataset["context"], dataset["answers"]):
         if len(answers["text"]) != len(answers["answer_start"]):
             raise ValueError(f"Question {qid!r} in {name} has {answers!r}: texts and answer_start differ in length.")
+        for text, start in zip(answers["text"], answers["answer_start"]):
+            # a start that does not point at the text would train the model on another span, silently
+            if context[start : start + len(text)] != text:
+                raise ValueError(
+                    f"Question {qid!r} in {name}: the answer {text!r} is not at answer_start={start} of its context "
+                    f"(found {context[start : start + len(text)]!r}); fix answer_start (the character offset)."
+                )
         if not version_2_with_negative and len(answers["text"]) == 0:
             raise ValueError(
                 f"Question {qid!r} in {name} has no answer, which SQuAD v1.1 does not allow; pass "

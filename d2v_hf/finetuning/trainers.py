@@ -26,9 +26,10 @@ from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 
 from ..modelcard import KeepModelCardMixin
+from ..trainer.checkpointing import AtomicCheckpointMixin
 
 
-class ClassificationTrainer(KeepModelCardMixin, Trainer):
+class ClassificationTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trainer):
     """
     The [`~transformers.Trainer`] of the classification scripts (GLUE, images, audio): evaluation and prediction
     batches are collated with `eval_data_collator` when given (e.g. [`AudioClassificationCollator`] with
@@ -55,7 +56,7 @@ class ClassificationTrainer(KeepModelCardMixin, Trainer):
         return self._with_eval_collator(super().get_test_dataloader, test_dataset)
 
 
-class QuestionAnsweringTrainer(KeepModelCardMixin, Trainer):
+class QuestionAnsweringTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trainer):
     """
     [`~transformers.Trainer`] whose `evaluate`/`predict` post-process predictions over raw examples.
 

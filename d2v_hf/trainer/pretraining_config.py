@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..argument_parsing import check_training_arguments
+
 
 @dataclass
 class Data2VecPretrainingArguments(TrainingArguments):
@@ -52,6 +54,7 @@ class Data2VecPretrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        check_training_arguments(self)
         for name in ("min_target_var", "min_pred_var"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 disables the check).")

@@ -7,11 +7,16 @@ from transformers import Trainer, TrainerCallback
 
 from ..modelcard import KeepModelCardMixin
 from ..modeling_data2vec_pretraining import Data2VecForPretraining
+from .checkpointing import AtomicCheckpointMixin
 from .pretraining_config import Data2VecPretrainingArguments
 
 
 class Data2VecCollapseError(RuntimeError):
     """Raised when the target or prediction std falls under its threshold: the representation has collapsed."""
+
+
+class Data2VecNonFiniteLossError(FloatingPointError):
+    """Raised when a loss is NaN or inf, before that step's optimizer and EMA updates can spread it."""
 
 
 class EMATeacherCallback(TrainerCallback):
@@ -32,7 +37,7 @@ class EMATeacherCallback(TrainerCallback):
         return control
 
 
-class Data2VecPretrainingTrainer(KeepModelCardMixin, Trainer):
+class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trainer):
     r"""
     [`~transformers.Trainer`] for [`Data2VecForPretraining`].
 
@@ -42,6 +47,8 @@ class Data2VecPretrainingTrainer(KeepModelCardMixin, Trainer):
       `sample_size` normalisation.
     - Logs `loss`, `target_var`, `prediction_var`, `ema_decay` and the learning rate, and `eval_loss` on the
       validation split.
+    - Checkpoints appear whole or not at all ([`~d2v_hf.trainer.checkpointing.AtomicCheckpointMixin`]); a NaN / inf
+      loss stops training before that step's optimizer and EMA updates ([`Data2VecNonFiniteLossError`]).
     - The collapse guard of fairseq: a [`Data2VecCollapseError`] once `target_var < args.min_target_var` or
       `prediction_var < args.min_pred_var` after `args.collapse_check_after_steps` steps.
 
@@ -103,8 +110,14 @@ class Data2VecPretrainingTrainer(KeepModelCardMixin, Trainer):
         return count
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        where = f"optimizer step {self.state.global_step + 1}" if model.training else "evaluation"
+        try:
+            outputs = model(**inputs)
+        except ValueError as err:  # bad input: say when it came, the model says what it was
+            raise ValueError(f"At {where}: {err}") from err
         loss = outputs.loss
+        if model.training:
+            self._check_finite(loss, where)
         if num_items_in_batch is not None and model.training:
             # loss is a per-position mean; DDP averages gradients over processes, hence the world size
             loss = loss * outputs.num_masked / num_items_in_batch * self.args.world_size
@@ -112,6 +125,18 @@ class Data2VecPretrainingTrainer(KeepModelCardMixin, Trainer):
                 [outputs.target_var.detach(), outputs.prediction_var.detach(), torch.ones_like(outputs.target_var)]
             ).to(self._monitor.device)
         return (loss, outputs) if return_outputs else loss
+
+    def _check_finite(self, loss: torch.Tensor, where: str) -> None:
+        """Stops on a NaN / inf loss on any process, before the backward pass, the optimizer step and the EMA step."""
+        bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+        if self.args.world_size > 1:  # every process stops together (one raising alone would hang the others)
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        if bad.item() > 0:
+            raise Data2VecNonFiniteLossError(
+                f"Non-finite loss ({loss.item()}) at {where}. Training stops before this step's optimizer and EMA "
+                "updates, so the student, the teacher and the checkpoints already saved stay finite. Check the data "
+                "of this step, lower the learning rate or lengthen the warmup, then resume from the last checkpoint."
+            )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
@@ -149,4 +174,4 @@ class Data2VecPretrainingTrainer(KeepModelCardMixin, Trainer):
             )
 
 
-__all__ = ["Data2VecCollapseError", "Data2VecPretrainingTrainer", "EMATeacherCallback"]
+__all__ = ["Data2VecCollapseError", "Data2VecNonFiniteLossError", "Data2VecPretrainingTrainer", "EMATeacherCallback"]

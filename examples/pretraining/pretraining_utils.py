@@ -4,17 +4,14 @@ anything is written, and the artifacts written at the end (model card, loss plot
 """
 
 import json
-import math
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoTokenizer
 
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
+from d2v_hf.argument_parsing import load_config
 from d2v_hf.configuration_data2vec_pretraining import (
     _PRESETS,
     MODALITY_BY_MODEL_TYPE,
@@ -22,7 +19,6 @@ from d2v_hf.configuration_data2vec_pretraining import (
     tiny_backbone_config,
 )
 from d2v_hf.data import train_bpe_tokenizer
-from d2v_hf.modelcard import build_model_card
 
 
 @dataclass
@@ -38,7 +34,10 @@ class Data2VecModelArguments:
         },
     )
     model_size: str = field(
-        default="base", metadata={"help": "Backbone of a new model: base (12 x 768, the paper) or tiny (4 x 64)."}
+        default="base",
+        metadata={
+            "help": "Backbone of a new model: base (12 x 768, the paper) or tiny (4 x 64; the no-argument demo's)."
+        },
     )
     config_overrides: str | None = field(
         default=None,
@@ -51,9 +50,14 @@ class Data2VecModelArguments:
     train_tokenizer: bool = field(
         default=False, metadata={"help": "Text: train a byte-level BPE tokenizer on the training data first."}
     )
-    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a trained tokenizer."})
+    tokenizer_vocab_size: int = field(
+        default=8000, metadata={"help": "Vocabulary size of a trained tokenizer (the no-argument demo: 4000)."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to store Hub downloads."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models and datasets."})
+    license: str = field(
+        default="apache-2.0", metadata={"help": "License in the model card's metadata (check your data's terms)."}
+    )
 
 
 @dataclass
@@ -105,13 +109,27 @@ def check_output_dir(output_dir: str, resume_from_checkpoint, overwrite_output_d
         )
 
 
-def check_checkpoint(checkpoint: str) -> None:
-    """Raises a `ValueError` naming the file when a Trainer checkpoint is missing, corrupted or truncated."""
+def check_checkpoint(checkpoint: str, modality: str | None = None) -> None:
+    """
+    Raises a `ValueError` naming the file when a Trainer checkpoint is missing, corrupted or truncated, or (with
+    `modality`) when it holds a model of another modality.
+    """
     from safetensors import safe_open
 
     path = Path(checkpoint)
     if not path.is_dir():
         raise ValueError(f"Checkpoint {checkpoint} is not a directory.")
+    if modality is not None:
+        try:
+            backbone = json.loads((path / "config.json").read_text()).get("backbone_config") or {}
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"Checkpoint file {path / 'config.json'} is missing or corrupted ({err}).") from None
+        found = MODALITY_BY_MODEL_TYPE.get(backbone.get("model_type"))
+        if found != modality:
+            raise ValueError(
+                f"--resume_from_checkpoint {checkpoint} holds a {found or 'non-data2vec'} model; --modality is "
+                f"{modality}. Resume a {modality} run, or pass --modality {found}."
+            )
     state = path / "trainer_state.json"
     try:
         json.loads(state.read_text())
@@ -202,7 +220,7 @@ def load_or_build_model(model_args: Data2VecModelArguments, tokenizer=None, imag
     if model_args.model_name_or_path is None:
         return Data2VecForPretraining(build_pretraining_config(model_args, tokenizer, image_size))
     hub = {"cache_dir": model_args.cache_dir, "token": model_args.token}
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, **hub)
+    config = load_config(model_args.model_name_or_path, "--model_name_or_path", **hub)
     if isinstance(config, Data2VecPretrainingConfig):
         if config.modality != model_args.modality:
             raise ValueError(
@@ -242,136 +260,13 @@ def load_tokenizer(model_args: Data2VecModelArguments, training_texts=None):
     return tokenizer
 
 
-# --- artifacts -----------------------------------------------------------------------------------------------------
-
-
-def atomic_write_dir(final_dir: str | os.PathLike, write) -> None:
-    """Calls `write(tmp_dir)` and moves the result into place, so a failure never leaves half a directory."""
-    final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", dir=final_dir.parent))
-    try:
-        write(tmp)
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        os.replace(tmp, final_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def final_metrics(log_history: list[dict]) -> dict:
-    """The last logged training loss and variances and the last evaluation loss."""
-    out = {}
-    for entry in log_history:
-        for key in ("loss", "target_var", "prediction_var", "ema_decay", "eval_loss"):
-            if key in entry and not (isinstance(entry[key], float) and math.isnan(entry[key])):
-                out[key] = entry[key]
-    return out
-
-
-def plot_training_curves(log_history: list[dict], path: str | os.PathLike) -> None:
-    """Loss (train and eval) and the collapse monitors against the optimizer step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def series(key):
-        points = [(e["step"], e[key]) for e in log_history if key in e]
-        return zip(*points) if points else ((), ())
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, style in (("loss", "-"), ("eval_loss", "o--")):
-        steps, values = series(key)
-        if steps:
-            left.plot(steps, values, style, label=key)
-    left.set(xlabel="optimizer step", ylabel="data2vec regression loss", title="Loss")
-    left.legend()
-    for key in ("target_var", "prediction_var"):
-        steps, values = series(key)
-        if steps:
-            right.plot(steps, values, label=key)
-    right.set(xlabel="optimizer step", ylabel="mean per-channel std", title="Collapse monitors")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def pretraining_model_card(model: Data2VecForPretraining, model_name: str, data_description: str, trainer):
-    config = model.config
-    recipe = {
-        key: getattr(config, key)
-        for key in (
-            "average_top_k_layers",
-            "target_feature",
-            "instance_norm_target_layer",
-            "layer_norm_target_layer",
-            "instance_norm_targets",
-            "layer_norm_targets",
-            "head_layers",
-            "loss_beta",
-            "loss_scale",
-            "loss_channel_reduction",
-            "ema_decay",
-            "ema_end_decay",
-            "ema_anneal_end_step",
-            "teacher_shared_params",
-        )
-    }
-    if config.mode == "data2vec2":
-        recipe.pop("head_layers")
-        recipe.update({k: getattr(config, k) for k in ("mode", "clone_batch", "mask_prob", "decoder_layers")})
-        recipe.update(decoder_kernel=config.decoder_kernel, decoder_dim=config.decoder_dim or config.hidden_size)
-    elif config.modality == "text":
-        recipe.update(text_mask_strategy=config.text_mask_strategy, mask_prob=config.mask_prob)
-    elif config.modality == "audio":
-        recipe.update(mask_prob=config.mask_prob, mask_length=config.mask_length)
-    else:
-        recipe.update(num_mask_patches=config.num_mask_patches)
-    args = trainer.args
-    details = {
-        "modality": config.modality,
-        "backbone": f"{config.backbone_config.model_type}, {config.backbone_config.num_hidden_layers} layers x "
-        f"{config.hidden_size}",
-        "data": data_description,
-        "optimizer steps": trainer.state.global_step,
-        "batch size per device x devices x accumulation": f"{args.per_device_train_batch_size} x {args.world_size} "
-        f"x {args.gradient_accumulation_steps}",
-        "learning rate": args.learning_rate,
-        **{f"recipe.{k}": v for k, v in recipe.items()},
-        **{f"final {k}": v for k, v in final_metrics(trainer.state.log_history).items()},
-    }
-    extra = (
-        "## How to use\n\nThe `student/` folder holds a plain "
-        f"`{type(model.student).__name__}` checkpoint for fine-tuning, e.g. "
-        "`examples/text-classification/run_glue.py --model_name_or_path <this repo>/student`. The root folder holds "
-        "the full "
-        "pretraining state (student, EMA teacher, regression head) for `Data2VecForPretraining.from_pretrained` "
-        "after `import d2v_hf`.\n\n![training curves](training_curves.png)\n"
-    )
-    return build_model_card(
-        model_name,
-        description=f"data2vec {'2.0' if config.mode == 'data2vec2' else '1.0'} pretraining of a {config.modality} "
-        "backbone with d2v_hf.",
-        training_details=details,
-        extra_markdown=extra,
-        tags=["data2vec", "self-supervised-learning", config.modality, "d2v_hf"],
-    )
-
-
 __all__ = [
     "Data2VecDataArguments",
     "Data2VecModelArguments",
-    "atomic_write_dir",
     "build_pretraining_config",
     "check_checkpoint",
     "check_output_dir",
-    "final_metrics",
     "load_or_build_model",
     "load_tokenizer",
     "parse_config_overrides",
-    "plot_training_curves",
-    "pretraining_model_card",
 ]

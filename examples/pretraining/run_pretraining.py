@@ -24,12 +24,15 @@ python examples/pretraining/run_pretraining.py --modality vision --model_size ti
 
 import logging
 import sys
+from pathlib import Path
 
 import transformers
+from pretraining_artifacts import final_metrics, pretraining_model_card, write_artifacts
 from transformers import set_seed
 
 from d2v_hf import Data2VecPretrainingArguments, Data2VecPretrainingTrainer, data_collator_for
-from d2v_hf.argument_parsing import parse_arguments
+from d2v_hf.argument_parsing import check_model_path, parse_arguments
+from d2v_hf.trainer.checkpointing import resolve_resume_checkpoint
 
 from pretraining_data import build_audio_datasets, build_text_datasets, build_vision_datasets, text_sources
 from pretraining_utils import (
@@ -37,12 +40,9 @@ from pretraining_utils import (
     Data2VecModelArguments,
     check_checkpoint,
     check_output_dir,
-    final_metrics,
     load_or_build_model,
     load_tokenizer,
     parse_config_overrides,
-    plot_training_curves,
-    pretraining_model_card,
 )
 
 
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 # the embedded default: small enough for a 2-core CPU in a few minutes
 DEMO_DEFAULTS = dict(
     output_dir="outputs/data2vec-text-demo",
+    model_size="tiny",
+    tokenizer_vocab_size=4000,
     max_steps=200,
     per_device_train_batch_size=16,
     per_device_eval_batch_size=32,
@@ -63,39 +65,44 @@ DEMO_DEFAULTS = dict(
     save_steps=100,
     logging_steps=10,
 )
-
-
 ARGUMENT_TYPES = (Data2VecModelArguments, Data2VecDataArguments, Data2VecPretrainingArguments)
 
 
 def parse_args(argv=None):
+    """The arguments; with no data argument, the tiny text demo's settings fill in what the user did not give."""
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    parsed = parse_arguments(ARGUMENT_TYPES, argv, description=__doc__)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parse_arguments(ARGUMENT_TYPES, argv)
-    model_args, data_args = parse_arguments(ARGUMENT_TYPES, argv)[:2]
-    if data_args.uses_embedded_default and model_args.modality == "text":
-        # a tiny model on the embedded corpus unless the user said otherwise
-        given = {arg.split("=")[0].lstrip("-") for arg in argv if arg.startswith("--")}
-        defaults = [f"--{k}={v}" for k, v in DEMO_DEFAULTS.items() if k not in given]
-        defaults += [] if "model_size" in given else ["--model_size=tiny"]
-        defaults += [] if "tokenizer_vocab_size" in given else ["--tokenizer_vocab_size=4000"]
-        argv = defaults + list(argv)
-    return parse_arguments(ARGUMENT_TYPES, argv)
+        return (*parsed, False)
+    model_args, data_args = parsed[:2]
+    if not (data_args.uses_embedded_default and model_args.modality == "text"):
+        return (*parsed, False)
+    given = {arg.split("=")[0].lstrip("-") for arg in argv if arg.startswith("--")}
+    defaults = [f"--{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
+    return (*parse_arguments(ARGUMENT_TYPES, defaults + list(argv), description=__doc__), True)
 
 
 def main(argv=None):
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args, demo = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
+    if demo:
+        logger.info(
+            f"No data given: pretraining the demo, a {model_args.model_size} data2vec text model for "
+            f"{training_args.max_steps} steps on the embedded English corpus (the installed Python's documentation). "
+            f"Outputs go to {training_args.output_dir}/. `--help` lists every option."
+        )
 
     # 1. everything that can fail on bad input fails here, before the output directory is touched
-    check_output_dir(
-        training_args.output_dir, training_args.resume_from_checkpoint, training_args.overwrite_output_dir
-    )
-    if training_args.resume_from_checkpoint:
-        check_checkpoint(training_args.resume_from_checkpoint)
-    parse_config_overrides(model_args.config_overrides)
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    check_output_dir(training_args.output_dir, resume, training_args.overwrite_output_dir)
+    if resume:
+        check_checkpoint(resume, model_args.modality)
+    for flag in ("model_name_or_path", "tokenizer_name"):
+        if getattr(model_args, flag):
+            check_model_path(getattr(model_args, flag), f"--{flag}")
+    recipe_overrides, _ = parse_config_overrides(model_args.config_overrides)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps: the length of a streamed dataset is unknown.")
 
@@ -119,6 +126,17 @@ def main(argv=None):
         train_dataset, eval_dataset, description = build_vision_datasets(
             data_args, model_args, image_size, training_args.seed
         )
+    notes = []
+    anneal = model.config.ema_anneal_end_step
+    if 0 < training_args.max_steps < anneal and "ema_anneal_end_step" not in recipe_overrides:
+        # a short run: the teacher's decay reaches its final value at the end of the run, not after the preset's
+        # 30k-300k steps of a full run (during which a 200-step demo's teacher would barely move off ema_decay)
+        model.config.ema_anneal_end_step = training_args.max_steps
+        notes.append(
+            f"ema_anneal_end_step follows the run's length: {training_args.max_steps} (max_steps) instead of the "
+            f"preset's {anneal}; --config_overrides ema_anneal_end_step=N sets it."
+        )
+        logger.info(notes[-1])
     if eval_dataset is None and training_args.eval_strategy != "no":
         logger.warning("No validation data: evaluation is turned off.")
         training_args.eval_strategy = "no"
@@ -137,7 +155,7 @@ def main(argv=None):
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
     )
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=resume)
 
     # 4. save the full state, the student for fine-tuning, metrics, curves and the model card
     trainer.save_model()
@@ -148,13 +166,24 @@ def main(argv=None):
     trainer.save_metrics("all", metrics)
     trainer.save_state()
     if trainer.is_world_process_zero():
-        student_dir = f"{training_args.output_dir}/student"
-        model.export_student(student_dir)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(student_dir)
-        plot_training_curves(trainer.state.log_history, f"{training_args.output_dir}/training_curves.png")
         name = training_args.hub_model_id or f"data2vec-{modality}-{model_args.model_size}"
-        pretraining_model_card(model, name, description, trainer).save(f"{training_args.output_dir}/README.md")
+        data = {"description": description, "hub_dataset": data_args.dataset_name}
+        data["name"] = data_args.dataset_name or (
+            Path(data_args.train_file).name if data_args.train_file else "embedded Python documentation corpus"
+        )
+        data["max_seq_length"] = data_args.max_seq_length if modality == "text" else None
+        card = pretraining_model_card(model, name, data, trainer, tokenizer, notes, model_args.license)
+        paths = write_artifacts(trainer, model, tokenizer, card)
+        logger.info(
+            f"Done. Full pretraining state: {training_args.output_dir}/ (checkpoints, model.safetensors); "
+            f"student for fine-tuning: {paths['student']}; model card: {paths['card']}; loss curves: "
+            f"{paths['plot']}; TensorBoard: tensorboard --logdir {training_args.output_dir}/runs"
+        )
+        if modality == "text":
+            logger.info(
+                "Next: python examples/text-classification/run_glue.py --model_name_or_path "
+                f"{paths['student']} --task_name sst2 ... (see README.md, Fine-tuning)"
+            )
     if training_args.push_to_hub:
         trainer.push_to_hub(commit_message="data2vec pretraining with d2v_hf")
     return metrics

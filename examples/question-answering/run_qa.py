@@ -83,6 +83,14 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation examples."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
+    def __post_init__(self):
+        if self.max_seq_length < 8:
+            raise ValueError(f"--max_seq_length {self.max_seq_length}: too short for a question and a context window.")
+        if not 0 <= self.doc_stride < self.max_seq_length:
+            raise ValueError(
+                f"--doc_stride {self.doc_stride}: must be in [0, --max_seq_length {self.max_seq_length})."
+            )
+
 
 def main(args=None):
     model_args, data_args, training_args = parse_arguments(

@@ -79,6 +79,10 @@ class DataTrainingArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized datasets."})
 
+    def __post_init__(self):
+        if self.max_seq_length < 4:  # <s> A </s> at the least, and a second sentence needs more
+            raise ValueError(f"--max_seq_length {self.max_seq_length}: too short for any input; use e.g. 128.")
+
 
 def main(args=None):
     model_args, data_args, training_args = parse_arguments(
