@@ -1,4 +1,8 @@
-"""The data2vec teacher: EMA arithmetic and the decay schedule, as pure functions."""
+"""The data2vec teacher: EMA arithmetic and the decay schedule, as pure functions.
+
+Hand-written, not `torch.optim.swa_utils.AveragedModel` / timm's `ModelEmaV2`: those average every parameter,
+while the teacher must skip the parameters it shares with the student and keep an fp32 master for low-precision
+teachers, in one fused `_foreach` update."""
 
 import torch
 from torch import nn

@@ -1,5 +1,9 @@
 """Mask generators for data2vec pretraining (text, audio, vision), faithful to fairseq / BEiT.
 
+Hand-written: transformers has BERT's 80/10/10 (`DataCollatorForLanguageModeling`) and wav2vec 2.0's
+`_compute_mask_indices` (numpy's global RNG, no padding-aware seeding), but neither fairseq's span masking of
+data2vec text nor BEiT's block masking.
+
 All randomness comes from an optional ``torch.Generator`` (same seed, same masks; global random / numpy / torch state
 is never touched). Outputs are CPU tensors: collators run in data-loader workers.
 """

@@ -2,6 +2,7 @@
 Masks of data2vec 2.0 (`config.mode="data2vec2"`): M masked copies per sample, each with an exact
 number of masked positions: random masking for text (fairseq `random_masking`), inverse block masking for images
 (fairseq `compute_block_mask_2d` with `inverse_mask=True`), block masking for audio (`compute_block_mask_1d`).
+Hand-written: no installed library draws these masks.
 """
 
 import torch

@@ -1,4 +1,7 @@
-"""Audio folders: lazy soundfile decoding, mono float32, resampling, and the asterisk spoken digits."""
+"""Audio folders: lazy soundfile decoding, mono float32, resampling, and the asterisk spoken digits.
+
+Hand-written rather than `load_dataset("audiofolder")`: its `Audio` feature decodes with torchcodec, which the CPU
+machines here do not have; soundfile reads every format libsndfile knows."""
 
 from __future__ import annotations
 
