@@ -3,17 +3,15 @@
 import copy
 import math
 import typing
-from typing import Any
 
 from transformers import (
     AutoConfig,
-    Data2VecAudioConfig,
-    Data2VecTextConfig,
-    Data2VecVisionConfig,
     PreTrainedConfig,
 )
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
+
+from .recipes import _PRESETS, _PRESETS_V2, _VISION_V2_BACKBONE, base_backbone_config, tiny_backbone_config
 
 
 logger = logging.get_logger(__name__)
@@ -25,194 +23,11 @@ LOSS_CHANNEL_REDUCTIONS = ("sum", "mean")
 MODES = ("data2vec", "data2vec2")
 DATA2VEC2_MODALITIES = ("text", "audio", "vision")
 
-# data2vec 1.0 base recipes: the summary table (section 5) of the reference, released code unless noted.
-_PRESETS: dict[str, dict[str, Any]] = {
-    "text": {
-        "average_top_k_layers": 10,
-        "target_feature": "ffn",
-        "layer_norm_target_layer": True,
-        "head_layers": 2,
-        "loss_beta": 4.0,
-        "loss_scale": 1.0,
-        "ema_decay": 0.999,
-        "ema_end_decay": 0.9999,
-        "ema_anneal_end_step": 300_000,
-        "teacher_shared_params": ["embeddings."],
-        "text_mask_strategy": "span",
-        "mask_prob": 0.35,
-        "mask_length": 4,
-    },
-    "audio": {
-        "average_top_k_layers": 8,
-        "target_feature": "ffn",
-        "instance_norm_target_layer": True,
-        "head_layers": 1,
-        "loss_beta": 0.0,
-        "loss_scale": None,
-        "ema_decay": 0.999,
-        "ema_end_decay": 0.9999,
-        "ema_anneal_end_step": 30_000,
-        "teacher_shared_params": [
-            "feature_extractor.",
-            "feature_projection.",
-            "encoder.pos_conv_embed.",
-            "masked_spec_embed",
-        ],
-        "mask_prob": 0.65,
-        "mask_length": 10,
-    },
-    "vision": {
-        "average_top_k_layers": 6,
-        "target_feature": "block",
-        "layer_norm_target_layer": True,
-        "layer_norm_targets": True,
-        "head_layers": 1,
-        "loss_beta": 2.0,
-        "loss_scale": 1.0,
-        "loss_channel_reduction": "mean",
-        "ema_decay": 0.9998,
-        "ema_end_decay": 0.9998,
-        "ema_anneal_end_step": 0,
-        "teacher_shared_params": [],
-        "num_mask_patches": 120,
-        "min_mask_patches_per_block": 16,
-    },
-}
-
-# data2vec 2.0 base recipes (mode="data2vec2"): section 6.3 of the reference, released `D2V/config/v2/*.yaml`.
-_PRESETS_V2: dict[str, dict[str, Any]] = {
-    "text": {
-        "mode": "data2vec2",
-        "clone_batch": 8,
-        "average_top_k_layers": 12,
-        "target_feature": "ffn",
-        "instance_norm_target_layer": True,
-        "loss_beta": 0.0,
-        "loss_scale": 1.0,
-        "ema_decay": 0.9999,
-        "ema_end_decay": 0.99999,
-        "ema_anneal_end_step": 100_000,
-        "teacher_shared_params": ["embeddings."],
-        "mask_prob": 0.48,
-        "mask_length": 1,
-        "decoder_dim": None,
-        "decoder_kernel": 9,
-        "decoder_layers": 5,
-        "decoder_groups": 1,
-        "decoder_residual": False,
-        "decoder_projection_layers": 2,
-        "decoder_input_dropout": 0.1,
-        "mask_noise_std": 0.01,
-    },
-    "audio": {
-        "mode": "data2vec2",
-        "clone_batch": 8,
-        "average_top_k_layers": 8,
-        "target_feature": "ffn",
-        "instance_norm_target_layer": True,
-        "loss_beta": 0.0,
-        "loss_scale": None,
-        "ema_decay": 0.999,
-        "ema_end_decay": 0.99999,
-        "ema_anneal_end_step": 75_000,
-        "teacher_shared_params": ["feature_extractor.", "feature_projection."],
-        "mask_prob": 0.5,
-        "mask_length": 5,
-        "mask_prob_adjust": 0.05,
-        "decoder_kernel": 7,  # decoder_dim: hidden_size // 2 (384 for the base model), set in from_preset
-        "decoder_layers": 4,
-        "decoder_groups": 16,
-        "decoder_residual": True,
-        "decoder_projection_layers": 1,
-        "decoder_input_dropout": 0.1,
-        "mask_noise_std": 0.01,
-    },
-    "vision": {
-        "mode": "data2vec2",
-        "clone_batch": 16,
-        "average_top_k_layers": 10,
-        "target_feature": "ffn",
-        "instance_norm_target_layer": True,
-        "layer_norm_targets": True,
-        "loss_beta": 0.0,
-        "loss_scale": None,
-        "ema_decay": 0.9998,
-        "ema_end_decay": 0.99999,
-        "ema_anneal_end_step": 100_000,
-        "teacher_shared_params": [],
-        "mask_prob": 0.8,
-        "mask_length": 3,
-        "mask_prob_adjust": 0.07,
-        "cls_loss": 0.01,
-        "decoder_dim": None,
-        "decoder_kernel": 3,
-        "decoder_layers": 6,
-        "decoder_groups": 16,
-        "decoder_residual": True,
-        "decoder_projection_layers": 1,
-        "decoder_input_dropout": 0.0,
-        "mask_noise_std": 0.01,
-    },
-}
-# the data2vec 2.0 image encoder has absolute positions, no relative position bias, no layer scale, no dropout
-_VISION_V2_BACKBONE = {
-    "use_absolute_position_embeddings": True,
-    "use_relative_position_bias": False,
-    "use_shared_relative_position_bias": False,
-    "layer_scale_init_value": 0.0,
-    "drop_path_rate": 0.0,
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-}
-
 
 def image_side(backbone_config) -> int:
     """The side of a vision backbone's square input: `image_size` is an int or a `(height, width)` pair."""
     size = backbone_config.image_size
     return size if isinstance(size, int) else size[0]
-
-
-def base_backbone_config(modality: str) -> PreTrainedConfig:
-    """The base (12 x 768) architecture of each modality, as data2vec 1.0 pretrained it."""
-    if modality == "text":
-        # RoBERTa-base: GPT-2 BPE vocabulary + <mask>, 512 positions (+2 for fairseq's padding offset)
-        return Data2VecTextConfig(
-            vocab_size=50265, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1
-        )
-    if modality == "audio":
-        # fairseq's data2vec audio: LayerDrop 0.05, no channel masking
-        return Data2VecAudioConfig(layerdrop=0.05, mask_feature_prob=0.0)
-    if modality == "vision":
-        # BEiT ViT-B/16 as in the data2vec_vision repo: shared relative position bias, layer scale 1e-4,
-        # drop-path 0.25, attention dropout 0.05, final LayerNorm (no mean pooling), a learned mask token
-        return Data2VecVisionConfig(
-            use_mask_token=True,
-            use_absolute_position_embeddings=False,
-            use_shared_relative_position_bias=True,
-            layer_scale_init_value=1e-4,
-            drop_path_rate=0.25,
-            attention_probs_dropout_prob=0.05,
-            use_mean_pooling=False,
-        )
-    raise ValueError(f"Unknown modality {modality!r}; expected one of 'text', 'audio', 'vision'.")
-
-
-def tiny_backbone_config(modality: str, **kwargs) -> PreTrainedConfig:
-    """A 4-layer, 64-wide backbone of each modality, for laptops, CI and the embedded demo; `kwargs` override."""
-    common = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256)
-    if modality == "text":
-        # 514 positions: the 512 tokens of the tokenizer's model_max_length after RoBERTa's padding offset (as base)
-        text = dict(type_vocab_size=1, layer_norm_eps=1e-5, max_position_embeddings=514)
-        return Data2VecTextConfig(**{**common, **text, **kwargs})
-    if modality == "audio":
-        # the base CNN strides (320 samples = 20 ms per frame at 16 kHz) with fewer channels
-        audio = dict(conv_dim=(64,) * 7, num_conv_pos_embeddings=5, num_conv_pos_embedding_groups=4, layerdrop=0.05)
-        return Data2VecAudioConfig(**{**common, **audio, "mask_feature_prob": 0.0, **kwargs})
-    if modality == "vision":
-        vision = dict(use_mask_token=True, use_shared_relative_position_bias=True, layer_scale_init_value=1e-4)
-        vision.update(use_mean_pooling=False, drop_path_rate=0.1, image_size=28, patch_size=4)
-        return Data2VecVisionConfig(**{**common, **vision, **kwargs})
-    raise ValueError(f"Unknown modality {modality!r}; expected one of 'text', 'audio', 'vision'.")
 
 
 class Data2VecPretrainingConfig(PreTrainedConfig):
@@ -310,6 +125,14 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             per-position loss as `cls_loss * sum(CLS squared error * loss scale)`, which equals fairseq's
             `cls_loss * sample_size` factor after its division by `sample_size`.
 
+    Parameters of the collapse guard:
+        min_target_var (`float`, *optional*, defaults to 0.1):
+            Training stops when the mean per-channel std of the targets falls under this (fairseq's defaults; the
+            presets use each released recipe's value: 0.1 for audio 1.0 and 2.0 text/audio, 0 (no guard) for text
+            1.0, vision 1.0 and 2.0 images). `Data2VecPretrainingArguments.min_target_var` overrides it.
+        min_pred_var (`float`, *optional*, defaults to 0.01):
+            The same for the predictions (0.01 where the guard is on, else 0).
+
     Example:
 
     ```python
@@ -366,6 +189,9 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     mask_noise_std: float = 0.01
     mask_prob_adjust: float = 0.0
     cls_loss: float = 0.0
+    # Parameters of the collapse guard (read by the trainer unless its arguments set them)
+    min_target_var: float = 0.1
+    min_pred_var: float = 0.01
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:

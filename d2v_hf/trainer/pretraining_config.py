@@ -7,6 +7,9 @@ from transformers import TrainingArguments
 from ..argument_parsing import check_training_arguments
 
 
+WEIGHT_DECAY_EXEMPTIONS = ("none", "1d_and_bias", "transformers")
+
+
 @dataclass
 class Data2VecPretrainingArguments(TrainingArguments):
     r"""
@@ -15,13 +18,21 @@ class Data2VecPretrainingArguments(TrainingArguments):
     what is here controls the run.
 
     Parameters that control the collapse guard:
-        min_target_var (`float`, *optional*, defaults to `0.1`):
+        min_target_var (`float`, *optional*):
             Stop with an error when the target std (mean over channels of the per-channel std at masked positions,
-            averaged over the logging window and the processes) falls under this value. 0 disables it.
-        min_pred_var (`float`, *optional*, defaults to `0.01`):
-            The same for the prediction std.
+            averaged over the logging window and the processes) falls under this value. 0 disables it. Default:
+            the model config's `min_target_var`, i.e. the recipe's (0.1 for audio, 0 where the released code has no
+            guard).
+        min_pred_var (`float`, *optional*):
+            The same for the prediction std (default: the model config's `min_pred_var`).
         collapse_check_after_steps (`int`, *optional*, defaults to `5000`):
             The guard is checked at every logging step once `global_step` reaches this value (fairseq: 5000).
+
+    Parameters of the optimizer:
+        weight_decay_exempt (`str`, *optional*):
+            Which parameters get no weight decay: `"none"` (fairseq's data2vec 1.0 text and audio decay every
+            parameter), `"1d_and_bias"` (1-D parameters and biases, as data2vec 2.0 and the BEiT code of vision 1.0)
+            or `"transformers"` (the Trainer's default: biases and LayerNorm weights). Default: the recipe's.
 
     Parameters that control the output directory:
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -35,10 +46,22 @@ class Data2VecPretrainingArguments(TrainingArguments):
     """
 
     # Parameters that control the collapse guard
-    min_target_var: float = field(default=0.1, metadata={"help": "Stop when the target std falls under this value."})
-    min_pred_var: float = field(default=0.01, metadata={"help": "Stop when the prediction std falls under this."})
+    min_target_var: float | None = field(
+        default=None, metadata={"help": "Stop when the target std falls under this (default: the recipe's)."}
+    )
+    min_pred_var: float | None = field(
+        default=None, metadata={"help": "Stop when the prediction std falls under this (default: the recipe's)."}
+    )
     collapse_check_after_steps: int = field(
         default=5000, metadata={"help": "Check the collapse guard once this many optimizer steps are done."}
+    )
+    weight_decay_exempt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Parameters without weight decay: none (fairseq data2vec 1.0 text/audio decay all), 1d_and_bias "
+            "(1-D parameters and biases: data2vec 2.0, BEiT), transformers (the Trainer's: biases, LayerNorms). "
+            "Default: the recipe's."
+        },
     )
     # Parameters that control the output directory
     overwrite_output_dir: bool = field(
@@ -56,8 +79,12 @@ class Data2VecPretrainingArguments(TrainingArguments):
         super().__post_init__()
         check_training_arguments(self)
         for name in ("min_target_var", "min_pred_var"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0 disables the check).")
+        if self.weight_decay_exempt not in (None, *WEIGHT_DECAY_EXEMPTIONS):
+            raise ValueError(
+                f"--weight_decay_exempt {self.weight_decay_exempt!r}; expected one of {WEIGHT_DECAY_EXEMPTIONS}."
+            )
         if self.collapse_check_after_steps < 0:
             raise ValueError(f"collapse_check_after_steps={self.collapse_check_after_steps} must be >= 0.")
 

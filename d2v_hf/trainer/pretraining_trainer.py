@@ -49,8 +49,10 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
       validation split.
     - Checkpoints appear whole or not at all ([`~d2v_hf.trainer.checkpointing.AtomicCheckpointMixin`]); a NaN / inf
       loss stops training before that step's optimizer and EMA updates ([`Data2VecNonFiniteLossError`]).
-    - The collapse guard of fairseq: a [`Data2VecCollapseError`] once `target_var < args.min_target_var` or
-      `prediction_var < args.min_pred_var` after `args.collapse_check_after_steps` steps.
+    - The collapse guard of fairseq: a [`Data2VecCollapseError`] once `target_var < min_target_var` or
+      `prediction_var < min_pred_var` after `args.collapse_check_after_steps` steps (thresholds: the arguments', or
+      the recipe's in the model config).
+    - Weight decay on the parameters the recipe decays (`args.weight_decay_exempt`).
 
     Example:
 
@@ -157,20 +159,43 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
             logs["ema_decay"] = self.ema_callback.last_decay
         return logs
 
+    def get_decay_parameter_names(self, model) -> list[str]:
+        """The parameters that get weight decay: all (data2vec 1.0 text and audio), all but 1-D parameters and biases
+        (2.0, vision 1.0), or the Trainer's choice (`args.weight_decay_exempt`)."""
+        config = self.accelerator.unwrap_model(self.model).config
+        exempt = self.args.weight_decay_exempt
+        if exempt is None:
+            exempt = "none" if config.mode == "data2vec" and config.modality in ("text", "audio") else "1d_and_bias"
+        if exempt == "transformers":
+            return super().get_decay_parameter_names(model)
+        names = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+        if exempt == "none":
+            return names
+        parameters = dict(model.named_parameters())
+        return [name for name in names if parameters[name].ndim > 1 and not name.endswith(".bias")]
+
+    def collapse_thresholds(self) -> tuple[float, float]:
+        """`(min_target_var, min_pred_var)`: the arguments' when given, else the model config's (the recipe's)."""
+        config = self.accelerator.unwrap_model(self.model).config
+        target = self.args.min_target_var if self.args.min_target_var is not None else config.min_target_var
+        prediction = self.args.min_pred_var if self.args.min_pred_var is not None else config.min_pred_var
+        return target, prediction
+
     def _check_collapse(self, target_var: float, prediction_var: float) -> None:
         args, step = self.args, self.state.global_step
         if step < args.collapse_check_after_steps:
             return
-        if target_var < args.min_target_var:
+        min_target_var, min_pred_var = self.collapse_thresholds()
+        if target_var < min_target_var:
             raise Data2VecCollapseError(
                 f"Representation collapse at step {step}: target_var={target_var:.5f} < min_target_var="
-                f"{args.min_target_var}. Lower the learning rate, lengthen the warmup or raise the EMA decay "
+                f"{min_target_var}. Lower the learning rate, lengthen the warmup or raise the EMA decay "
                 "(see the data2vec paper, Sec. 6); --min_target_var 0 disables this check."
             )
-        if prediction_var < args.min_pred_var:
+        if prediction_var < min_pred_var:
             raise Data2VecCollapseError(
                 f"Representation collapse at step {step}: prediction_var={prediction_var:.5f} < min_pred_var="
-                f"{args.min_pred_var}. --min_pred_var 0 disables this check."
+                f"{min_pred_var}. --min_pred_var 0 disables this check."
             )
 
 

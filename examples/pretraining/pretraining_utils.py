@@ -4,6 +4,7 @@ anything is written, and the artifacts written at the end (model card, loss plot
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,20 @@ from d2v_hf.configuration_data2vec_pretraining import (
     tiny_backbone_config,
 )
 from d2v_hf.data import train_bpe_tokenizer
+from d2v_hf.recipes import RECIPE_METADATA, TRAINING_RECIPES
 
 
 @dataclass
 class Data2VecModelArguments:
     """What to pretrain: a preset recipe on a backbone size, or a checkpoint to continue from."""
 
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "A released recipe, model and training: data2vec-{text,audio,vision}-base or "
+            "data2vec2-{text,audio,vision}-base (docs/recipes.md). Flags you give win over it."
+        },
+    )
     modality: str = field(default="text", metadata={"help": "text, audio or vision."})
     model_name_or_path: str | None = field(
         default=None,
@@ -145,6 +154,54 @@ def check_checkpoint(checkpoint: str, modality: str | None = None) -> None:
         raise ValueError(f"Checkpoint file {weights} is missing, corrupted or truncated ({err}).") from None
     if not any(k.startswith("teacher.") for k in keys):
         raise ValueError(f"Checkpoint file {weights} holds no teacher: it is not a Data2VecForPretraining checkpoint.")
+
+
+def recipe_defaults(name: str, given: set[str], training_args) -> tuple[list[str], list[str]]:
+    """
+    The command-line flags that `--recipe NAME` adds (those the user did not give), and a line per value for the log
+    and the model card. The released batch of one update is reached on `training_args.world_size` processes with
+    gradient accumulation: `accumulation = ceil(batch / (per-device batch x processes))`, with the recipe's per-device
+    batch or yours (`--per_device_train_batch_size`, e.g. to fit memory); the learning rate, warmup, total updates and
+    EMA schedule stay as released, since the update is the same. An accumulation you give yourself changes the batch
+    of an update; nothing is rescaled then, and the log and the card say so.
+    """
+    if name not in TRAINING_RECIPES:
+        raise ValueError(f"--recipe {name!r}; expected one of {sorted(TRAINING_RECIPES)}.")
+    recipe = TRAINING_RECIPES[name]
+    values = {k: v for k, v in recipe.items() if k not in RECIPE_METADATA}
+    values.update(modality=recipe["modality"], model_size="base")
+    if recipe["mode"] == "data2vec2":
+        values["config_overrides"] = "mode=data2vec2"
+    per_device = training_args.per_device_train_batch_size if "per_device_train_batch_size" in given else None
+    processes = training_args.world_size
+    # more processes than the release had: a smaller per-device batch keeps the update's size (to the nearest)
+    values["per_device_train_batch_size"] = per_device or min(
+        recipe["per_gpu"], math.ceil(recipe["batch"] / processes)
+    )
+    values["gradient_accumulation_steps"] = max(
+        1, math.ceil(recipe["batch"] / (values["per_device_train_batch_size"] * processes))
+    )
+    flags, lines = [], []
+    for key, value in values.items():
+        text = json.dumps(value) if isinstance(value, dict) else str(value)
+        if key in given:
+            lines.append(f"{key}: {text} in the recipe, yours kept")
+        else:
+            flags.append(f"--{key}={text}")
+            lines.append(f"{key}: {text}")
+    accumulation = (
+        training_args.gradient_accumulation_steps
+        if "gradient_accumulation_steps" in given
+        else values["gradient_accumulation_steps"]
+    )
+    per_update = values["per_device_train_batch_size"] * processes * accumulation
+    released = f"{recipe['batch']} ({recipe['gpus']} GPUs x {recipe['per_gpu']})"
+    lines.insert(
+        0,
+        f"recipe {name} ({recipe['source']}): released batch {released} per update; this run: "
+        f"{per_update} ({processes} processes x {values['per_device_train_batch_size']} x {accumulation})",
+    )
+    return flags, lines
 
 
 def parse_config_overrides(overrides: str | None) -> tuple[dict, dict]:

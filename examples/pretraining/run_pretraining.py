@@ -26,12 +26,14 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
 import transformers
 from pretraining_artifacts import final_metrics, pretraining_model_card, write_artifacts
 from transformers import set_seed
 
 from d2v_hf import Data2VecPretrainingArguments, Data2VecPretrainingTrainer, data_collator_for
 from d2v_hf.argument_parsing import check_model_path, parse_arguments
+from d2v_hf.recipes import TRAINING_RECIPES
 from d2v_hf.trainer.checkpointing import resolve_resume_checkpoint
 
 from pretraining_data import build_audio_datasets, build_text_datasets, build_vision_datasets, text_sources
@@ -43,6 +45,7 @@ from pretraining_utils import (
     load_or_build_model,
     load_tokenizer,
     parse_config_overrides,
+    recipe_defaults,
 )
 
 
@@ -69,24 +72,41 @@ ARGUMENT_TYPES = (Data2VecModelArguments, Data2VecDataArguments, Data2VecPretrai
 
 
 def parse_args(argv=None):
-    """The arguments; with no data argument, the tiny text demo's settings fill in what the user did not give."""
+    """
+    The arguments, and what filled in the flags the user did not give: `--recipe NAME` (the released recipe) or,
+    with no data argument, the tiny text demo's settings. Returns `(model, data, training arguments, demo, notes)`.
+    """
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     parsed = parse_arguments(ARGUMENT_TYPES, argv, description=__doc__)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return (*parsed, False)
-    model_args, data_args = parsed[:2]
-    if not (data_args.uses_embedded_default and model_args.modality == "text"):
-        return (*parsed, False)
+        return (*parsed, False, [])
+    model_args, data_args, training_args = parsed
     given = {arg.split("=")[0].lstrip("-") for arg in argv if arg.startswith("--")}
+    if model_args.recipe:
+        flags, notes = recipe_defaults(model_args.recipe, given, training_args)
+        if model_args.config_overrides and "config_overrides" in given:  # the recipe's first, yours after (yours win)
+            flags = [f for f in flags if not f.startswith("--config_overrides")]
+            mode = "mode=data2vec2," if TRAINING_RECIPES[model_args.recipe]["mode"] == "data2vec2" else ""
+            argv = [a if not a.startswith("--config_overrides") else a.replace("=", f"={mode}", 1) for a in argv]
+        if training_args.use_cpu or not torch.cuda.is_available():
+            notes.append("precision: fp32 (no GPU; fairseq trained in fp16)")
+        elif not ({"fp16", "bf16"} & given):
+            flags.append("--bf16" if torch.cuda.is_bf16_supported() else "--fp16")
+            notes.append(f"precision: {flags[-1][2:]} (fairseq: fp16)")
+        return (*parse_arguments(ARGUMENT_TYPES, flags + argv, description=__doc__), False, notes)
+    if not (data_args.uses_embedded_default and model_args.modality == "text"):
+        return (*parsed, False, [])
     defaults = [f"--{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
-    return (*parse_arguments(ARGUMENT_TYPES, defaults + list(argv), description=__doc__), True)
+    return (*parse_arguments(ARGUMENT_TYPES, defaults + list(argv), description=__doc__), True, [])
 
 
 def main(argv=None):
-    model_args, data_args, training_args, demo = parse_args(argv)
+    model_args, data_args, training_args, demo, notes = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
+    for line in notes:
+        logger.info(line)
     if demo:
         logger.info(
             f"No data given: pretraining the demo, a {model_args.model_size} data2vec text model for "
@@ -126,7 +146,6 @@ def main(argv=None):
         train_dataset, eval_dataset, description = build_vision_datasets(
             data_args, model_args, image_size, training_args.seed
         )
-    notes = []
     anneal = model.config.ema_anneal_end_step
     if 0 < training_args.max_steps < anneal and "ema_anneal_end_step" not in recipe_overrides:
         # a short run: the teacher's decay reaches its final value at the end of the run, not after the preset's
