@@ -309,13 +309,33 @@ class Data2VecForPretraining(PreTrainedModel):
         averaged, shared = split_shared_parameters(self.teacher, self.student, self.config.teacher_shared_params)
         master = None
         if any(t.dtype != torch.float32 for t, _ in averaged):
-            # a low-precision teacher keeps an fp32 shadow (fairseq's ema_fp32); it lives for this process only
+            # a low-precision teacher keeps an fp32 shadow (fairseq's ema_fp32); checkpoints save it (the trainer)
             if self._ema_fp32_master is None or len(self._ema_fp32_master) != len(averaged):
                 self._ema_fp32_master = [t.detach().float().clone() for t, _ in averaged]
             master = self._ema_fp32_master
         ema_update_(averaged, shared, decay, fp32_master=master)
         self.ema_num_updates += 1
         return decay
+
+    def _averaged_teacher_names(self) -> list[str]:
+        shared = self.config.teacher_shared_params
+        return [name for name, _ in self.teacher.named_parameters() if not any(name.startswith(p) for p in shared)]
+
+    def ema_fp32_state(self) -> dict[str, torch.Tensor]:
+        """The fp32 shadow of a low-precision teacher (empty for an fp32 teacher), by teacher parameter name."""
+        if self._ema_fp32_master is None:
+            return {}
+        return dict(zip(self._averaged_teacher_names(), self._ema_fp32_master))
+
+    def load_ema_fp32_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restores the fp32 shadow saved by [`ema_fp32_state`] (a resumed low-precision teacher keeps it)."""
+        names = self._averaged_teacher_names()
+        if sorted(state) != sorted(names):
+            raise ValueError(
+                f"The saved EMA fp32 state holds {len(state)} tensors; this teacher averages {len(names)}."
+            )
+        device = next(self.teacher.parameters()).device
+        self._ema_fp32_master = [state[name].to(device=device, dtype=torch.float32).clone() for name in names]
 
     def export_student(self, save_directory: str | os.PathLike, **save_kwargs) -> None:
         """

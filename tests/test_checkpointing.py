@@ -155,3 +155,37 @@ def test_nan_loss_stops_before_the_teacher_sees_it(tmp_path):
     saved = load_file(tmp_path / "checkpoint-4" / "model.safetensors")
     assert int(saved["ema_num_updates"]) == 4 and all(torch.isfinite(t.float()).all() for t in saved.values())
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+
+
+def bf16_teacher_trainer(output_dir, dataset):
+    torch.manual_seed(0)
+    model = Data2VecForPretraining(tiny_config("text", backbone_kwargs=NO_DROPOUT))
+    model.teacher.to(torch.bfloat16)  # a low-precision teacher: the EMA accumulates in an fp32 shadow
+    arguments = Data2VecPretrainingArguments(
+        output_dir=str(output_dir), max_steps=6, save_steps=3, per_device_train_batch_size=4, learning_rate=1e-3,
+        use_cpu=True, report_to="none", logging_steps=1, seed=0,
+    )  # fmt: skip
+    tokenizer = build_tokenizer(["a b"], vocab_size=300)
+    collator = data_collator_for(model.config, tokenizer)
+    return Data2VecPretrainingTrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator)
+
+
+def test_bf16_teacher_resumes_bitwise_with_its_fp32_shadow(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    dataset = Dataset.from_dict({"input_ids": torch.randint(5, 98, (48, 16), generator=generator).tolist()})
+    full = bf16_teacher_trainer(tmp_path / "full", dataset)
+    full.train()
+    assert (tmp_path / "full" / "checkpoint-3" / "ema_fp32.safetensors").exists()
+    resumed = bf16_teacher_trainer(tmp_path / "resumed", dataset)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    for (name, a), b in zip(full.model.teacher.named_parameters(), resumed.model.teacher.parameters()):
+        assert a.dtype == torch.bfloat16 and torch.equal(a, b), name
+    shadow_full, shadow_resumed = full.model.ema_fp32_state(), resumed.model.ema_fp32_state()
+    assert shadow_full.keys() == shadow_resumed.keys() and shadow_full
+    for name in shadow_full:
+        assert torch.equal(shadow_full[name], shadow_resumed[name]), name
+    # what a resume without the shadow gives: the fp32 accumulator restarts from the bf16 weights, and drifts
+    dropped = bf16_teacher_trainer(tmp_path / "dropped", dataset)
+    (tmp_path / "full" / "checkpoint-3" / "ema_fp32.safetensors").unlink()
+    dropped.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    assert any(not torch.equal(shadow_full[n], dropped.model.ema_fp32_state()[n]) for n in shadow_full)

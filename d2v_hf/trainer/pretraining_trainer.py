@@ -1,14 +1,20 @@
 """[`~transformers.Trainer`] for data2vec pretraining: EMA teacher steps, exact loss normalisation, collapse guard."""
 
 import hashlib
+import os
 
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
 from ..modelcard import KeepModelCardMixin
 from ..modeling_data2vec_pretraining import Data2VecForPretraining
 from .checkpointing import AtomicCheckpointMixin
 from .pretraining_config import Data2VecPretrainingArguments
+
+
+# the fp32 EMA shadow of a low-precision teacher, saved in each checkpoint next to the optimizer state
+EMA_FP32_NAME = "ema_fp32.safetensors"
 
 
 class Data2VecCollapseError(RuntimeError):
@@ -158,6 +164,21 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
         if self.ema_callback.last_decay is not None:
             logs["ema_decay"] = self.ema_callback.last_decay
         return logs
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        # the fp32 shadow of a low-precision teacher belongs to the resumable state, like the optimizer's moments
+        super()._save_optimizer_and_scheduler(output_dir)
+        state = self.accelerator.unwrap_model(self.model).ema_fp32_state()
+        if state and self.args.should_save:
+            save_file(
+                {name: tensor.contiguous() for name, tensor in state.items()}, os.path.join(output_dir, EMA_FP32_NAME)
+            )
+
+    def _load_optimizer_and_scheduler(self, checkpoint) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, EMA_FP32_NAME) if checkpoint else None
+        if path and os.path.isfile(path):
+            self.accelerator.unwrap_model(self.model).load_ema_fp32_state(load_file(path))
 
     def get_decay_parameter_names(self, model) -> list[str]:
         """The parameters that get weight decay: all (data2vec 1.0 text and audio), all but 1-D parameters and biases
