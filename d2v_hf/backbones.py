@@ -4,6 +4,8 @@ features live, how long its output sequence is, and which inputs are valid. Kept
 modeling file reads as the paper's steps.
 """
 
+import math
+
 import torch
 from torch import nn
 from transformers import Data2VecAudioModel, Data2VecTextModel, Data2VecVisionModel, PreTrainedConfig, PreTrainedModel
@@ -24,6 +26,21 @@ def build_backbone(config: PreTrainedConfig, modality: str) -> PreTrainedModel:
     if modality == "audio":
         return Data2VecAudioModel(config)
     return Data2VecVisionModel(config, add_pooling_layer=False)
+
+
+@torch.no_grad()
+def init_beit_backbone(backbone: PreTrainedModel) -> None:
+    """
+    data2vec 1.0's image initialisation (the BEiT code, `modeling_cyclical.py`): CLS and mask tokens from
+    trunc-normal(0.02) (Hugging Face zeroes them), and each block's attention output and second FFN projection
+    divided by sqrt(2 * layer number) (BEiT's `fix_init_weight`), so deeper residual branches start smaller.
+    """
+    nn.init.trunc_normal_(backbone.embeddings.cls_token, std=0.02)
+    if backbone.embeddings.mask_token is not None:
+        nn.init.trunc_normal_(backbone.embeddings.mask_token, std=0.02)
+    for number, layer in enumerate(backbone.encoder.layer, start=1):
+        for linear in (layer.attention.output.dense, layer.output.dense):
+            linear.weight.div_(math.sqrt(2.0 * number))
 
 
 def encoder_layers(backbone: PreTrainedModel, modality: str) -> nn.ModuleList:
@@ -161,6 +178,7 @@ __all__ = [
     "check_inputs",
     "check_mask",
     "encoder_layers",
+    "init_beit_backbone",
     "num_output_positions",
     "target_modules",
 ]

@@ -123,6 +123,42 @@ class Data2Vec2Decoder(nn.Module):
         return self.projection(hidden_states)
 
 
+def sincos_2d_positions(grid_size: int, dim: int) -> torch.Tensor:
+    """
+    The fixed 2-D sin-cos positions of MAE and data2vec 2.0 (`get_2d_sincos_pos_embed`): half the channels encode
+    the column, half the row, each as `[sin(p * w_k), cos(p * w_k)]` with `w_k = 10000^(-k / (dim / 4))`.
+    Returns `(grid_size**2, dim)`, patches in row-major order.
+    """
+    if dim % 4:
+        raise ValueError(f"hidden_size={dim}: 2-D sin-cos positions need a multiple of 4.")
+    frequencies = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    rows, columns = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+
+    def encode(positions):
+        angles = positions.reshape(-1, 1).double() * frequencies
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(columns), encode(rows)], dim=1).float()
+
+
+@torch.no_grad()
+def init_data2vec2_image_backbone(student, teacher) -> None:
+    """
+    data2vec 2.0's image encoder: fixed 2-D sin-cos positions, never trained (fairseq `fixed_positions`,
+    `requires_grad=False`; the CLS slot gets none), and a CLS token from N(0, 1) (`init_extra_token_zero: false`).
+    """
+    for backbone in (student, teacher):
+        embeddings = backbone.embeddings
+        fixed = torch.zeros_like(embeddings.position_embeddings)
+        grid = int(round((fixed.shape[1] - 1) ** 0.5))
+        fixed[0, 1:] = sincos_2d_positions(grid, fixed.shape[-1]).to(fixed)
+        # a buffer under the parameter's name: the forward and the state-dict key (which the exported student's
+        # Data2VecVisionModel loads as its parameter) stay the same, and no optimizer or loaded checkpoint trains it
+        del embeddings.position_embeddings
+        embeddings.register_buffer("position_embeddings", fixed)
+    nn.init.normal_(student.embeddings.cls_token, std=1.0)
+
+
 def gather_visible(hidden_states: torch.Tensor, keep: torch.BoolTensor):
     """
     Packs the kept rows of each sequence to the front, in order.
@@ -334,4 +370,6 @@ __all__ = [
     "encode_visible_patches",
     "encode_visible_text",
     "gather_visible",
+    "init_data2vec2_image_backbone",
+    "sincos_2d_positions",
 ]

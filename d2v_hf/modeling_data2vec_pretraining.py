@@ -18,12 +18,13 @@ from .backbones import (
     build_backbone,
     check_inputs,
     check_mask,
+    init_beit_backbone,
     num_output_positions,
     target_modules,
 )
 from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
 from .ema import check_decay, ema_update_, get_annealed_rate, split_shared_parameters
-from .modeling_data2vec2 import Data2Vec2Decoder, data2vec2_predictions
+from .modeling_data2vec2 import Data2Vec2Decoder, data2vec2_predictions, init_data2vec2_image_backbone
 
 
 @dataclass
@@ -133,6 +134,12 @@ class Data2VecForPretraining(PreTrainedModel):
         self.register_buffer("ema_num_updates", torch.zeros((), dtype=torch.long))
         self._ema_fp32_master = None
         self.post_init()
+        if self.modality == "vision":
+            # the released image recipes' own initialisation (the Hugging Face one zeroes CLS and mask tokens)
+            if config.mode == "data2vec2":
+                init_data2vec2_image_backbone(self.student, self.teacher)
+            else:
+                init_beit_backbone(self.student)
         # the teacher starts as an exact copy of the student (fairseq deep-copies the student)
         with torch.no_grad():
             for teacher_tensor, student_tensor in zip(

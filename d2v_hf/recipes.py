@@ -174,6 +174,7 @@ def base_backbone_config(modality: str) -> PreTrainedConfig:
         # BEiT ViT-B/16 as in the data2vec_vision repo: shared relative position bias, layer scale 1e-4,
         # drop-path 0.25, attention dropout 0.05, final LayerNorm (no mean pooling), a learned mask token
         return Data2VecVisionConfig(
+            layer_norm_eps=1e-6,  # BEiT's LayerNorms (Hugging Face's default: 1e-12)
             use_mask_token=True,
             use_absolute_position_embeddings=False,
             use_shared_relative_position_bias=True,
@@ -200,7 +201,7 @@ def tiny_backbone_config(modality: str, **kwargs) -> PreTrainedConfig:
         )
     if modality == "vision":
         vision = dict(use_mask_token=True, use_shared_relative_position_bias=True, layer_scale_init_value=1e-4)
-        vision.update(use_mean_pooling=False, drop_path_rate=0.1, image_size=28, patch_size=4)
+        vision.update(use_mean_pooling=False, drop_path_rate=0.1, image_size=28, patch_size=4, layer_norm_eps=1e-6)
         return Data2VecVisionConfig(**{**common, **vision, **kwargs})
     raise ValueError(f"Unknown modality {modality!r}; expected one of 'text', 'audio', 'vision'.")
 

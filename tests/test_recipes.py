@@ -3,8 +3,13 @@ The released recipes: every training value against a table transcribed here from
 presets' collapse guard and FFN dropout, the weight decay each recipe exempts, and `run_pretraining.py --recipe`.
 """
 
+import math
+
+import numpy as np
 import pytest
+import torch
 from datasets import Dataset
+from transformers import Data2VecVisionModel
 
 from d2v_hf import (
     Data2VecForPretraining,
@@ -142,3 +147,162 @@ def test_recipe_run_lists_its_values_in_the_card(tmp_path):
         "max_steps: 1000000 in the recipe, yours kept" in card and "model_size: base in the recipe, yours kept" in card
     )
     assert "adam_beta2: 0.98" in card and "weight_decay_exempt: none" in card
+
+
+def mae_sincos(grid: int, dim: int) -> np.ndarray:
+    """MAE's get_2d_sincos_pos_embed (models_mae / util/pos_embed.py), which data2vec 2.0 uses, written out."""
+
+    def one_d(positions, d):
+        omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+        out = np.einsum("m,d->md", positions.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    w, h = np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64))
+    return np.concatenate([one_d(w, dim // 2), one_d(h, dim // 2)], axis=1)
+
+
+def test_data2vec2_image_positions_are_fixed_sincos(tmp_path):
+    config = tiny_config("vision", mode="data2vec2", clone_batch=2)
+    model = Data2VecForPretraining(config)
+    positions = model.student.embeddings.position_embeddings
+    grid = config.backbone_config.image_size // config.backbone_config.patch_size
+    np.testing.assert_allclose(positions[0, 1:].numpy(), mae_sincos(grid, config.hidden_size), atol=1e-6)
+    assert torch.equal(positions[0, 0], torch.zeros(config.hidden_size))  # the CLS slot: no position
+    assert not positions.requires_grad and torch.equal(model.teacher.embeddings.position_embeddings, positions)
+    assert "student.embeddings.position_embeddings" not in dict(model.named_parameters())
+    assert model.student.embeddings.cls_token.std() > 0.5  # N(0, 1), not zeros
+    # excluded from the optimizer, unchanged by training
+    args = Data2VecPretrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = Data2VecPretrainingTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"x": [1]}))
+    optimized = {id(p) for group in trainer.create_optimizer().param_groups for p in group["params"]}
+    assert id(positions) not in optimized and id(model.student.embeddings.cls_token) in optimized
+    before = positions.clone()
+    inputs = tiny_inputs_v2(config)
+    model.train()
+    model(**inputs).loss.backward()
+    trainer.optimizer.step()
+    assert torch.equal(positions, before)
+    # save / load / export keep them, and keep them out of training
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = Data2VecForPretraining.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(loaded.student.embeddings.position_embeddings, before)
+    assert not loaded.student.embeddings.position_embeddings.requires_grad
+    model.export_student(tmp_path / "student")
+    exported = Data2VecVisionModel.from_pretrained(tmp_path / "student")
+    assert torch.equal(exported.embeddings.position_embeddings, before)
+
+
+def tiny_inputs_v2(config):
+    from d2v_hf import compute_inverse_block_mask
+
+    pixel_values = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask = torch.cat([compute_inverse_block_mask(4, 0.5, 1, 0.0, config.clone_batch) for _ in range(2)])
+    return {"pixel_values": pixel_values, "mask": mask}
+
+
+def test_data2vec_image_initialisation_is_beits():
+    backbone = base_backbone_config("vision")
+    assert backbone.layer_norm_eps == 1e-6 and tiny_backbone_config("vision").layer_norm_eps == 1e-6
+    config = tiny_config("vision", num_layers=4, backbone_kwargs={"hidden_size": 256, "intermediate_size": 512})
+    torch.manual_seed(0)
+    model = Data2VecForPretraining(config)
+    embeddings = model.student.embeddings
+    for token in (embeddings.cls_token, embeddings.mask_token):  # trunc-normal(0.02); Hugging Face: zeros
+        assert 0.015 < float(token.detach().std()) < 0.025
+    for number, layer in enumerate(model.student.encoder.layer, start=1):  # BEiT's fix_init_weight
+        for linear in (layer.attention.output.dense, layer.output.dense):
+            expected = 0.02 / math.sqrt(2 * number)
+            assert abs(float(linear.weight.detach().std()) / expected - 1) < 0.1, (
+                number,
+                float(linear.weight.detach().std()),
+            )
+        assert abs(float(layer.attention.attention.query.weight.detach().std()) / 0.02 - 1) < 0.1  # others as before
+    assert torch.equal(model.teacher.embeddings.cls_token, embeddings.cls_token)
+
+
+@pytest.mark.real_data
+def test_pretraining_augmentations_on_real_images(shared_data):
+    from d2v_hf.data import IMAGENET_MEAN, IMAGENET_STD, load_fashion_mnist, pretraining_image_transform
+    from d2v_hf.data.image import ImageTransform, read_idx
+
+    folder = shared_data / "vision" / "fashion-mnist"
+    images = load_fashion_mnist(folder, "test").select(range(500))
+    # evaluation: resize + centre crop, ImageNet statistics: the channel means follow the raw pixels exactly
+    raw = read_idx(next(folder.glob("t10k-images-idx3-ubyte*")))[:500].astype(np.float64) / 255.0
+    evaluated = torch.stack([pretraining_image_transform("data2vec", 28, train=False)(row["image"]) for row in images])
+    for channel in range(3):
+        expected = (raw.mean() - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        assert abs(float(evaluated[:, channel].mean()) - expected) < 0.01, channel
+    # training: the crop areas of each release (data2vec 1.0: 8-100% of the image, 2.0: 20-100%)
+    for mode, smallest in (("data2vec", 0.08), ("data2vec2", 0.2)):
+        transform = pretraining_image_transform(mode, 28, train=True, seed=0)
+        areas = [
+            (box[2] - box[0]) * (box[3] - box[1]) / 784 for box in (transform._crop_box(28, 28) for _ in range(3000))
+        ]
+        assert smallest - 0.02 <= min(areas) < smallest + 0.05 and max(areas) > 0.95, (mode, min(areas))
+        assert abs(np.mean(areas) - (smallest + 1) / 2) < 0.05, (mode, np.mean(areas))
+    # flips half of the time; colour jitter (1.0 only) changes brightness / contrast / saturation
+    image = images[0]["image"]
+    for mode, jitter in (("data2vec", True), ("data2vec2", False)):
+        augmentation = {"crop_scale": (1.0, 1.0), "color_jitter": 0.4 if jitter else 0.0}
+        transform = ImageTransform(28, IMAGENET_MEAN, IMAGENET_STD, train=True, seed=1, **augmentation)
+        plain = pretraining_image_transform(mode, 28, train=False)(image)
+        outputs = [transform(image) for _ in range(400)]
+        flipped = [torch.allclose(o.flip(-1), plain, atol=1e-5) for o in outputs]
+        same = [torch.allclose(o, plain, atol=1e-5) for o in outputs]
+        if jitter:
+            assert not any(flipped) and not any(same)  # every output re-coloured
+            brightness = torch.stack([o.mean() for o in outputs])
+            assert float(brightness.std()) > 0.05
+        else:
+            assert all(f or s for f, s in zip(flipped, same)) and 0.4 < np.mean(flipped) < 0.6
+
+
+MODEL_RELEASED = {
+    # fairseq examples/data2vec/config/text/pretraining/base.yaml:25-26 (task), 51-61 (model)
+    ("text", "data2vec"): dict(
+        head_layers=2, average_top_k_layers=10, layer_norm_target_layer=True, loss_scale=1.0, ema_decay=0.999,
+        ema_end_decay=0.9999, ema_anneal_end_step=300_000, loss_beta=4.0, mask_prob=0.35, mask_length=4,
+    ),
+    # fairseq examples/data2vec/config/audio/pretraining/base_librispeech.yaml:64-78
+    ("audio", "data2vec"): dict(
+        mask_prob=0.65, mask_length=10, loss_beta=0.0, loss_scale=None, instance_norm_target_layer=True,
+        average_top_k_layers=8, ema_decay=0.999, ema_end_decay=0.9999, ema_anneal_end_step=30_000,
+    ),
+    # data2vec_vision beit/README.md:24-34 (--target_layers [6..11] of 12, --ema_decay 0.9998 from step 0,
+    # --l1_beta 2.0, --post_target_layer_norm, --num_mask_patches 120, --min_mask_patches_per_block 16)
+    ("vision", "data2vec"): dict(
+        average_top_k_layers=6, ema_decay=0.9998, ema_end_decay=0.9998, loss_beta=2.0, layer_norm_targets=True,
+        num_mask_patches=120, min_mask_patches_per_block=16,
+    ),
+    # fairseq examples/data2vec/config/v2/base_text_only_task.yaml:74-111
+    ("text", "data2vec2"): dict(
+        loss_beta=0.0, loss_scale=1.0, clone_batch=8, ema_decay=0.9999, ema_end_decay=0.99999,
+        ema_anneal_end_step=100_000, average_top_k_layers=12, instance_norm_target_layer=True, mask_prob=0.48,
+        mask_length=1, mask_noise_std=0.01, decoder_input_dropout=0.1, decoder_kernel=9, decoder_layers=5,
+        decoder_groups=1, decoder_residual=False, decoder_projection_layers=2,
+    ),
+    # fairseq examples/data2vec/config/v2/base_audio_only_task.yaml:66-113
+    ("audio", "data2vec2"): dict(
+        loss_beta=0.0, loss_scale=None, clone_batch=8, ema_decay=0.999, ema_end_decay=0.99999,
+        ema_anneal_end_step=75_000, average_top_k_layers=8, instance_norm_target_layer=True, mask_prob=0.5,
+        mask_prob_adjust=0.05, mask_length=5, mask_noise_std=0.01, decoder_input_dropout=0.1, decoder_dim=384,
+        decoder_groups=16, decoder_kernel=7, decoder_layers=4,
+    ),
+    # fairseq examples/data2vec/config/v2/base_images_only_task.yaml:72-116 (depth 10 + prenet_depth 2 = 12 blocks)
+    ("vision", "data2vec2"): dict(
+        ema_decay=0.9998, ema_end_decay=0.99999, ema_anneal_end_step=100_000, instance_norm_target_layer=True,
+        layer_norm_targets=True, average_top_k_layers=10, clone_batch=16, min_target_var=0.0, min_pred_var=0.0,
+        cls_loss=0.01, mask_prob=0.8, mask_prob_adjust=0.07, mask_length=3, mask_noise_std=0.01,
+        decoder_input_dropout=0.0, decoder_groups=16, decoder_kernel=3, decoder_layers=6,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("modality, mode", sorted(MODEL_RELEASED))
+def test_model_preset_matches_the_released_config(modality, mode):
+    config = Data2VecPretrainingConfig.from_preset(modality, **({"mode": mode} if mode == "data2vec2" else {}))
+    for key, value in MODEL_RELEASED[(modality, mode)].items():
+        assert getattr(config, key) == value, key
+    if (modality, mode) == ("vision", "data2vec2"):
+        assert config.decoder_dim in (None, 768)  # None: the hidden size, 768 for the base model (yaml:112)

@@ -19,10 +19,13 @@ from .audio import DIGIT_NAMES, load_audio_folder, read_audio, resample, spoken_
 from .default_corpus import build_default_corpus, default_corpus_info
 from .image import (
     FASHION_MNIST_CLASSES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     ImageTransform,
     image_transform,
     load_fashion_mnist,
     load_image_folder,
+    pretraining_image_transform,
     read_idx,
 )
 from .spoken_digits import (
@@ -36,6 +39,9 @@ from .tokenization import SPECIAL_TOKENS, train_bpe_tokenizer
 
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "pretraining_image_transform",
     "AUDIO_EXTENSIONS",
     "SPECIAL_TOKENS",
     "SPOKEN_DIGITS_TRAIN_VOICES",

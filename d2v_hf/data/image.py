@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value, load_dataset
 from datasets import Image as ImageFeature
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from ._common import IMAGE_EXTENSIONS, open_binary, scan_folder
 
@@ -221,12 +221,14 @@ def load_fashion_mnist(
 class ImageTransform:
     """Turns one image into normalised `pixel_values` (a float32 `torch.Tensor` of shape (3, size, size)).
 
-    Train: torchvision-style `RandomResizedCrop(size, scale, ratio=(3/4, 4/3))` (bicubic) and a horizontal flip
-    with probability 0.5. Eval: resize the shorter side to `size` (bicubic) and centre-crop. Then scale to [0, 1]
-    and normalise per channel with `mean` / `std`. Greyscale (and RGBA, palette...) images become RGB.
+    Train: torchvision-style `RandomResizedCrop(size, scale, ratio=(3/4, 4/3))` (bicubic), a horizontal flip
+    with probability 0.5 and, with `color_jitter` c > 0, torchvision's `ColorJitter(c, c, c)`: brightness, contrast
+    and saturation each scaled by a factor from U[1 - c, 1 + c], in a random order. Eval: resize the shorter side to
+    `size` (bicubic) and centre-crop. Then scale to [0, 1] and normalise per channel with `mean` / `std`. Greyscale
+    (and RGBA, palette...) images become RGB.
     """
 
-    def __init__(self, image_size, mean, std, train, crop_scale=(0.08, 1.0), seed=None):
+    def __init__(self, image_size, mean, std, train, crop_scale=(0.08, 1.0), seed=None, color_jitter=0.0):
         self.size = int(image_size)
         if self.size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
@@ -235,8 +237,15 @@ class ImageTransform:
             raise ValueError(f"std must be positive, got {tuple(std)}")
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
-        self.train, self.crop_scale = train, crop_scale
+        self.train, self.crop_scale, self.color_jitter = train, crop_scale, float(color_jitter)
         self.rng = random.Random(seed)
+
+    def _jitter(self, image: Image.Image) -> Image.Image:
+        enhancers = [ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color]
+        self.rng.shuffle(enhancers)
+        for enhancer in enhancers:
+            image = enhancer(image).enhance(self.rng.uniform(1 - self.color_jitter, 1 + self.color_jitter))
+        return image
 
     def _crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         area = width * height
@@ -261,6 +270,8 @@ class ImageTransform:
             image = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=self._crop_box(width, height))
             if self.rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            if self.color_jitter > 0:
+                image = self._jitter(image)
         else:
             scale = self.size / min(width, height)
             new_w, new_h = max(self.size, round(width * scale)), max(self.size, round(height * scale))
@@ -297,11 +308,32 @@ def image_transform(
     return ImageTransform(image_size, mean, std, train, crop_scale=crop_scale, seed=seed)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The released pretraining augmentations. data2vec 1.0 (the BEiT repo's command: `--imagenet_default_mean_and_std`,
+# `--color_jitter` 0.4, timm's RandomResizedCrop(0.08, 1) and flip) and data2vec 2.0 (fairseq's
+# `mae_image_dataset.py`: RandomResizedCrop(0.2, 1), flip, ImageNet statistics, no colour jitter).
+PRETRAINING_AUGMENTATIONS = {
+    "data2vec": {"crop_scale": (0.08, 1.0), "color_jitter": 0.4},
+    "data2vec2": {"crop_scale": (0.2, 1.0), "color_jitter": 0.0},
+}
+
+
+def pretraining_image_transform(mode: str, image_size: int, train: bool = True, seed: int | None = None):
+    """The image pretraining transform of data2vec 1.0 (`mode="data2vec"`) or 2.0 (`"data2vec2"`), as released."""
+    augmentation = PRETRAINING_AUGMENTATIONS[mode] if train else {}
+    return ImageTransform(image_size, IMAGENET_MEAN, IMAGENET_STD, train, seed=seed, **augmentation)
+
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "IMAGE_EXTENSIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PRETRAINING_AUGMENTATIONS",
     "ImageTransform",
     "image_transform",
+    "pretraining_image_transform",
     "load_fashion_mnist",
     "load_image_folder",
     "read_idx",

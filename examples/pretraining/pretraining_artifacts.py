@@ -10,9 +10,12 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import EvalResult
+from transformers import ViTImageProcessor
 
 from d2v_hf import Data2VecForPretraining
 from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file
+from d2v_hf.configuration_data2vec_pretraining import image_side
+from d2v_hf.data import IMAGENET_MEAN, IMAGENET_STD
 from d2v_hf.modelcard import build_model_card, save_model_card
 
 
@@ -163,6 +166,12 @@ def write_artifacts(trainer, model: Data2VecForPretraining, tokenizer, card) -> 
         model.export_student(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
+        if model.config.modality == "vision":  # the pretraining statistics, for fine-tuning and pipelines
+            side = image_side(model.config.backbone_config)
+            processor = ViTImageProcessor(
+                size={"height": side, "width": side}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, resample=3
+            )
+            processor.save_pretrained(folder)
 
     atomic_write_dir(paths["student"], export)
     plot_training_curves(trainer.state.log_history, paths["plot"])

@@ -7,11 +7,11 @@ import numpy as np
 
 from d2v_hf.data import (
     build_default_corpus,
-    image_transform,
     load_audio_folder,
     load_fashion_mnist,
     load_image_folder,
     load_text_dataset,
+    pretraining_image_transform,
     tokenize_and_group,
 )
 
@@ -118,12 +118,15 @@ def _image_folder(folder, image_size, streaming, transform):
     return load_image_folder(folder, image_size=image_size, streaming=streaming, transform=transform)
 
 
-def build_vision_datasets(data_args, model_args, image_size: int, seed: int):
-    """`pixel_values` (3, image_size, image_size) normalised with mean = std = 0.5, as data2vec-vision's processor."""
+def build_vision_datasets(data_args, model_args, image_size: int, seed: int, mode: str = "data2vec"):
+    """
+    `pixel_values` (3, image_size, image_size) with the released augmentation of `mode` (data2vec 1.0: crop 0.08-1,
+    flip, colour jitter 0.4; 2.0: crop 0.2-1, flip), normalised with the ImageNet statistics as both releases.
+    """
     if data_args.uses_embedded_default:
         raise ValueError("Vision pretraining needs --train_file (a folder of images) or --dataset_name.")
-    train_tf = image_transform(image_size, train=True, crop_scale=(0.5, 1.0), seed=seed)
-    eval_tf = image_transform(image_size, train=False)
+    train_tf = pretraining_image_transform(mode, image_size, train=True, seed=seed)
+    eval_tf = pretraining_image_transform(mode, image_size, train=False)
     if data_args.train_file:
         train = _image_folder(data_args.train_file, image_size, data_args.streaming, train_tf)
         validation = None

@@ -144,7 +144,7 @@ def main(argv=None):
         model = load_or_build_model(model_args, image_size=image_size)
         image_size = model.config.backbone_config.image_size
         train_dataset, eval_dataset, description = build_vision_datasets(
-            data_args, model_args, image_size, training_args.seed
+            data_args, model_args, image_size, training_args.seed, model.config.mode
         )
     anneal = model.config.ema_anneal_end_step
     if 0 < training_args.max_steps < anneal and "ema_anneal_end_step" not in recipe_overrides:

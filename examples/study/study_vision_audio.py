@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def mean_pooling_checkpoint(args, modality: str, source: str | None, output_dir:
     else:
         model = AutoModel.from_pretrained(source, config=config)
     model.save_pretrained(output_dir)
+    if source is not None and Path(source, "preprocessor_config.json").is_file():  # the pretraining statistics
+        shutil.copy(Path(source, "preprocessor_config.json"), output_dir)
     return output_dir
 
 
