@@ -220,6 +220,7 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
         "modality": "text",
         "mode": "data2vec",
         "source": "fairseq examples/data2vec/config/text/pretraining/base.yaml",
+        "optim": "adamw_torch",  # fairseq's adam and timm's AdamW: Adam with decoupled weight decay
         "adam_beta1": 0.9,  # base.yaml:38 adam_betas (0.9,0.98)
         "adam_beta2": 0.98,
         "adam_epsilon": 1e-6,  # base.yaml:39
@@ -239,6 +240,7 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
         "modality": "audio",
         "mode": "data2vec",
         "source": "fairseq examples/data2vec/config/audio/pretraining/base_librispeech.yaml",
+        "optim": "adamw_torch",  # fairseq's adam and timm's AdamW: Adam with decoupled weight decay
         "adam_beta1": 0.9,  # base_librispeech.yaml:47
         "adam_beta2": 0.98,
         "adam_epsilon": 1e-6,  # base_librispeech.yaml:48
@@ -263,6 +265,7 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
         "modality": "vision",
         "mode": "data2vec",
         "source": "data2vec_vision beit/README.md (ViT-B pretraining command) and beit/run_cyclical.py",
+        "optim": "adamw_torch",  # fairseq's adam and timm's AdamW: Adam with decoupled weight decay
         "adam_beta1": 0.9,  # run_cyclical.py --opt_betas None: timm's AdamW default (0.9, 0.999)
         "adam_beta2": 0.999,
         "adam_epsilon": 1e-8,  # run_cyclical.py --opt_eps default 1e-8
@@ -282,6 +285,7 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
         "modality": "text",
         "mode": "data2vec2",
         "source": "fairseq examples/data2vec/config/v2/base_text_only_task.yaml",
+        "optim": "adamw_torch",  # fairseq's adam and timm's AdamW: Adam with decoupled weight decay
         "adam_beta1": 0.9,  # base_text_only_task.yaml:62
         "adam_beta2": 0.98,
         "adam_epsilon": 1e-6,  # :63
@@ -301,6 +305,7 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
         "modality": "audio",
         "mode": "data2vec2",
         "source": "fairseq examples/data2vec/config/v2/base_audio_only_task.yaml",
+        "optim": "adamw_torch",  # fairseq's adam and timm's AdamW: Adam with decoupled weight decay
         "adam_beta1": 0.9,  # base_audio_only_task.yaml:55
         "adam_beta2": 0.98,
         "adam_epsilon": 1e-6,  # :56
@@ -321,6 +326,7 @@ TRAINING_RECIPES: dict[str, dict[str, Any]] = {
         "modality": "vision",
         "mode": "data2vec2",
         "source": "fairseq examples/data2vec/config/v2/base_images_only_task.yaml",
+        "optim": "adamw_torch",  # fairseq's adam and timm's AdamW: Adam with decoupled weight decay
         "adam_beta1": 0.9,  # base_images_only_task.yaml:61 adam_betas [0.9,0.95]
         "adam_beta2": 0.95,
         "adam_epsilon": 1e-8,  # not set: fairseq's adam default 1e-8

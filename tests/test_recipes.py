@@ -45,6 +45,7 @@ RELEASED = {
 def test_training_recipe_matches_the_released_config(name):
     betas, eps, decay, lr, schedule, warmup, length, clip, batch, gpus = RELEASED[name]
     recipe = TRAINING_RECIPES[name]
+    assert recipe["optim"] == "adamw_torch"  # decoupled weight decay, as fairseq's adam and timm's AdamW
     assert (recipe["adam_beta1"], recipe["adam_beta2"]) == betas and recipe["adam_epsilon"] == eps
     assert recipe["weight_decay"] == decay and recipe["learning_rate"] == lr
     assert recipe["lr_scheduler_type"] == schedule and recipe["warmup_steps"] == warmup
