@@ -66,6 +66,7 @@ class BenchmarkSetup:
     steps: int = 3
     warmup: int = 1
     compile: bool = False
+    compile_backend: str = "inductor"  # "eager" runs the same torch.compile path in seconds (the suite's --smoke)
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
@@ -391,7 +392,8 @@ def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None
         optimizer.zero_grad(set_to_none=True)
         if setup.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        runner = torch.compile(model) if setup.compile and variant != "straightforward" else model
+        compiled = setup.compile and variant != "straightforward"
+        runner = torch.compile(model, backend=setup.compile_backend) if compiled else model
         for _ in range(max(1, setup.warmup)):
             train_step(variant, runner, inputs, optimizer, setup)
         synchronize(device)

@@ -104,3 +104,22 @@ def test_benchmark_script_reports_every_variant(capsys):
     assert "(a) HF BeitForMaskedImageModeling" in vision and "(c)" not in vision
     with pytest.raises(ValueError, match="unknown"):
         script.main(["--variants=hf,bogus"])
+
+
+@pytest.mark.slow
+def test_gpu_suite_smoke_writes_every_table(tmp_path):
+    """benchmarks/gpu_suite.sh --smoke: the GPU suite's code at tiny size on CPU (torch.compile, eager backend)."""
+    import gpu_suite  # benchmarks/ is on sys.path (tests/fixtures.py)
+
+    out = gpu_suite.main(["--output_dir", str(tmp_path), "--smoke"])
+    names = sorted(path.name for path in out.iterdir())
+    expected = [
+        f"{m}_{kind}.md" for m in ("text", "audio", "vision") for kind in ("amortisation", "compiled", "eager")
+    ]
+    assert names == sorted(["README.md", *expected])
+    summary = (out / "README.md").read_text()
+    assert summary.count("| on |") == 3 and summary.count("| off |") == 3 and "Hardware: CPU" in summary
+    for name in expected:
+        if not name.endswith("amortisation.md"):
+            table = (out / name).read_text()
+            assert all(row in table for row in ("(a) HF", "(b) data2vec 1.0", "(c) data2vec 2.0", "(d) data2vec 1.0"))
