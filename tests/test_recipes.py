@@ -128,6 +128,8 @@ def test_recipe_fills_in_what_you_did_not_give(tmp_path):
     assert any("config_overrides" in line and "yours kept" in line for line in notes)
     model_args, *_ = run_pretraining.parse_args([*argv, "--config_overrides=clone_batch=4"])
     assert model_args.config_overrides == "mode=data2vec2,clone_batch=4"
+    model_args, *_ = run_pretraining.parse_args([*argv, "--config_overrides", "clone_batch=4"])  # space-separated
+    assert model_args.config_overrides == "mode=data2vec2,clone_batch=4"
     with pytest.raises(ValueError, match="--recipe 'data2vec-text-large'"):
         run_pretraining.parse_args(["--recipe=data2vec-text-large", f"--output_dir={tmp_path}"])
 

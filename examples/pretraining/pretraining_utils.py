@@ -169,9 +169,7 @@ def recipe_defaults(name: str, given: set[str], training_args) -> tuple[list[str
         raise ValueError(f"--recipe {name!r}; expected one of {sorted(TRAINING_RECIPES)}.")
     recipe = TRAINING_RECIPES[name]
     values = {k: v for k, v in recipe.items() if k not in RECIPE_METADATA}
-    values.update(modality=recipe["modality"], model_size="base")
-    if recipe["mode"] == "data2vec2":
-        values["config_overrides"] = "mode=data2vec2"
+    values.update(modality=recipe["modality"], model_size="base")  # the mode goes into config_overrides (the script)
     per_device = training_args.per_device_train_batch_size if "per_device_train_batch_size" in given else None
     processes = training_args.world_size
     # more processes than the release had: a smaller per-device batch keeps the update's size (to the nearest)

@@ -84,16 +84,21 @@ def parse_args(argv=None):
     given = {arg.split("=")[0].lstrip("-") for arg in argv if arg.startswith("--")}
     if model_args.recipe:
         flags, notes = recipe_defaults(model_args.recipe, given, training_args)
-        if model_args.config_overrides and "config_overrides" in given:  # the recipe's first, yours after (yours win)
-            flags = [f for f in flags if not f.startswith("--config_overrides")]
-            mode = "mode=data2vec2," if TRAINING_RECIPES[model_args.recipe]["mode"] == "data2vec2" else ""
-            argv = [a if not a.startswith("--config_overrides") else a.replace("=", f"={mode}", 1) for a in argv]
         if training_args.use_cpu or not torch.cuda.is_available():
             notes.append("precision: fp32 (no GPU; fairseq trained in fp16)")
         elif not ({"fp16", "bf16"} & given):
             flags.append("--bf16" if torch.cuda.is_bf16_supported() else "--fp16")
             notes.append(f"precision: {flags[-1][2:]} (fairseq: fp16)")
-        return (*parse_arguments(ARGUMENT_TYPES, flags + argv, description=__doc__), False, notes)
+        model_args, data_args, training_args = parse_arguments(ARGUMENT_TYPES, flags + argv, description=__doc__)
+        if TRAINING_RECIPES[model_args.recipe]["mode"] == "data2vec2":  # the recipe's mode first, yours after it
+            yours = model_args.config_overrides
+            model_args.config_overrides = "mode=data2vec2" + (f",{yours}" if yours else "")
+            notes.append(
+                f"config_overrides: mode=data2vec2 from the recipe, yours kept after it: {yours}"
+                if yours
+                else "config_overrides: mode=data2vec2"
+            )
+        return model_args, data_args, training_args, False, notes
     if not (data_args.uses_embedded_default and model_args.modality == "text"):
         return (*parsed, False, [])
     defaults = [f"--{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
