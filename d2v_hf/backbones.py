@@ -1,15 +1,18 @@
 """
-What data2vec needs to know about each Hugging Face Data2Vec backbone: how to build it, where its per-layer target
-features live, how long its output sequence is, and which inputs are valid. Kept apart from the algorithm so that the
-modeling file reads as the paper's steps.
+The backbone side of data2vec, read from the registry (`backbone_registry.py`): how to build a student or teacher of
+any registered Transformers encoder, where its per-layer target features live, how long its output sequence is,
+which inputs are valid, and how the student is exported as the family's own class. Kept apart from the algorithm so
+that the modeling file reads as the paper's steps.
 """
 
 import math
 
 import torch
+import transformers
 from torch import nn
-from transformers import Data2VecAudioModel, Data2VecTextModel, Data2VecVisionModel, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 
+from .backbone_registry import BackboneFamily, get_family
 from .configuration_data2vec_pretraining import image_side
 from .masking import audio_frame_attention_mask, audio_frame_lengths, audio_receptive_field
 
@@ -19,13 +22,53 @@ POSITION_NAME = {"text": "tokens", "audio": "feature frames", "vision": "patches
 MODALITY_OF_INPUT = {name: modality for modality, name in INPUT_NAME.items()}
 
 
-def build_backbone(config: PreTrainedConfig, modality: str) -> PreTrainedModel:
-    """A randomly initialised backbone; no text pooler, which pretraining never trains (and DDP would flag)."""
-    if modality == "text":
-        return Data2VecTextModel(config, add_pooling_layer=False)
-    if modality == "audio":
-        return Data2VecAudioModel(config)
-    return Data2VecVisionModel(config, add_pooling_layer=False)
+def family_of(model_or_config) -> BackboneFamily:
+    """The registry entry of a backbone or its configuration."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return get_family(getattr(config, "model_type", None))
+
+
+def backbone_class(config: PreTrainedConfig) -> type[PreTrainedModel]:
+    return getattr(transformers, family_of(config).model_class)
+
+
+def pretraining_kwargs(config: PreTrainedConfig) -> dict:
+    """Constructor arguments of a pretraining backbone: no pooler, a learned mask token where it is an argument."""
+    family = family_of(config)
+    kwargs = {"add_pooling_layer": False} if family.has_pooler else {}
+    if family.mask_token_argument:
+        kwargs["use_mask_token"] = True
+    return kwargs
+
+
+def build_backbone(config: PreTrainedConfig) -> PreTrainedModel:
+    """
+    A randomly initialised student or teacher: no pooler, which pretraining never trains (and DDP would flag), and
+    the learned mask token the student's masked input needs.
+    """
+    return backbone_class(config)(config, **pretraining_kwargs(config))
+
+
+def export_backbone(backbone: PreTrainedModel) -> PreTrainedModel:
+    """
+    The backbone as its family's `AutoModel` builds it (with its pooler, freshly initialised and seeded so that
+    exports are reproducible; without a mask token that is a constructor argument), holding the backbone's weights.
+    """
+    family, config = family_of(backbone), backbone.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        exported = backbone_class(config)(config)  # the class's defaults, as AutoModel.from_pretrained builds it
+    state = backbone.state_dict()
+    if family.mask_token_argument:
+        state = {key: value for key, value in state.items() if key != "embeddings.mask_token"}
+    missing, unexpected = exported.load_state_dict(state, strict=False)
+    if unexpected or any(not key.startswith("pooler.") for key in missing):
+        raise RuntimeError(f"The student does not fit {type(exported).__name__}: {missing}, {unexpected}.")
+    return exported.to(backbone.dtype)
+
+
+def _submodule(module: nn.Module, path: str) -> nn.Module:
+    return module.get_submodule(path) if path else module
 
 
 @torch.no_grad()
@@ -35,35 +78,46 @@ def init_beit_backbone(backbone: PreTrainedModel) -> None:
     trunc-normal(0.02) (Hugging Face zeroes them), and each block's attention output and second FFN projection
     divided by sqrt(2 * layer number) (BEiT's `fix_init_weight`), so deeper residual branches start smaller.
     """
+    family = family_of(backbone)
     nn.init.trunc_normal_(backbone.embeddings.cls_token, std=0.02)
-    if backbone.embeddings.mask_token is not None:
+    if getattr(backbone.embeddings, "mask_token", None) is not None:
         nn.init.trunc_normal_(backbone.embeddings.mask_token, std=0.02)
-    for number, layer in enumerate(backbone.encoder.layer, start=1):
-        for linear in (layer.attention.output.dense, layer.output.dense):
-            linear.weight.div_(math.sqrt(2.0 * number))
+    for number, layer in enumerate(encoder_layers(backbone), start=1):
+        for path in (family.attention_output, family.ffn_projection):
+            _submodule(layer, path).weight.div_(math.sqrt(2.0 * number))
 
 
-def encoder_layers(backbone: PreTrainedModel, modality: str) -> nn.ModuleList:
-    return backbone.encoder.layers if modality == "audio" else backbone.encoder.layer
+def encoder_layers(backbone: PreTrainedModel) -> nn.ModuleList:
+    return backbone.get_submodule(family_of(backbone).layers)
 
 
-def target_modules(backbone: PreTrainedModel, modality: str, target_feature: str) -> list[nn.Module]:
+def target_modules(backbone: PreTrainedModel, target_feature: str) -> list[nn.Module]:
     """
-    One module per layer whose forward output is that layer's target feature.
-
-    `"ffn"` is the feed-forward output before the last residual connection, as fairseq's `fc_results` / `lr`:
-    text `Data2VecTextOutput.dense` (before dropout, residual and post-LN), audio `Data2VecAudioFeedForward` (its
-    trailing dropout is off in the eval-mode teacher), vision `Data2VecVisionOutput` (before layer scale `lambda_2`).
-    `"block"` is the layer itself (the residual stream at the end of the block).
+    One module per layer whose forward output is that layer's target feature: `"ffn"` the registry's feed-forward
+    output (before the last residual connection, post-LN or layer scale, as fairseq's `fc_results` / `lr`), `"block"`
+    the layer itself (the residual stream at the end of the block).
     """
-    layers = encoder_layers(backbone, modality)
+    layers = encoder_layers(backbone)
     if target_feature == "block":
         return list(layers)
-    if modality == "text":
-        return [layer.output.dense for layer in layers]
-    if modality == "audio":
-        return [layer.feed_forward for layer in layers]
-    return [layer.output for layer in layers]
+    return [_submodule(layer, family_of(backbone).ffn_output) for layer in layers]
+
+
+def prefix_tokens(config: PreTrainedConfig) -> int:
+    """Vision: the tokens in front of the patches (CLS, and DeiT's distillation token), 0 for text and audio."""
+    return family_of(config).prefix_tokens
+
+
+def check_teacher_shared_params(backbone: PreTrainedModel, prefixes: list[str]) -> None:
+    """Every `teacher_shared_params` prefix must name parameters of this backbone (a typo would share nothing)."""
+    names = [name for name, _ in backbone.named_parameters()]
+    family = family_of(backbone)
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            raise ValueError(
+                f"teacher_shared_params has {prefix!r}, which matches no parameter of the {type(backbone).__name__} "
+                f"backbone; the recipes share {list(family.shared_params)} in the {family.model_type} family."
+            )
 
 
 def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -98,8 +152,9 @@ def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
         if main.numel() and (main.min() < 0 or main.max() >= backbone.vocab_size):
             bad = main.max().item() if main.max() >= backbone.vocab_size else main.min().item()
             raise ValueError(f"input_ids contains token id {bad} outside the vocabulary (size {backbone.vocab_size}).")
-        # learned positions start after the padding index, as in RoBERTa
-        max_len = backbone.max_position_embeddings - backbone.pad_token_id - 1
+        max_len = backbone.max_position_embeddings
+        if family_of(backbone).text_position_offset:  # learned positions start after the padding index (RoBERTa)
+            max_len -= backbone.pad_token_id + 1
         if main.shape[1] > max_len:
             raise ValueError(f"Sequence length {main.shape[1]} exceeds the backbone's maximum of {max_len} tokens.")
         padding = None if attention_mask is None else _check_attention_mask(attention_mask, main.shape).bool()
@@ -174,11 +229,17 @@ def _check_attention_mask(attention_mask: torch.Tensor, shape) -> torch.Tensor:
 __all__ = [
     "INPUT_NAME",
     "POSITION_NAME",
+    "backbone_class",
     "build_backbone",
     "check_inputs",
     "check_mask",
+    "check_teacher_shared_params",
     "encoder_layers",
+    "export_backbone",
+    "family_of",
     "init_beit_backbone",
     "num_output_positions",
+    "prefix_tokens",
+    "pretraining_kwargs",
     "target_modules",
 ]

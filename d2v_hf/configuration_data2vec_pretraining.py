@@ -11,12 +11,11 @@ from transformers import (
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
+from .backbone_registry import get_family, modality_of
 from .recipes import _PRESETS, _PRESETS_V2, _VISION_V2_BACKBONE, base_backbone_config, tiny_backbone_config
 
 
 logger = logging.get_logger(__name__)
-
-MODALITY_BY_MODEL_TYPE = {"data2vec-text": "text", "data2vec-audio": "audio", "data2vec-vision": "vision"}
 TARGET_FEATURES = ("ffn", "block")
 TEXT_MASK_STRATEGIES = ("span", "bert")
 LOSS_CHANNEL_REDUCTIONS = ("sum", "mean")
@@ -32,14 +31,16 @@ def image_side(backbone_config) -> int:
 
 class Data2VecPretrainingConfig(PreTrainedConfig):
     r"""
-    Configuration of [`Data2VecForPretraining`]: a Hugging Face Data2Vec backbone (text, audio or vision) trained with
-    the data2vec 1.0 objective (https://huggingface.co/papers/2202.03555). The backbone configuration is nested and
-    survives `save_pretrained` / `from_pretrained`. Use [`~Data2VecPretrainingConfig.from_preset`] for the paper's
-    base recipes.
+    Configuration of [`Data2VecForPretraining`]: a Transformers encoder (text, audio or vision) trained with the
+    data2vec 1.0 objective (https://huggingface.co/papers/2202.03555) or 2.0 (`mode="data2vec2"`). The backbone
+    configuration is nested and survives `save_pretrained` / `from_pretrained`. Use
+    [`~Data2VecPretrainingConfig.from_preset`] for the paper's base recipes.
 
     Args:
-        backbone_config (`Data2VecTextConfig`, `Data2VecAudioConfig`, `Data2VecVisionConfig` or `dict`):
-            Configuration of the student (and teacher) backbone. Its class decides `modality`.
+        backbone_config (`PreTrainedConfig` or `dict`):
+            Configuration of the student (and teacher) backbone, of any family in the backbone registry
+            (`d2v_hf.backbone_registry.BACKBONES`: the three Data2Vec families, `bert`, `roberta`, `xlm-roberta`,
+            `vit`, `deit`, `beit`, `wav2vec2`, `hubert`, `wavlm`). Its family decides `modality`.
         average_top_k_layers (`int`, *optional*, defaults to 8):
             Number K of top teacher layers whose (normalised) outputs are averaged into the targets.
         target_feature (`str`, *optional*, defaults to `"ffn"`):
@@ -196,16 +197,11 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
             raise ValueError(
-                "Data2VecPretrainingConfig needs a `backbone_config` (Data2VecTextConfig, Data2VecAudioConfig or "
-                "Data2VecVisionConfig); use `Data2VecPretrainingConfig.from_preset(modality)` for the base recipes."
+                "Data2VecPretrainingConfig needs a `backbone_config` (e.g. RobertaConfig, HubertConfig, ViTConfig); "
+                "use `Data2VecPretrainingConfig.from_preset(modality)` for the base recipes."
             )
-        if isinstance(self.backbone_config, dict) and self.backbone_config.get("model_type") not in (
-            MODALITY_BY_MODEL_TYPE
-        ):
-            raise ValueError(
-                f"backbone_config has model_type {self.backbone_config.get('model_type')!r}; data2vec pretraining "
-                f"supports {sorted(MODALITY_BY_MODEL_TYPE)}."
-            )
+        if isinstance(self.backbone_config, dict):
+            get_family(self.backbone_config.get("model_type"))  # an unknown family: the error lists the known ones
         if self.teacher_shared_params is None:
             self.teacher_shared_params = []
         super().__post_init__(**kwargs)
@@ -217,19 +213,15 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
                     setattr(self, name, getattr(self.backbone_config, name, None))
 
     def _check_backbone(self):
-        model_type = getattr(self.backbone_config, "model_type", None)
-        if model_type not in MODALITY_BY_MODEL_TYPE:
-            raise ValueError(
-                f"backbone_config is a {type(self.backbone_config).__name__} (model_type {model_type!r}); data2vec "
-                f"pretraining supports Data2VecTextConfig, Data2VecAudioConfig and Data2VecVisionConfig."
-            )
+        family = get_family(getattr(self.backbone_config, "model_type", None))
         backbone = self.backbone_config
         if self.modality == "vision":
             if image_side(backbone) % backbone.patch_size != 0:
                 raise ValueError(
                     f"image_size {backbone.image_size} is not divisible by patch_size {backbone.patch_size}."
                 )
-            if not backbone.use_mask_token:
+            # (families whose mask token is a constructor argument get it when the backbone is built)
+            if not family.mask_token_argument and not backbone.use_mask_token:
                 # the student replaces masked patches with the backbone's learned mask token
                 logger.info("Setting backbone_config.use_mask_token=True: the student needs a learned mask token.")
                 backbone.use_mask_token = True
@@ -249,8 +241,8 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
 
     @property
     def modality(self) -> str:
-        """`"text"`, `"audio"` or `"vision"`, derived from the backbone configuration."""
-        return MODALITY_BY_MODEL_TYPE[self.backbone_config.model_type]
+        """`"text"`, `"audio"` or `"vision"`, the modality of the backbone's family."""
+        return modality_of(self.backbone_config.model_type)
 
     @property
     def hidden_size(self) -> int:
@@ -329,6 +321,12 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             raise ValueError(
                 f"mode='data2vec2' is implemented for {DATA2VEC2_MODALITIES} only; this backbone is {self.modality}."
             )
+        refusal = get_family(self.backbone_config.model_type).data2vec2_refusal
+        if refusal:
+            raise ValueError(
+                f"mode='data2vec2' cannot run on a {self.backbone_config.model_type} backbone: {refusal}. Use "
+                "mode='data2vec' (1.0), which sees every position."
+            )
         for name in ("clone_batch", "decoder_layers", "decoder_groups", "decoder_projection_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -357,7 +355,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"mask_prob={self.mask_prob} must be in (0, 1) for data2vec 2.0 masking.")
         if self.modality == "vision":
             for name, value in _VISION_V2_BACKBONE.items():
-                if name.startswith("use_") and getattr(self.backbone_config, name) != value:
+                if name.startswith("use_") and getattr(self.backbone_config, name, value) != value:
                     raise ValueError(
                         f"backbone_config.{name}={getattr(self.backbone_config, name)}: the data2vec 2.0 student "
                         f"encodes only the visible patches, which needs {name}={value}."
@@ -403,7 +401,10 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         Args:
             modality (`str`): `"text"`, `"audio"` or `"vision"`.
             backbone_config (`PreTrainedConfig`, *optional*):
-                The backbone; defaults to the base (12 x 768) architecture of the modality.
+                The backbone, of any registered family of the modality (e.g. a `RobertaConfig` for text, a
+                `HubertConfig` for audio, a `ViTConfig` for vision); defaults to the base (12 x 768) Data2Vec
+                architecture of the modality. The recipe's fields apply to it unchanged (the registry maps the
+                parameters the teacher shares, which have the same names in every registered family).
             overrides: any field of this configuration, applied on top of the preset.
         """
         if modality not in _PRESETS:
@@ -413,15 +414,16 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"mode='data2vec2' has no {modality!r} preset; available: {sorted(presets)}.")
         if backbone_config is None:
             backbone_config = base_backbone_config(modality)
-        elif MODALITY_BY_MODEL_TYPE.get(getattr(backbone_config, "model_type", None)) != modality:
+        elif get_family(getattr(backbone_config, "model_type", None)).modality != modality:
             raise ValueError(
-                f"from_preset({modality!r}) got a {type(backbone_config).__name__}; expected the Data2Vec "
-                f"{modality} backbone configuration."
+                f"from_preset({modality!r}) got a {type(backbone_config).__name__}, a "
+                f"{modality_of(backbone_config.model_type)} backbone; expected a {modality} backbone configuration."
             )
         backbone_config = copy.deepcopy(backbone_config)
         if presets is _PRESETS_V2 and modality == "vision":
             for name, value in _VISION_V2_BACKBONE.items():
-                setattr(backbone_config, name, value)
+                if hasattr(backbone_config, name):  # e.g. ViT has no relative position bias or layer scale to turn off
+                    setattr(backbone_config, name, value)
         fields = copy.deepcopy(presets[modality])
         if presets is _PRESETS_V2 and modality == "audio":
             fields["decoder_dim"] = backbone_config.hidden_size // 2

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
-from .backbones import INPUT_NAME, check_inputs, check_mask, num_output_positions
+from .backbones import INPUT_NAME, check_inputs, check_mask, encoder_layers, family_of, num_output_positions
 from .configuration_data2vec_pretraining import image_side
 from .masking_data2vec2 import compute_block_mask_1d, compute_inverse_block_mask, compute_random_mask
 
@@ -147,13 +147,14 @@ def init_data2vec2_image_backbone(student, teacher) -> None:
     data2vec 2.0's image encoder: fixed 2-D sin-cos positions, never trained (fairseq `fixed_positions`,
     `requires_grad=False`; the CLS slot gets none), and a CLS token from N(0, 1) (`init_extra_token_zero: false`).
     """
+    prefix = family_of(student).prefix_tokens  # CLS (and DeiT's distillation token): no position
     for backbone in (student, teacher):
         embeddings = backbone.embeddings
         fixed = torch.zeros_like(embeddings.position_embeddings)
-        grid = int(round((fixed.shape[1] - 1) ** 0.5))
-        fixed[0, 1:] = sincos_2d_positions(grid, fixed.shape[-1]).to(fixed)
+        grid = int(round((fixed.shape[1] - prefix) ** 0.5))
+        fixed[0, prefix:] = sincos_2d_positions(grid, fixed.shape[-1]).to(fixed)
         # a buffer under the parameter's name: the forward and the state-dict key (which the exported student's
-        # Data2VecVisionModel loads as its parameter) stay the same, and no optimizer or loaded checkpoint trains it
+        # class loads as its parameter) stay the same, and no optimizer trains it
         del embeddings.position_embeddings
         embeddings.register_buffer("position_embeddings", fixed)
     nn.init.normal_(student.embeddings.cls_token, std=1.0)
@@ -204,31 +205,38 @@ def encode_visible_text(student, input_ids, keep, clone_batch: int):
 
 def encode_visible_patches(student, pixel_values, keep, clone_batch: int, return_cls: bool = False):
     """
-    The sparse student for images (MAE-style): patch embeddings + CLS + absolute positions for the whole image (once
-    per sample), repeated for the M copies; the visible patches are gathered behind the CLS token and go through
-    the encoder layers and the final LayerNorm. Needs the same number of visible patches in every copy.
+    The sparse student for images (MAE-style): patch embeddings + CLS (+ DeiT's distillation token) + absolute
+    positions for the whole image (once per sample), repeated for the M copies; the visible patches are gathered
+    behind the prefix tokens and go through the encoder layers and the final LayerNorm. Needs the same number of
+    visible patches in every copy.
 
     Args:
-        student (`Data2VecVisionModel`): without relative position bias.
+        student (`Data2VecVisionModel`, `ViTModel`, `DeiTModel`, `BeitModel`): without relative position bias.
         pixel_values (`torch.FloatTensor` of shape `(batch, channels, height, width)`)
         keep (`torch.BoolTensor` of shape `(batch * clone_batch, num_patches)`): the visible patches.
         clone_batch (`int`): M.
         return_cls (`bool`, *optional*, defaults to `False`): also return the CLS output of each copy.
 
     Returns:
-        `(visible_states, visible_mask, positions)` as [`gather_visible`] (patches only, no CLS), then the CLS
-        outputs `(batch * clone_batch, hidden)` with `return_cls`.
+        `(visible_states, visible_mask, positions)` as [`gather_visible`] (patches only, no prefix tokens), then the
+        CLS outputs `(batch * clone_batch, hidden)` with `return_cls`.
     """
-    embeddings, resolution = student.embeddings(pixel_values)
+    family = family_of(student)
+    prefix = family.prefix_tokens
+    embeddings = student.embeddings(pixel_values)
+    embeddings = embeddings[0] if isinstance(embeddings, tuple) else embeddings  # Data2VecVision adds the grid
     embeddings = embeddings.repeat_interleave(clone_batch, 0)
-    patches, visible_mask, positions = gather_visible(embeddings[:, 1:], keep)
-    hidden_states = torch.cat([embeddings[:, :1], patches], dim=1)
-    for layer in student.encoder.layer:
-        hidden_states = layer(hidden_states, resolution=resolution)[0]
+    patches, visible_mask, positions = gather_visible(embeddings[:, prefix:], keep)
+    hidden_states = torch.cat([embeddings[:, :prefix], patches], dim=1)
+    # the BEiT-style layers read the image size (for a relative position bias, which 2.0 turns off)
+    layer_kwargs = {"resolution": tuple(pixel_values.shape[2:])} if family.layer_takes_resolution else {}
+    for layer in encoder_layers(student):
+        hidden_states = layer(hidden_states, **layer_kwargs)
+        hidden_states = hidden_states[0] if isinstance(hidden_states, tuple) else hidden_states
     hidden_states = student.layernorm(hidden_states)
     if return_cls:
-        return hidden_states[:, 1:], visible_mask, positions, hidden_states[:, 0]
-    return hidden_states[:, 1:], visible_mask, positions
+        return hidden_states[:, prefix:], visible_mask, positions, hidden_states[:, 0]
+    return hidden_states[:, prefix:], visible_mask, positions
 
 
 def encode_visible_frames(student, input_values, keep, clone_batch: int):
@@ -236,10 +244,11 @@ def encode_visible_frames(student, input_values, keep, clone_batch: int):
     The sparse student for audio: CNN features and their projection (once per sample), repeated for the M copies;
     the positional convolution of the encoder runs on each copy with its masked frames zeroed and is added at the
     visible frames only (fairseq's `encoder_zero_mask`); the visible frames then go through the encoder's LayerNorm,
-    dropout and layers (with LayerDrop). Needs the same number of visible frames in every copy.
+    dropout and layers (with LayerDrop; a pre-LN encoder, `do_stable_layer_norm`, normalises after the layers).
+    Needs the same number of visible frames in every copy.
 
     Args:
-        student (`Data2VecAudioModel`)
+        student (`Data2VecAudioModel`, `Wav2Vec2Model`, `HubertModel`)
         input_values (`torch.FloatTensor` of shape `(batch, num_samples)`): unpadded raw audio.
         keep (`torch.BoolTensor` of shape `(batch * clone_batch, num_frames)`): the visible frames.
         clone_batch (`int`): M.
@@ -248,15 +257,21 @@ def encode_visible_frames(student, input_values, keep, clone_batch: int):
         `(visible_states, visible_mask, positions)` as [`gather_visible`].
     """
     features = student.feature_extractor(input_values).transpose(1, 2)
-    hidden_states = student.feature_projection(features)[0].repeat_interleave(clone_batch, 0)
+    projected = student.feature_projection(features)
+    projected = projected[0] if isinstance(projected, tuple) else projected  # wav2vec2 also returns the normed input
+    hidden_states = projected.repeat_interleave(clone_batch, 0)
     encoder = student.encoder
     positions_embedded = encoder.pos_conv_embed(hidden_states * keep.unsqueeze(-1).to(hidden_states.dtype))
     visible_states, visible_mask, positions = gather_visible(hidden_states + positions_embedded, keep)
-    hidden_states = encoder.dropout(encoder.layer_norm(visible_states))
+    pre_ln = getattr(student.config, "do_stable_layer_norm", False)
+    hidden_states = encoder.dropout(visible_states if pre_ln else encoder.layer_norm(visible_states))
     for layer in encoder.layers:
-        if encoder.training and encoder.config.layerdrop > 0 and torch.rand([]) < encoder.config.layerdrop:
+        if encoder.training and student.config.layerdrop > 0 and torch.rand([]) < student.config.layerdrop:
             continue
         hidden_states = layer(hidden_states)
+        hidden_states = hidden_states[0] if isinstance(hidden_states, tuple) else hidden_states
+    if pre_ln:
+        hidden_states = encoder.layer_norm(hidden_states)
     return hidden_states, visible_mask, positions
 
 

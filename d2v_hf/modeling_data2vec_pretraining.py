@@ -18,8 +18,11 @@ from .backbones import (
     build_backbone,
     check_inputs,
     check_mask,
+    check_teacher_shared_params,
+    export_backbone,
     init_beit_backbone,
     num_output_positions,
+    prefix_tokens,
     target_modules,
 )
 from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
@@ -93,8 +96,10 @@ def feature_std(x: torch.Tensor) -> torch.Tensor:
 
 class Data2VecForPretraining(PreTrainedModel):
     r"""
-    data2vec 1.0 pretraining around a Hugging Face Data2Vec backbone: `student` (the backbone being trained),
-    `teacher` (a frozen EMA copy, always in eval mode, never given gradients) and `head` (the regression head).
+    data2vec 1.0 (and, with `config.mode="data2vec2"`, 2.0) pretraining around any Transformers encoder of the
+    backbone registry (the Data2Vec families, BERT, RoBERTa, XLM-R, ViT, DeiT, BEiT, wav2vec 2.0, HuBERT, WavLM):
+    `student` (the backbone being trained, of the family's own class), `teacher` (a frozen EMA copy, always in eval
+    mode, never given gradients) and `head` (the regression head, or the 2.0 decoder).
 
     Example:
 
@@ -124,8 +129,9 @@ class Data2VecForPretraining(PreTrainedModel):
         super().__init__(config)
         self.modality = config.modality
         self.main_input_name = INPUT_NAME[self.modality]
-        self.student = build_backbone(config.backbone_config, self.modality)
-        self.teacher = build_backbone(config.backbone_config, self.modality)
+        self.student = build_backbone(config.backbone_config)
+        self.teacher = build_backbone(config.backbone_config)
+        check_teacher_shared_params(self.student, config.teacher_shared_params)
         if config.mode == "data2vec2":  # data2vec 2.0: the convolutional decoder takes the regression head's place
             self.head = Data2Vec2Decoder(config)
         else:
@@ -243,8 +249,9 @@ class Data2VecForPretraining(PreTrainedModel):
         if self.modality == "audio":
             out = self.student(main_input, attention_mask=attention_mask, mask_time_indices=mask)
             return out.last_hidden_state
-        # patches only: the CLS token is neither masked nor scored
-        return self.student(main_input, bool_masked_pos=mask).last_hidden_state[:, 1:]
+        # patches only: the CLS (and distillation) token is neither masked nor scored
+        hidden_states = self.student(main_input, bool_masked_pos=mask).last_hidden_state
+        return hidden_states[:, prefix_tokens(self.config.backbone_config) :]
 
     @torch.no_grad()
     def compute_targets(self, **unmasked_inputs) -> torch.FloatTensor:
@@ -255,7 +262,7 @@ class Data2VecForPretraining(PreTrainedModel):
         config = self.config
         main_input, padding = check_inputs(config, unmasked_inputs)
         attention_mask = unmasked_inputs.get("attention_mask")
-        modules = target_modules(self.teacher, self.modality, config.target_feature)[-config.average_top_k_layers :]
+        modules = target_modules(self.teacher, config.target_feature)[-config.average_top_k_layers :]
         features = []
 
         def record(module, args, output):
@@ -272,7 +279,7 @@ class Data2VecForPretraining(PreTrainedModel):
             for handle in handles:
                 handle.remove()
         if self.modality == "vision":
-            features = [feature[:, 1:] for feature in features]
+            features = [feature[:, prefix_tokens(config.backbone_config) :] for feature in features]
 
         target = 0
         for feature in features:
@@ -346,18 +353,13 @@ class Data2VecForPretraining(PreTrainedModel):
 
     def export_student(self, save_directory: str | os.PathLike, **save_kwargs) -> None:
         """
-        Writes the student as a plain `Data2VecTextModel` / `Data2VecAudioModel` / `Data2VecVisionModel` checkpoint,
-        which the backbone classes and their task heads (`...ForSequenceClassification`, `...ForCTC`, ...) load.
-        The student has no pooler (pretraining never trains one); the export carries the freshly initialised pooler
-        that `AutoModel` builds (seeded, so exports are reproducible), so it loads with no missing weights.
+        Writes the student as a plain checkpoint of its family's class (`Data2VecTextModel`, `RobertaModel`,
+        `ViTModel`, `HubertModel`, ...), which that family's `AutoModel` and task heads
+        (`...ForSequenceClassification`, `...ForImageClassification`, `...ForCTC`, ...) load. The student has no
+        pooler (pretraining never trains one); the export carries the freshly initialised pooler that `AutoModel`
+        builds (seeded, so exports are reproducible), so it loads with no missing weights.
         """
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            exported = type(self.student)(self.student.config)  # the class's defaults: with its pooler
-        missing, unexpected = exported.load_state_dict(self.student.state_dict(), strict=False)
-        if unexpected or any(not key.startswith("pooler.") for key in missing):
-            raise RuntimeError(f"The student does not fit {type(exported).__name__}: {missing}, {unexpected}.")
-        exported.to(self.student.dtype).save_pretrained(save_directory, **save_kwargs)
+        export_backbone(self.student).save_pretrained(save_directory, **save_kwargs)
 
 
 AutoConfig.register("data2vec-pretraining", Data2VecPretrainingConfig, exist_ok=True)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import Data2VecAudioConfig, Data2VecTextConfig, Data2VecTextModel, Data2VecVisionConfig
+from transformers import CONFIG_MAPPING, Data2VecTextConfig, Data2VecTextModel
 
 from d2v_hf import (
     Data2VecPretrainingConfig,
@@ -36,28 +36,38 @@ NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 MASK_TOKEN_ID = 98
 
 
-def tiny_backbone_config(modality: str, num_layers: int = 2, **kwargs):
-    common = dict(hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=4, intermediate_size=37)
-    common.update(kwargs)
+def tiny_backbone_config(modality: str, num_layers: int = 2, model_type: str | None = None, **kwargs):
+    """A 2-layer, 32-wide backbone of `model_type` (any registered family; default: the modality's Data2Vec one)."""
+    fields = dict(hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=4, intermediate_size=37)
     if modality == "text":
-        return Data2VecTextConfig(vocab_size=VOCAB_SIZE, max_position_embeddings=64, **common)
-    if modality == "audio":
-        return Data2VecAudioConfig(
+        fields.update(vocab_size=VOCAB_SIZE, max_position_embeddings=64)
+    elif modality == "audio":
+        fields.update(
             conv_dim=(32, 32, 32),
             conv_kernel=(8, 8, 8),
             conv_stride=(4, 4, 4),
             num_conv_pos_embeddings=2,
             conv_pos_kernel_size=5,
             num_conv_pos_embedding_groups=2,
-            **common,
         )
-    common = {"image_size": 32, "patch_size": 8, **common}
-    return Data2VecVisionConfig(**common)
+    else:
+        fields.update(image_size=32, patch_size=8)
+    fields.update(kwargs)
+    config_class = CONFIG_MAPPING[model_type or f"data2vec-{modality}"]
+    defaults = config_class()
+    unknown = [name for name in kwargs if not hasattr(defaults, name)]
+    if unknown:
+        raise ValueError(f"{config_class.__name__} has no field {unknown}")
+    # the audio and vision fields above exist in every family of the modality except a few (e.g. ViT has no
+    # conv_pos_kernel_size); the family's defaults stand in for those
+    return config_class(**{name: value for name, value in fields.items() if hasattr(defaults, name)})
 
 
-def tiny_config(modality: str, num_layers: int = 2, preset: bool = True, backbone_kwargs=None, **overrides):
+def tiny_config(
+    modality: str, num_layers: int = 2, preset: bool = True, backbone_kwargs=None, model_type=None, **overrides
+):
     """The modality's preset on a tiny backbone; K defaults to all layers when the preset's K does not fit."""
-    backbone = tiny_backbone_config(modality, num_layers, **(backbone_kwargs or {}))
+    backbone = tiny_backbone_config(modality, num_layers, model_type, **(backbone_kwargs or {}))
     if modality == "text":
         overrides.setdefault("mask_token_id", MASK_TOKEN_ID)
     if modality == "vision":  # a 4 x 4 patch grid
@@ -179,3 +189,44 @@ def make_teacher_differ(model, seed=1):
     with torch.no_grad():
         for p in model.teacher.parameters():
             p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+
+
+def manual_layer_features(backbone, main_input, attention_mask=None):
+    """
+    Runs any registered backbone's layers one by one from the input of its first layer, written out per layer
+    style (not through the registry); returns the per-layer FFN outputs (before the residual, post-LN or layer
+    scale) and block outputs. Text starts from the embeddings; audio and vision take the first layer's input.
+    """
+    model_type = backbone.config.model_type
+    if model_type in ("data2vec-text", "roberta", "xlm-roberta", "bert"):
+        return manual_text_layers(backbone, main_input, attention_mask)
+    layers = backbone.encoder.layers if hasattr(backbone, "encoder") and hasattr(backbone.encoder, "layers") else None
+    if layers is None:
+        layers = backbone.encoder.layer if model_type == "data2vec-vision" else backbone.layers
+    first_input = []
+    handle = layers[0].register_forward_pre_hook(lambda module, args: first_input.append(args[0]))
+    backbone(main_input)
+    handle.remove()
+    hidden, ffn_outputs, block_outputs, position_bias = first_input[0], [], [], None
+    for index, layer in enumerate(layers):
+        if model_type in ("data2vec-audio", "wav2vec2", "hubert", "wavlm"):  # post-LN
+            if model_type == "wavlm":
+                attention, _, position_bias = layer.attention(hidden, position_bias=position_bias, index=index)
+            else:
+                attention = layer.attention(hidden)[0]
+            hidden = layer.layer_norm(hidden + attention)
+            ffn = layer.feed_forward(hidden)
+            hidden = layer.final_layer_norm(hidden + ffn)
+        elif model_type == "data2vec-vision":  # pre-LN, layer scale, the older module names
+            attention = layer.attention(layer.layernorm_before(hidden))[0]
+            hidden = hidden + (attention if layer.lambda_1 is None else layer.lambda_1 * attention)
+            ffn = layer.output(layer.intermediate(layer.layernorm_after(hidden)))
+            hidden = hidden + (ffn if layer.lambda_2 is None else layer.lambda_2 * ffn)
+        else:  # vit, deit, beit: pre-LN, layer scale for BEiT
+            attention = layer.attention(layer.layernorm_before(hidden))[0]
+            hidden = hidden + getattr(layer, "lambda_1", 1.0) * attention
+            ffn = layer.mlp(layer.layernorm_after(hidden))
+            hidden = hidden + getattr(layer, "lambda_2", 1.0) * ffn
+        ffn_outputs.append(ffn)
+        block_outputs.append(hidden)
+    return ffn_outputs, block_outputs

@@ -9,16 +9,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer
+from transformers import CONFIG_MAPPING, AutoTokenizer
 
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
 from d2v_hf.argument_parsing import load_config
-from d2v_hf.configuration_data2vec_pretraining import (
-    _PRESETS,
-    MODALITY_BY_MODEL_TYPE,
-    base_backbone_config,
-    tiny_backbone_config,
-)
+from d2v_hf.backbone_registry import BACKBONES, get_family, modality_of
+from d2v_hf.backbones import backbone_class, pretraining_kwargs
+from d2v_hf.configuration_data2vec_pretraining import _PRESETS, base_backbone_config, tiny_backbone_config
 from d2v_hf.data import train_bpe_tokenizer
 from d2v_hf.recipes import RECIPE_METADATA, TRAINING_RECIPES
 
@@ -38,8 +35,18 @@ class Data2VecModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "A Data2VecForPretraining checkpoint to continue, or a plain Data2Vec backbone (Hub id or path) "
-            "whose weights initialise the student and the teacher. Default: a preset on a new backbone."
+            "help": "A Data2VecForPretraining checkpoint to continue, or an encoder of any registered family (Hub id "
+            "or path: roberta-base, bert-base-uncased, xlm-roberta-base, google/vit-base-patch16-224-in21k, "
+            "facebook/wav2vec2-base, facebook/hubert-base-ls960, a Data2Vec model, a local folder) whose weights "
+            "initialise the student and the teacher (continued pretraining). Default: a preset on a new backbone."
+        },
+    )
+    backbone_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "A new backbone's family (model_type): data2vec-text, roberta, xlm-roberta, bert, "
+            "data2vec-audio, wav2vec2, hubert, wavlm, data2vec-vision, beit, vit or deit; same size as the "
+            "Data2Vec one of --model_size. Default: data2vec-<modality>."
         },
     )
     model_size: str = field(
@@ -133,7 +140,7 @@ def check_checkpoint(checkpoint: str, modality: str | None = None) -> None:
             backbone = json.loads((path / "config.json").read_text()).get("backbone_config") or {}
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"Checkpoint file {path / 'config.json'} is missing or corrupted ({err}).") from None
-        found = MODALITY_BY_MODEL_TYPE.get(backbone.get("model_type"))
+        found = modality_of(backbone.get("model_type"))
         if found != modality:
             raise ValueError(
                 f"--resume_from_checkpoint {checkpoint} holds a {found or 'non-data2vec'} model; --modality is "
@@ -232,6 +239,32 @@ def parse_config_overrides(overrides: str | None) -> tuple[dict, dict]:
 
 # computed by the config classes' __init__ from other fields
 _DERIVED_BACKBONE_FIELDS = ("num_feat_extract_layers",)
+# what a backbone of another family keeps from the Data2Vec one of --model_size: its size and input geometry (the
+# rest, e.g. wav2vec2's 128-wide positional convolution, stays the family's own default)
+_ARCHITECTURE_FIELDS = {
+    "text": ("vocab_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps"),
+    "audio": ("conv_dim", "conv_stride", "conv_kernel", "layerdrop", "mask_feature_prob", "activation_dropout"),
+    "vision": ("image_size", "patch_size", "num_channels", "layer_norm_eps", "drop_path_rate"),
+}
+
+
+def backbone_of_family(backbone, model_type: str):
+    """The Data2Vec `backbone`'s size (layers, width, heads, FFN, input geometry) as a `model_type` configuration."""
+    family = get_family(model_type)
+    modality = modality_of(backbone.model_type)
+    if family.modality != modality:
+        raise ValueError(
+            f"--backbone_type {model_type} is {'an' if family.modality == 'audio' else 'a'} {family.modality} family; "
+            f"--modality is {modality}. "
+            f"{modality.capitalize()} families: {sorted(t for t, f in BACKBONES.items() if f.modality == modality)}."
+        )
+    if model_type == backbone.model_type:
+        return backbone
+    config_class = CONFIG_MAPPING[model_type]
+    defaults = config_class()
+    names = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    names += _ARCHITECTURE_FIELDS[modality]
+    return config_class(**{name: getattr(backbone, name) for name in names if hasattr(defaults, name)})
 
 
 def build_pretraining_config(model_args: Data2VecModelArguments, tokenizer=None, image_size: int | None = None):
@@ -248,6 +281,8 @@ def build_pretraining_config(model_args: Data2VecModelArguments, tokenizer=None,
         recipe.setdefault("average_top_k_layers", 3)
     else:
         backbone = base_backbone_config(modality)
+    if model_args.backbone_type is not None:
+        backbone = backbone_of_family(backbone, model_args.backbone_type)
     if modality == "text" and tokenizer is not None:
         backbone.vocab_size = len(tokenizer)
         backbone.pad_token_id = tokenizer.pad_token_id
@@ -283,11 +318,17 @@ def load_or_build_model(model_args: Data2VecModelArguments, tokenizer=None, imag
                 f"{model_args.modality}."
             )
         return Data2VecForPretraining.from_pretrained(model_args.model_name_or_path, **hub)
-    found = MODALITY_BY_MODEL_TYPE.get(config.model_type)
+    get_family(config.model_type)  # an unregistered family: the error lists the registered ones
+    found = modality_of(config.model_type)
     if found != model_args.modality:
         raise ValueError(
-            f"{model_args.model_name_or_path} has model_type {config.model_type!r} ({found or 'not data2vec'}); "
-            f"--modality {model_args.modality} needs a data2vec-{model_args.modality} backbone."
+            f"{model_args.model_name_or_path} has model_type {config.model_type!r}, a {found} backbone; --modality "
+            f"is {model_args.modality}. Pass --modality {found}."
+        )
+    if model_args.backbone_type not in (None, config.model_type):
+        raise ValueError(
+            f"--backbone_type {model_args.backbone_type} differs from {model_args.model_name_or_path}'s model_type "
+            f"{config.model_type!r}; drop --backbone_type to continue that checkpoint."
         )
     recipe, _ = parse_config_overrides(model_args.config_overrides)
     if tokenizer is not None:
@@ -296,8 +337,19 @@ def load_or_build_model(model_args: Data2VecModelArguments, tokenizer=None, imag
     if recipe["average_top_k_layers"] is None:
         recipe["average_top_k_layers"] = min(_PRESETS[found]["average_top_k_layers"], config.num_hidden_layers)
     model = Data2VecForPretraining(Data2VecPretrainingConfig.from_preset(found, config, **recipe))
-    student = type(model.student).from_pretrained(model_args.model_name_or_path, **hub)
-    model.student.load_state_dict(student.state_dict(), strict=False)
+    # the family's class with the pretraining constructor arguments (no pooler, a mask token): a task checkpoint
+    # (e.g. RobertaForMaskedLM's `roberta.` weights) loads too; only a new mask token may be missing
+    pretrained, info = backbone_class(config).from_pretrained(
+        model_args.model_name_or_path, **hub, **pretraining_kwargs(config), output_loading_info=True
+    )
+    new = set(info["missing_keys"])  # e.g. a mask token the checkpoint never had: keep the recipe's initialisation
+    state = {key: value for key, value in pretrained.state_dict().items() if key not in new}
+    missing, unexpected = model.student.load_state_dict(state, strict=False)
+    if unexpected or any(key not in new for key in missing) or any(key != "embeddings.mask_token" for key in new):
+        raise ValueError(
+            f"{model_args.model_name_or_path} does not fit a {type(model.student).__name__}: missing {missing}, "
+            f"unexpected {unexpected}."
+        )
     model.teacher.load_state_dict(model.student.state_dict())
     return model
 
