@@ -25,7 +25,7 @@ def one_thread():
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
     """Path to ../shared/data; skips the test cleanly when the folder is absent."""
     path = Path(os.environ.get("D2V_HF_SHARED_DATA", SHARED_DATA))

@@ -230,3 +230,46 @@ def manual_layer_features(backbone, main_input, attention_mask=None):
         ffn_outputs.append(ffn)
         block_outputs.append(hidden)
     return ffn_outputs, block_outputs
+
+
+def save_tiny_checkpoints(root: Path, tokenizer) -> dict[str, Path]:
+    """
+    Tiny checkpoints of nine families saved to folders as released models are (text ones with `tokenizer`, ViT with
+    an image processor, wav2vec 2.0 with a feature extractor): `{name: folder}`. The image models read 28 x 28.
+    """
+    import transformers
+
+    text = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    roberta = {**text, "max_position_embeddings": tokenizer.model_max_length + 2}  # positions after the padding index
+    image = {"image_size": 28, "patch_size": 7}
+    families = {
+        "bert": ("text", "BertModel", {**text, "max_position_embeddings": tokenizer.model_max_length}),
+        "roberta": ("text", "RobertaModel", roberta),
+        "data2vec-text": ("text", "Data2VecTextModel", roberta),
+        "vit": ("vision", "ViTModel", image),  # DINO checkpoints are ViTModel
+        "beit": ("vision", "BeitModel", image),
+        # as the students run_pretraining.py exports: CLS pooling in the config (the comparison turns on mean pooling)
+        "data2vec-vision": ("vision", "Data2VecVisionModel", {**image, "use_mean_pooling": False}),
+        "wav2vec2": ("audio", "Wav2Vec2Model", {}),
+        "hubert": ("audio", "HubertModel", {}),
+        "data2vec-audio": ("audio", "Data2VecAudioModel", {}),
+    }  # fmt: skip
+    folders = {}
+    for seed, (model_type, (modality, class_name, fields)) in enumerate(families.items()):
+        torch.manual_seed(seed)
+        config = tiny_backbone_config(modality, 2, model_type, **fields)
+        folder = root / model_type
+        getattr(transformers, class_name)(config).save_pretrained(folder)
+        if modality == "text":
+            tokenizer.save_pretrained(folder)
+        elif model_type == "vit":
+            transformers.ViTImageProcessor(size={"height": 28, "width": 28}).save_pretrained(folder)
+        elif model_type == "wav2vec2":
+            transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(folder)
+        folders[model_type] = folder
+    return folders

@@ -25,7 +25,7 @@ from transformers import (
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
 from d2v_hf.backbone_registry import BACKBONES, get_family
 from d2v_hf.backbones import encoder_layers
-from d2v_hf.modeling_data2vec2 import encode_visible_patches, encode_visible_text
+from d2v_hf.modeling_data2vec2 import encode_visible_frames, encode_visible_patches, encode_visible_text
 
 from .fixtures import (
     REPO,
@@ -166,12 +166,24 @@ def test_export_loads_as_the_family_auto_model_and_task_head(model_type, tmp_pat
         torch.testing.assert_close(head.base_model.eval()(**inputs).last_hidden_state, student)
 
 
-@pytest.mark.parametrize("model_type", [name for name in FAMILIES if BACKBONES[name].data2vec2_refusal is None])
-def test_data2vec2_sparse_student_on_every_family(model_type):
+DATA2VEC2_CASES = [(name, None) for name in FAMILIES if BACKBONES[name].data2vec2_refusal is None]
+# the pre-LN ("stable layer norm") speech encoders of the large checkpoints: LayerNorm after the layers
+DATA2VEC2_CASES += [("wav2vec2", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"})]
+DATA2VEC2_CASES += [("hubert", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"})]
+
+
+@pytest.mark.parametrize("model_type, backbone_kwargs", DATA2VEC2_CASES)
+def test_data2vec2_sparse_student_on_every_family(model_type, backbone_kwargs):
     family = BACKBONES[model_type]
     torch.manual_seed(0)
     clone_batch = 2
-    config = tiny_config(family.modality, model_type=model_type, mode="data2vec2", clone_batch=clone_batch)
+    config = tiny_config(
+        family.modality,
+        model_type=model_type,
+        mode="data2vec2",
+        clone_batch=clone_batch,
+        backbone_kwargs=backbone_kwargs,
+    )
     model = Data2VecForPretraining(config)
     inputs, _ = main_inputs(model)
     out = model(**inputs)  # the masks of the M copies drawn by the model
@@ -192,6 +204,15 @@ def test_data2vec2_sparse_student_on_every_family(model_type):
             # the full backbone with the masked tokens taken out of attention, positions unchanged
             full = model.student(ids.repeat_interleave(clone_batch, 0), attention_mask=keep.long()).last_hidden_state
         torch.testing.assert_close(states[visible], full[keep], atol=1e-5, rtol=1e-5)
+    elif family.modality == "audio":
+        values = inputs["input_values"][:1]
+        frames = model.student._get_feat_extract_output_lengths(values.shape[1])
+        keep = torch.ones(clone_batch, int(frames), dtype=torch.bool)
+        with torch.no_grad():
+            states, _, _ = encode_visible_frames(model.student, values, keep, clone_batch)
+            # nothing masked: the sparse path is the backbone's own forward
+            full = model.student(values).last_hidden_state
+        torch.testing.assert_close(states, full.expand(clone_batch, -1, -1), atol=1e-5, rtol=1e-5)
     elif family.modality == "vision":
         pixels = inputs["pixel_values"][:1]
         grid = config.backbone_config.image_size // config.backbone_config.patch_size

@@ -123,3 +123,18 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
         if not name.endswith("amortisation.md"):
             table = (out / name).read_text()
             assert all(row in table for row in ("(a) HF", "(b) data2vec 1.0", "(c) data2vec 2.0", "(d) data2vec 1.0"))
+
+
+def test_comparison_cost_counts_the_training_step_of_each_head():
+    import comparison_cost
+    from transformers import BertConfig, ViTConfig
+
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    text = [comparison_cost.step_flops(BertConfig(**tiny), "glue", batch, 16, 32, 1.0) for batch in (2, 4)]
+    qa = comparison_cost.step_flops(BertConfig(**tiny), "qa", 2, 16, 32, 1.0)
+    image = comparison_cost.step_flops(ViTConfig(image_size=32, patch_size=8, **tiny), "image", 2, 16, 32, 1.0)
+    assert text[1] == 2 * text[0] > 0  # linear in the batch
+    assert qa > text[0] and image > 0  # longer QA windows cost more
+    # a forward + backward of the encoder: about 6 FLOPs per weight per token for the dense layers
+    dense = 2 * (4 * 32 * 32 + 2 * 32 * 64)
+    assert 6 * dense * 2 * 16 <= text[0] <= 3 * 6 * dense * 2 * 16

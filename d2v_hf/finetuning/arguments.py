@@ -62,6 +62,13 @@ class _ClassificationDataArguments:
     train_val_split: float = field(
         default=0.15, metadata={"help": "Fraction of the training data held out when there is no validation data."}
     )
+    model_selection_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this share of the training data (seeded, the same in every run) and evaluate there "
+            "instead of the validation data: for choosing a learning rate without looking at the reported set."
+        },
+    )
     label_column_name: str = field(default="label", metadata={"help": "Label column of a Hub dataset."})
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Keep N training examples (a seeded random subset, as HF's scripts)."}
@@ -75,6 +82,8 @@ class _ClassificationDataArguments:
             raise ValueError("Give either --dataset_name or --train_dir/--validation_dir, not both.")
         if not 0.0 <= self.train_val_split < 1.0:
             raise ValueError(f"--train_val_split must be in [0, 1), got {self.train_val_split}.")
+        if not 0.0 <= self.model_selection_fraction < 1.0:
+            raise ValueError(f"--model_selection_fraction must be in [0, 1), got {self.model_selection_fraction}.")
 
 
 @dataclass

@@ -39,7 +39,7 @@ from ..data import image_transform, load_audio_folder, load_fashion_mnist, load_
 from ..data_collator import pad_and_normalize_audio
 from .arguments import AudioDataArguments, ImageDataArguments, ModelArguments
 from .checkpoints import AUDIO_SAMPLING_RATE
-from .glue_data import select_samples
+from .glue_data import MODEL_SELECTION_SEED, select_samples
 
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,11 @@ def _hub_description(name: str, config_name: str | None) -> dict:
 
 def _finish(data_args, train, validation, names, seed, **kwargs) -> ClassificationData:
     validation_split = kwargs.pop("validation_split", "validation")
-    if validation is None and train is not None:
+    if data_args.model_selection_fraction and train is not None:
+        # the same held-out part in every run (not the run's seed), so that candidates are compared on equal data
+        train, validation = _split_train(train, data_args.model_selection_fraction, MODEL_SELECTION_SEED)
+        validation_split = "train (held out for model selection)"
+    elif validation is None and train is not None:
         train, validation = _split_train(train, data_args.train_val_split, seed)
         validation_split = "train (held out)"
     train = _subsample(train, data_args.max_train_samples, seed)
@@ -209,7 +213,7 @@ def _hub_data(data_args, model_args, seed, column: str, option: str, decode_trai
     train = raw.get("train")
     validation_split = next((s for s in ("validation", "valid", "val", "test") if s in raw), None)
     validation = raw[validation_split] if validation_split else None
-    if train is not None and validation is None:
+    if train is not None and validation is None and not data_args.model_selection_fraction:
         train, validation = _split_train(train, data_args.train_val_split, seed)
         validation_split = "train (held out)"
     return _finish(

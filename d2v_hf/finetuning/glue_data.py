@@ -189,6 +189,23 @@ def load_glue_datasets(
     return raw
 
 
+# one split for every run that selects hyper-parameters, whatever its training seed: the candidates see the same data
+MODEL_SELECTION_SEED = 42
+
+
+def hold_out_for_model_selection(raw_datasets: datasets.DatasetDict, fraction: float) -> datasets.DatasetDict:
+    """
+    Replaces the evaluation splits by a held-out `fraction` of the training split (seeded, the same for every run),
+    so that learning rates and other choices are made without looking at the reported validation set.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--model_selection_fraction must be in (0, 1), got {fraction}.")
+    if "train" not in raw_datasets:
+        raise ValueError("--model_selection_fraction needs a train split to hold a part of out.")
+    split = raw_datasets["train"].train_test_split(test_size=fraction, seed=MODEL_SELECTION_SEED)
+    return datasets.DatasetDict(train=split["train"], validation=split["test"], validation_matched=split["test"])
+
+
 def get_text_keys(task_name: str | None, column_names: Sequence[str]) -> tuple[str, str | None]:
     """
     The text column(s) of a task: `task_to_keys[task_name]`, or for a custom dataset `sentence1`/`sentence2` when
@@ -377,6 +394,8 @@ def select_samples(dataset: datasets.Dataset, max_samples: int | None) -> datase
 
 
 __all__ = [
+    "MODEL_SELECTION_SEED",
+    "hold_out_for_model_selection",
     "GLUE_COLUMN_ALIASES",
     "GLUE_HUB_DATASET",
     "GLUE_LABEL_NAMES",

@@ -29,6 +29,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from .glue_data import MODEL_SELECTION_SEED
+
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +328,17 @@ def load_qa_datasets(
     return raw.get("train"), eval_sets
 
 
+def hold_out_articles_for_model_selection(train: datasets.Dataset, fraction: float, name: str = "validation"):
+    """
+    `(train, {name: held-out})`: a `fraction` of the training articles (seeded, the same for every run) becomes the
+    evaluation set, so that learning rates are chosen without looking at the reported test articles.
+    """
+    if train is None:
+        raise ValueError("--model_selection_fraction needs training data to hold a part of out.")
+    splits = split_by_article(train, test_fraction=fraction, seed=MODEL_SELECTION_SEED)
+    return splits["train"], {name: splits["test"]}
+
+
 def _check_qa_tokenizer(tokenizer, max_length: int, doc_stride: int):
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(
@@ -530,6 +543,7 @@ def tokenize_qa_examples(
 
 
 __all__ = [
+    "hold_out_articles_for_model_selection",
     "SQUAD_FEATURES",
     "XQUAD_LANGUAGES",
     "load_qa_datasets",

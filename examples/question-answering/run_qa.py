@@ -43,6 +43,7 @@ from d2v_hf.finetuning import (
     XQUAD_LANGUAGES,
     ModelArguments,
     QuestionAnsweringTrainer,
+    hold_out_articles_for_model_selection,
     load_pretrained,
     load_qa_datasets,
     make_qa_post_processing_function,
@@ -81,6 +82,13 @@ class DataTrainingArguments:
     pad_to_max_length: bool = field(default=True, metadata={"help": "Pad to max_seq_length (else dynamic)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation examples."})
+    model_selection_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this share of the training articles (seeded, the same in every run) and evaluate there "
+            "(in English) instead of the validation / test articles: for choosing a learning rate."
+        },
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
 
     def __post_init__(self):
@@ -114,6 +122,11 @@ def main(args=None):
         cache_dir=model_args.cache_dir,
         token=model_args.token,
     )
+    if data_args.model_selection_fraction:
+        name = "en" if data_args.xquad_dir else "validation"  # XQuAD: the held-out English training articles
+        train_examples, eval_sets = hold_out_articles_for_model_selection(
+            train_examples, data_args.model_selection_fraction, name
+        )
     if train_examples is not None:
         train_examples = select_samples(train_examples, data_args.max_train_samples)
     eval_sets = {name: select_samples(ds, data_args.max_eval_samples) for name, ds in eval_sets.items()}

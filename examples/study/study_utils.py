@@ -73,11 +73,16 @@ def study_eval_result(score_stats: dict, **fields) -> EvalResult:
 
 
 def cli_args(**kwargs) -> list[str]:
-    """`cli_args(do_train=True, seed=1)` -> `["--do_train", "--seed", "1"]`; `None`/`False` values are left out."""
+    """
+    `cli_args(do_train=True, seed=1, langs=["en", "de"])` -> `["--do_train", "--seed", "1", "--langs", "en", "de"]`;
+    `None`/`False` values are left out.
+    """
     args = []
     for key, value in kwargs.items():
         if value is True:
             args.append(f"--{key}")
+        elif isinstance(value, (list, tuple)):
+            args += [f"--{key}", *map(str, value)]
         elif value is not None and value is not False:
             args += [f"--{key}", str(value)]
     return args
@@ -128,6 +133,16 @@ def stats(values: list[float]) -> dict[str, Any]:
         "n": len(values),
         "values": values,
     }
+
+
+def paired_bootstrap(differences: list[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """
+    95% percentile-bootstrap interval of the mean of paired differences (one per seed, same seed = same data order
+    and subsets): resamples the differences with replacement. With few seeds the interval is wide, as it should be.
+    """
+    values = np.asarray(differences, dtype=float)
+    means = np.random.default_rng(seed).choice(values, size=(resamples, len(values)), replace=True).mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def fmt(stats: dict | None, digits: int = 1) -> str:
@@ -201,6 +216,7 @@ __all__ = [
     "fmt",
     "load_example",
     "read_log_history",
+    "paired_bootstrap",
     "run_jobs",
     "series",
     "stats",

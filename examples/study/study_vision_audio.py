@@ -39,8 +39,9 @@ from d2v_hf.data import (
     synthesize_spoken_digits,
 )
 from d2v_hf.data._common import scan_folder
-from d2v_hf.finetuning import AudioClassificationCollator, ImageClassificationCollator
+from d2v_hf.finetuning import AudioClassificationCollator
 
+from probes import extract_features, linear_probe_accuracy
 from study_config import MODALITY_OF_TASK
 from study_utils import (
     EXAMPLE_FOLDERS,
@@ -138,49 +139,6 @@ def mean_pooling_checkpoint(args, modality: str, source: str | None, output_dir:
     if source is not None and Path(source, "preprocessor_config.json").is_file():  # the pretraining statistics
         shutil.copy(Path(source, "preprocessor_config.json"), output_dir)
     return output_dir
-
-
-def _batches(dataset, batch_size: int):
-    for start in range(0, len(dataset), batch_size):
-        yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-
-
-def extract_features(
-    checkpoint: str, modality: str, dataset, batch_size: int = 64, max_seconds: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """
-    Mean-pooled last-layer features of the frozen backbone: the patch tokens of each image (CLS left out), the
-    (unpadded) frames of each clip (its first `max_seconds`). Returns `(features, labels)`.
-    """
-    model = AutoModel.from_pretrained(checkpoint).eval()
-    if modality == "vision":
-        collate = ImageClassificationCollator()
-    else:
-        collate = AudioClassificationCollator(max_length=int(max_seconds * 16000), train=False)
-    features, labels = [], []
-    with torch.no_grad():
-        for examples in _batches(dataset, batch_size):
-            batch = collate(examples)
-            labels.append(batch.pop("labels").numpy())
-            if modality == "vision":
-                hidden = model(pixel_values=batch["pixel_values"]).last_hidden_state[:, 1:]
-                features.append(hidden.mean(1).numpy())
-            else:
-                hidden = model(**batch).last_hidden_state
-                mask = model._get_feature_vector_attention_mask(hidden.shape[1], batch["attention_mask"])
-                mask = mask.unsqueeze(-1).to(hidden.dtype)
-                features.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
-    return np.concatenate(features), np.concatenate(labels)
-
-
-def linear_probe_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float:
-    """Multinomial logistic regression on standardised features (scikit-learn, L2, C=1), accuracy on `test`."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(train[0])
-    classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train[0]), train[1])
-    return float((classifier.predict(scaler.transform(test[0])) == test[1]).mean())
 
 
 def _probe_datasets(args, task: str, paths: dict | None, seed: int):

@@ -42,6 +42,7 @@ from d2v_hf.finetuning import (
     disable_loss_kwargs,
     encode_glue_labels,
     get_glue_label_info,
+    hold_out_for_model_selection,
     load_glue_datasets,
     load_pretrained,
     make_glue_compute_metrics,
@@ -76,6 +77,13 @@ class DataTrainingArguments:
     pad_to_max_length: bool = field(default=True, metadata={"help": "Pad to max_seq_length (else dynamic padding)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation examples."})
+    model_selection_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this share of the training data (seeded, the same in every run) and evaluate there "
+            "instead of the validation set: for choosing a learning rate without looking at the reported set."
+        },
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the tokenized datasets."})
 
@@ -103,6 +111,8 @@ def main(args=None):
         cache_dir=model_args.cache_dir,
         token=model_args.token,
     )
+    if data_args.model_selection_fraction:
+        raw_datasets = hold_out_for_model_selection(raw_datasets, data_args.model_selection_fraction)
     label_info = get_glue_label_info(raw_datasets, task_name)
     raw_datasets = encode_glue_labels(raw_datasets, label_info)
     labels = {} if label_info.is_regression else dict(enumerate(map(str, label_info.label_list)))

@@ -1,0 +1,148 @@
+"""
+Frozen-feature probes, shared by the study and the checkpoint comparison: pooled last-layer features of a frozen
+backbone (text, images, speech) and linear models fitted on them (scikit-learn: logistic regression for classes,
+ridge regression for scores), with the regularisation chosen on a held-out part of the probe's training data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from d2v_hf.finetuning import AudioClassificationCollator, ImageClassificationCollator
+
+
+# the regularisation grid: logistic regression C (inverse strength) and ridge alpha (strength)
+PROBE_C = (0.01, 0.1, 1.0, 10.0)
+PROBE_ALPHA = (0.1, 1.0, 10.0, 100.0)
+
+
+def _batches(dataset, batch_size: int):
+    for start in range(0, len(dataset), batch_size):
+        yield [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+
+
+def pool(hidden: torch.Tensor, pooling: str, mask: torch.Tensor | None = None, prefix_tokens: int = 0):
+    """
+    One vector per example from `(batch, seq, hidden)` states: `"cls"` the first token, `"mean"` the mean over the
+    real positions (`mask`, True where real) after the first `prefix_tokens` (an image's CLS / distillation tokens).
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling != "mean":
+        raise ValueError(f"pooling={pooling!r}; expected 'cls' or 'mean'.")
+    hidden = hidden[:, prefix_tokens:]
+    if mask is None:
+        return hidden.mean(1)
+    weights = mask[:, prefix_tokens:].unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+@torch.no_grad()
+def extract_features(
+    checkpoint: str,
+    modality: str,
+    dataset,
+    batch_size: int = 64,
+    max_seconds: float = 1.0,
+    pooling: str = "mean",
+    prefix_tokens: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Pooled last-layer features of the frozen backbone for a labelled image or audio dataset: images mean-pool the
+    patch tokens (the first `prefix_tokens` left out) or take the CLS token; audio mean-pools the (unpadded) frames
+    of each clip's first `max_seconds`. Returns `(features, labels)`.
+    """
+    model = AutoModel.from_pretrained(checkpoint).eval()
+    if modality == "vision":
+        collate = ImageClassificationCollator()
+    else:
+        collate = AudioClassificationCollator(max_length=int(max_seconds * 16000), train=False)
+    features, labels = [], []
+    for examples in _batches(dataset, batch_size):
+        batch = collate(examples)
+        labels.append(batch.pop("labels").numpy())
+        if modality == "vision":
+            hidden = model(pixel_values=batch["pixel_values"]).last_hidden_state
+            features.append(pool(hidden, pooling, prefix_tokens=prefix_tokens).numpy())
+        else:
+            hidden = model(**batch).last_hidden_state
+            mask = model._get_feature_vector_attention_mask(hidden.shape[1], batch["attention_mask"]).bool()
+            features.append(pool(hidden, pooling, mask).numpy())
+    return np.concatenate(features), np.concatenate(labels)
+
+
+@torch.no_grad()
+def text_features(
+    checkpoint: str, first: list[str], second: list[str] | None = None, max_length: int = 128, batch_size: int = 64
+) -> np.ndarray:
+    """
+    Frozen features of sentences (or sentence pairs, encoded together as the fine-tuning scripts do) with the
+    checkpoint's own tokenizer: the first token's last-layer state (`<s>` / `[CLS]`, which the text classification
+    heads of BERT, RoBERTa, XLM-R and data2vec read).
+    """
+    model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
+    features = []
+    for start in range(0, len(first), batch_size):
+        pair = (first[start : start + batch_size],)
+        if second is not None:
+            pair += (second[start : start + batch_size],)
+        batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        features.append(pool(model(**batch).last_hidden_state, "cls").numpy())
+    return np.concatenate(features)
+
+
+def linear_probe_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float:
+    """Multinomial logistic regression on standardised features (scikit-learn, L2, C=1), accuracy on `test`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train[0])
+    classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train[0]), train[1])
+    return float((classifier.predict(scaler.transform(test[0])) == test[1]).mean())
+
+
+def fit_probe(train, test, score, regression: bool = False, held_out: float = 0.2, seed: int = 0) -> dict:
+    """
+    A linear probe with its regularisation chosen on a held-out part of the training features.
+
+    Args:
+        train, test (`tuple[np.ndarray, np.ndarray]`): `(features, targets)`.
+        score (`Callable[[np.ndarray, np.ndarray], float]`): `score(predictions, targets)`, higher is better.
+        regression (`bool`): ridge regression (e.g. STS-B) instead of logistic regression.
+        held_out (`float`): share of `train` used to choose the regularisation (then refitted on all of `train`).
+        seed (`int`): seed of that split.
+
+    Returns:
+        `{"score": float, "regularisation": float, "held_out_score": float}`.
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    features, targets = train
+    order = np.random.default_rng(seed).permutation(len(features))
+    cut = max(1, int(round(held_out * len(features))))
+    fit_rows, check_rows = order[cut:], order[:cut]
+
+    def model(value):
+        return Ridge(alpha=value) if regression else LogisticRegression(C=value, max_iter=2000)
+
+    def fitted(value, rows):
+        scaler = StandardScaler().fit(features[rows])
+        return scaler, model(value).fit(scaler.transform(features[rows]), targets[rows])
+
+    choices = []
+    for value in PROBE_ALPHA if regression else PROBE_C:
+        scaler, estimator = fitted(value, fit_rows)
+        choices.append((score(estimator.predict(scaler.transform(features[check_rows])), targets[check_rows]), value))
+    best_score, best = max(choices, key=lambda choice: (choice[0], -choice[1] if regression else choice[1]))
+    scaler, estimator = fitted(best, np.arange(len(features)))
+    return {
+        "score": float(score(estimator.predict(scaler.transform(test[0])), test[1])),
+        "regularisation": float(best),
+        "held_out_score": float(best_score),
+    }
+
+
+__all__ = ["extract_features", "fit_probe", "linear_probe_accuracy", "pool", "text_features"]
