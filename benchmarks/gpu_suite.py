@@ -1,8 +1,10 @@
 """
 Every throughput measurement in one call: the three modalities, every step variant ((a) Hugging Face's own
 pretraining model, (b) data2vec 1.0, (c) data2vec 2.0, (d) the straightforward 1.0 step), torch.compile off and on,
-peak memory, and the 2.0 teacher amortisation. Writes one markdown table per run and `README.md` (the hardware line
-and the ratios of (b) and (c) to the straightforward step (d) and to Hugging Face's model (a)) into a folder.
+peak memory, the 2.0 teacher amortisation, and the speed levers of the 1.0 step, each alone and together (a bf16
+teacher copy, fused AdamW, gradient checkpointing at twice the batch, all of them with torch.compile), each against
+the straightforward step (d) measured in the same process. Writes one markdown table per run and `README.md` (the
+hardware line and the ratios of (b) and (c) to (d) and to Hugging Face's model (a)) into a folder.
 
 # one GPU, base size, bf16, the sizes of docs/benchmarks.md (aimed at under 8 minutes on an H100/H200)
 bash benchmarks/gpu_suite.sh outputs/gpu_suite
@@ -21,6 +23,39 @@ from reference_steps import VARIANTS, BenchmarkSetup, format_table, run_benchmar
 
 
 MODALITIES = ("text", "audio", "vision")
+# the levers of the data2vec 1.0 step: (name, BenchmarkSetup fields); the batch factor doubles the batch
+LEVERS = (
+    ("none", {}),
+    ("bf16 teacher copy", {"teacher_dtype": "bf16"}),
+    ("fused AdamW", {"fused_adamw": True}),
+    ("gradient checkpointing, 2x batch", {"gradient_checkpointing": True, "batch_factor": 2}),
+    ("all of them + torch.compile", {"teacher_dtype": "bf16", "fused_adamw": True, "compile": True}),
+)
+
+
+def levers_table(modality: str, batch_size, length, backend: str, common: dict) -> str:
+    """Each lever alone and together: (b) data2vec 1.0 against (d) the straightforward step, same process."""
+    lines = [
+        "| lever | (b) tokens/s | (d) tokens/s | (b) vs (d) | (b) peak memory (MiB) | (b) loss |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, fields in LEVERS:
+        fields = dict(fields)
+        factor = fields.pop("batch_factor", 1)
+        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
+                               **{**common, **fields})  # fmt: skip
+        if factor != 1:
+            setup = BenchmarkSetup(**{**setup.__dict__, "batch_size": setup.batch_size * factor})
+        results = {r.variant: r for r in run_benchmark(setup, ("straightforward", "data2vec"))}
+        fast, reference = results["data2vec"], results["straightforward"]
+        lines.append(
+            f"| {name} | {fast.tokens_per_s:,.0f} | {reference.tokens_per_s:,.0f} | "
+            f"{fast.tokens_per_s / reference.tokens_per_s:.2f}x | {fast.peak_memory_bytes / 2**20:,.0f} | "
+            f"{fast.loss:.4f} |"
+        )
+        del results
+        gc.collect()
+    return "\n".join(lines)
 
 
 def parse_args(argv=None):
@@ -66,6 +101,7 @@ def main(argv=None) -> Path:
         "| modality | torch.compile | (b) 1.0 vs (d) straightforward | (c) 2.0 vs (d) | (b) vs (a) HF | (c) vs (a) |",
         "|---|---|---:|---:|---:|---:|",
     ]
+    summary_levers = []
     for modality in MODALITIES:
         batch_size, length = shapes[modality]
         for compiled in (False, True):
@@ -96,6 +132,10 @@ def main(argv=None) -> Path:
             clone_batches=(1, 2) if args.smoke else (1, 2, 4, 8),
         )
         (out / f"{modality}_amortisation.md").write_text(amortisation + "\n", encoding="utf-8")
+        levers = levers_table(modality, batch_size, length, backend, common)
+        (out / f"{modality}_levers.md").write_text(f"{modality}, {common['dtype']}\n\n{levers}\n", encoding="utf-8")
+        summary_levers.append(f"### {modality}\n\n{levers}\n")
+    summary += ["", "## Speed levers of the data2vec 1.0 step (each alone, then together)", "", *summary_levers]
     summary += ["", "Per-run tables (tokens/s, step time, peak memory, FLOPs, MFU): the other files of this folder."]
     (out / "README.md").write_text("\n".join(summary) + "\n", encoding="utf-8")
     print("\n".join(summary))

@@ -68,6 +68,8 @@ class BenchmarkSetup:
     compile: bool = False
     compile_backend: str = "inductor"  # "eager" runs the same torch.compile path in seconds (the suite's --smoke)
     gradient_checkpointing: bool = False
+    teacher_dtype: str = "fp32"  # "bf16": the data2vec variants keep a bf16 teacher copy (config.teacher_dtype)
+    fused_adamw: bool = False  # torch.optim.AdamW(fused=True), as TrainingArguments(optim="adamw_torch_fused")
 
     def __post_init__(self):
         if self.modality not in ("text", "audio", "vision"):
@@ -76,6 +78,8 @@ class BenchmarkSetup:
             raise ValueError(f"size={self.size!r}; expected tiny or base.")
         if self.dtype not in ("fp32", "bf16"):
             raise ValueError(f"dtype={self.dtype!r}; expected fp32 or bf16.")
+        if self.teacher_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"teacher_dtype={self.teacher_dtype!r}; expected fp32 or bf16.")
         default_batch, default_length = DEFAULT_SHAPES[(self.modality, self.size)]
         self.batch_size = self.batch_size or default_batch
         self.length = self.length or default_length
@@ -204,6 +208,8 @@ def data2vec_config(setup: BenchmarkSetup, variant: str) -> Data2VecPretrainingC
         overrides["min_mask_patches_per_block"] = max(1, min(16, round(num_patches * 16 / 196)))
     if variant == "data2vec2":
         overrides.update(mode="data2vec2", clone_batch=setup.clone_batch)
+    if setup.teacher_dtype == "bf16" and variant != "straightforward":
+        overrides["teacher_dtype"] = "bfloat16"
     if variant == "straightforward":
         overrides["target_feature"] = "block"  # output_hidden_states exposes block outputs; same compute
     return Data2VecPretrainingConfig.from_preset(setup.modality, backbone, **overrides)
@@ -387,7 +393,8 @@ def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None
         model = (hf_baseline(setup) if variant == "hf" else Data2VecForPretraining(config)).to(device).train()
         inputs, tokens = make_batch(setup, variant, config)
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        fused = True if setup.fused_adamw else None  # None: torch's default (foreach)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=fused)
         flops = count_flops(_forward_backward, variant, model, inputs, setup)
         optimizer.zero_grad(set_to_none=True)
         if setup.gradient_checkpointing:

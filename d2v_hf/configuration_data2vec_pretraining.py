@@ -20,6 +20,7 @@ TARGET_FEATURES = ("ffn", "block")
 TEXT_MASK_STRATEGIES = ("span", "bert")
 LOSS_CHANNEL_REDUCTIONS = ("sum", "mean")
 MODES = ("data2vec", "data2vec2")
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 DATA2VEC2_MODALITIES = ("text", "audio", "vision")
 
 
@@ -126,6 +127,13 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             per-position loss as `cls_loss * sum(CLS squared error * loss scale)`, which equals fairseq's
             `cls_loss * sample_size` factor after its division by `sample_size`.
 
+    Parameters of speed (no effect on the recipe beyond rounding):
+        teacher_dtype (`str`, *optional*, defaults to `"float32"`):
+            Storage dtype of the teacher: `"bfloat16"` (or `"float16"`) keeps a low-precision copy that the EMA step
+            refreshes from an fp32 master (fairseq's `ema_fp32`; saved as `ema_fp32.safetensors` in checkpoints),
+            so that a bf16-autocast step does not cast the teacher's weights at every forward; its targets differ
+            from an fp32 teacher's by bf16 rounding (the targets are normalised and averaged in fp32).
+
     Parameters of the collapse guard:
         min_target_var (`float`, *optional*, defaults to 0.1):
             Training stops when the mean per-channel std of the targets falls under this (fairseq's defaults; the
@@ -193,6 +201,8 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     # Parameters of the collapse guard (read by the trainer unless its arguments set them)
     min_target_var: float = 0.1
     min_pred_var: float = 0.01
+    # Parameters of speed
+    teacher_dtype: str = "float32"
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
@@ -311,6 +321,8 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
                     f"mask_token_id={self.mask_token_id} is outside the vocabulary "
                     f"(vocab_size={self.backbone_config.vocab_size})."
                 )
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(f"teacher_dtype={self.teacher_dtype!r}; expected one of {TEACHER_DTYPES}.")
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; expected one of {MODES}.")
         if self.mode == "data2vec2":

@@ -139,6 +139,7 @@ class Data2VecForPretraining(PreTrainedModel):
         # the number of EMA steps taken so far; saved with the weights so that a resumed run continues the schedule
         self.register_buffer("ema_num_updates", torch.zeros((), dtype=torch.long))
         self._ema_fp32_master = None
+        self._ema_fp32_master_checked = False
         self.post_init()
         if self.modality == "vision":
             # the released image recipes' own initialisation (the Hugging Face one zeroes CLS and mask tokens)
@@ -155,6 +156,12 @@ class Data2VecForPretraining(PreTrainedModel):
         # there is no backpropagation through the teacher, so no need for gradients
         self.teacher.requires_grad_(False)
         self.teacher.eval()
+        if config.teacher_dtype != "float32":
+            # a low-precision teacher (no weight casts under autocast); the EMA averages into an fp32 master, which
+            # starts from the exact fp32 copy rather than from the rounded teacher
+            averaged, _ = split_shared_parameters(self.teacher, self.student, config.teacher_shared_params)
+            self._ema_fp32_master = [student.detach().float().clone() for _, student in averaged]
+            self.teacher.to(getattr(torch, config.teacher_dtype))
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -269,6 +276,9 @@ class Data2VecForPretraining(PreTrainedModel):
             features.append(output[0] if isinstance(output, tuple) else output)
 
         handles = [module.register_forward_hook(record) for module in modules]
+        teacher_dtype = next(self.teacher.parameters()).dtype
+        if main_input.is_floating_point() and main_input.dtype != teacher_dtype:  # audio / pixels into a bf16 teacher
+            main_input = main_input.to(teacher_dtype)
         try:
             self.teacher.eval()
             if self.modality == "vision":
@@ -324,8 +334,18 @@ class Data2VecForPretraining(PreTrainedModel):
         master = None
         if any(t.dtype != torch.float32 for t, _ in averaged):
             # a low-precision teacher keeps an fp32 shadow (fairseq's ema_fp32); checkpoints save it (the trainer)
-            if self._ema_fp32_master is None or len(self._ema_fp32_master) != len(averaged):
+            master = self._ema_fp32_master
+            # no master yet, one built on meta tensors (from_pretrained builds the model there), or (checked at the
+            # first step only) one that does not round to the teacher because weights were loaded after __init__
+            stale = master is None or len(master) != len(averaged) or master[0].is_meta
+            if not stale and not self._ema_fp32_master_checked:
+                stale = any(not torch.equal(m.to(t.device, t.dtype), t) for m, (t, _) in zip(master, averaged))
+            if stale:
                 self._ema_fp32_master = [t.detach().float().clone() for t, _ in averaged]
+            self._ema_fp32_master_checked = True
+            device = averaged[0][0].device
+            if self._ema_fp32_master[0].device != device:  # a plain list: `model.to(device)` does not move it
+                self._ema_fp32_master = [m.to(device) for m in self._ema_fp32_master]
             master = self._ema_fp32_master
         ema_update_(averaged, shared, decay, fp32_master=master)
         self.ema_num_updates += 1
@@ -337,7 +357,7 @@ class Data2VecForPretraining(PreTrainedModel):
 
     def ema_fp32_state(self) -> dict[str, torch.Tensor]:
         """The fp32 shadow of a low-precision teacher (empty for an fp32 teacher), by teacher parameter name."""
-        if self._ema_fp32_master is None:
+        if self._ema_fp32_master is None or self._ema_fp32_master[0].is_meta:  # none yet (see ema_step)
             return {}
         return dict(zip(self._averaged_teacher_names(), self._ema_fp32_master))
 
@@ -350,6 +370,7 @@ class Data2VecForPretraining(PreTrainedModel):
             )
         device = next(self.teacher.parameters()).device
         self._ema_fp32_master = [state[name].to(device=device, dtype=torch.float32).clone() for name in names]
+        self._ema_fp32_master_checked = True
 
     def export_student(self, save_directory: str | os.PathLike, **save_kwargs) -> None:
         """

@@ -114,13 +114,21 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
     out = gpu_suite.main(["--output_dir", str(tmp_path), "--smoke"])
     names = sorted(path.name for path in out.iterdir())
     expected = [
-        f"{m}_{kind}.md" for m in ("text", "audio", "vision") for kind in ("amortisation", "compiled", "eager")
+        f"{m}_{kind}.md"
+        for m in ("text", "audio", "vision")
+        for kind in ("amortisation", "compiled", "eager", "levers")
     ]
     assert names == sorted(["README.md", *expected])
     summary = (out / "README.md").read_text()
     assert summary.count("| on |") == 3 and summary.count("| off |") == 3 and "Hardware: CPU" in summary
+    assert "## Speed levers" in summary
+    for modality in ("text", "audio", "vision"):
+        levers = (out / f"{modality}_levers.md").read_text()
+        for row in ("| none |", "| bf16 teacher copy |", "| fused AdamW |", "| gradient checkpointing, 2x batch |"):
+            assert row in levers, row
+        assert "| all of them + torch.compile |" in levers and "nan" not in levers
     for name in expected:
-        if not name.endswith("amortisation.md"):
+        if name.endswith(("compiled.md", "eager.md")):
             table = (out / name).read_text()
             assert all(row in table for row in ("(a) HF", "(b) data2vec 1.0", "(c) data2vec 2.0", "(d) data2vec 1.0"))
 

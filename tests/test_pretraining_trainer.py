@@ -2,41 +2,10 @@
 
 import pytest
 import torch
-from datasets import Dataset
 
-from d2v_hf import Data2VecForPretraining
-from d2v_hf.data_collator import data_collator_for
 from d2v_hf.trainer import Data2VecCollapseError, Data2VecPretrainingArguments, Data2VecPretrainingTrainer
 
-from .fixtures import NO_DROPOUT, build_tokenizer, tiny_config
-
-
-def make_trainer(tmp_path, model=None, dataset_size=32, **arg_overrides):
-    config = tiny_config("text", backbone_kwargs=NO_DROPOUT)
-    torch.manual_seed(0)
-    model = model or Data2VecForPretraining(config)
-    generator = torch.Generator().manual_seed(0)
-    dataset = Dataset.from_dict({"input_ids": torch.randint(3, 98, (dataset_size, 16), generator=generator).tolist()})
-    args = dict(
-        output_dir=str(tmp_path),
-        max_steps=4,
-        per_device_train_batch_size=8,
-        logging_steps=1,
-        learning_rate=1e-3,
-        use_cpu=True,
-        save_strategy="no",
-        seed=0,
-        data_seed=0,
-    )
-    args.update(arg_overrides)
-    trainer = Data2VecPretrainingTrainer(
-        model=model,
-        args=Data2VecPretrainingArguments(**args),
-        data_collator=data_collator_for(model.config, build_tokenizer(["a tiny corpus"], vocab_size=300)),  # pad 1
-        train_dataset=dataset,
-        eval_dataset=dataset.select(range(8)),
-    )
-    return trainer
+from .fixtures import make_trainer
 
 
 def test_ema_once_per_optimizer_step_and_logs(tmp_path):

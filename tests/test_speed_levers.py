@@ -1,0 +1,117 @@
+"""
+The speed levers give the reference step's results on CPU: a bf16 teacher copy with an fp32 EMA master
+(`teacher_dtype`), fused AdamW (`optim="adamw_torch_fused"`), gradient checkpointing (`gradient_checkpointing`) and
+torch.compile through the Trainer (`torch_compile`).
+"""
+
+import pytest
+import torch
+
+from d2v_hf import Data2VecForPretraining
+
+from .fixtures import NO_DROPOUT, make_teacher_differ, make_trainer, tiny_config, tiny_inputs
+
+
+MODALITIES = ["text", "audio", "vision"]
+
+
+def audio_kwargs(modality):
+    return dict(hidden_dropout=0.0, attention_dropout=0.0, layerdrop=0.0) if modality == "audio" else NO_DROPOUT
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_bf16_teacher_keeps_an_exact_fp32_master_and_close_targets(modality):
+    kwargs = dict(backbone_kwargs=audio_kwargs(modality))
+    torch.manual_seed(0)
+    reference = Data2VecForPretraining(tiny_config(modality, **kwargs))
+    torch.manual_seed(0)
+    fast = Data2VecForPretraining(tiny_config(modality, teacher_dtype="bfloat16", **kwargs))
+    assert all(p.dtype == torch.bfloat16 for p in fast.teacher.parameters())
+    assert all(p.dtype == torch.float32 for p in fast.student.parameters())
+    # the same student moves in both; the EMA of the fast one runs on its fp32 master
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        with torch.no_grad():
+            for a, b in zip(reference.student.parameters(), fast.student.parameters()):
+                step = torch.randn(a.shape, generator=generator) * 0.01
+                a.add_(step)
+                b.add_(step)
+        reference.ema_step(0.9)
+        fast.ema_step(0.9)
+    master = fast.ema_fp32_state()
+    teacher = dict(reference.teacher.named_parameters())
+    shared = tuple(fast.config.teacher_shared_params)
+    assert master and all(not name.startswith(shared) for name in master)
+    for name, value in master.items():
+        torch.testing.assert_close(value, teacher[name], atol=0, rtol=0)  # fp32 arithmetic, bitwise
+        torch.testing.assert_close(dict(fast.teacher.named_parameters())[name], value.to(torch.bfloat16))
+    # targets: bf16 rounding only (normalised and averaged in fp32)
+    make_teacher_differ(reference)
+    fast.teacher.load_state_dict({k: v.to(torch.bfloat16) for k, v in reference.teacher.state_dict().items()})
+    inputs = tiny_inputs(reference.config)
+    unmasked = {k: v for k, v in inputs.items() if k != "mask"}
+    with torch.no_grad():
+        exact, rounded = reference.compute_targets(**unmasked), fast.compute_targets(**unmasked)
+    assert rounded.dtype == torch.float32
+    error = (rounded - exact).abs().mean() / exact.abs().mean()
+    assert error < 0.03, float(error)
+    with torch.no_grad():
+        loss = fast(**inputs).loss
+    assert loss.isfinite()
+
+
+def test_bf16_teacher_from_pretrained_restarts_its_master_from_the_loaded_teacher(tmp_path):
+    config = tiny_config("text", teacher_dtype="bfloat16")
+    torch.manual_seed(0)
+    saved = Data2VecForPretraining(config)
+    make_teacher_differ(saved)
+    saved.save_pretrained(tmp_path)
+    loaded = Data2VecForPretraining.from_pretrained(tmp_path)
+    assert next(loaded.teacher.parameters()).dtype == torch.bfloat16
+    for a, b in zip(saved.state_dict().values(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    loaded.ema_step(0.5)
+    # the update started from the loaded teacher (not from the random initialisation the model was built with)
+    for name, teacher in saved.teacher.named_parameters():
+        if name in loaded.ema_fp32_state():
+            expected = 0.5 * teacher.float() + 0.5 * dict(saved.student.named_parameters())[name]
+            torch.testing.assert_close(loaded.ema_fp32_state()[name], expected)
+
+
+def test_bf16_teacher_saves_and_resumes_its_master(tmp_path):
+    config = tiny_config("text", teacher_dtype="bfloat16", backbone_kwargs=NO_DROPOUT)
+    torch.manual_seed(0)
+    full = make_trainer(tmp_path / "full", Data2VecForPretraining(config), save_strategy="steps", save_steps=2)
+    full.train()
+    torch.manual_seed(0)
+    resumed = make_trainer(tmp_path / "resumed", Data2VecForPretraining(config))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    for name, value in full.model.ema_fp32_state().items():
+        torch.testing.assert_close(resumed.model.ema_fp32_state()[name], value, atol=0, rtol=0)
+
+
+LEVER_ARGUMENTS = {
+    "adamw_torch_fused": {"optim": "adamw_torch_fused"},
+    "gradient_checkpointing": {"gradient_checkpointing": True},
+    # the eager backend runs torch.compile's tracing (dynamo) in seconds; inductor is the GPU suite's
+    "torch_compile": {"torch_compile": True, "torch_compile_backend": "eager"},
+}
+
+
+@pytest.mark.parametrize("lever", sorted(LEVER_ARGUMENTS))
+def test_training_levers_give_the_reference_run(lever, tmp_path):
+    torch.manual_seed(0)
+    reference = make_trainer(tmp_path / "reference", optim="adamw_torch")
+    reference.train()
+    torch.manual_seed(0)
+    fast = make_trainer(tmp_path / "fast", **{"optim": "adamw_torch", **LEVER_ARGUMENTS[lever]})
+    fast.train()
+    if lever == "gradient_checkpointing":
+        assert any(getattr(m, "gradient_checkpointing", False) for m in fast.model.student.modules())
+    losses = [[e["loss"] for e in t.state.log_history if "loss" in e] for t in (reference, fast)]
+    assert len(losses[0]) == 4
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-5, rtol=1e-5)
+    for a, b in zip(reference.model.parameters(), fast.model.parameters()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
