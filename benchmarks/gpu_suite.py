@@ -1,10 +1,12 @@
 """
 Every throughput measurement in one call: the three modalities, every step variant ((a) Hugging Face's own
 pretraining model, (b) data2vec 1.0, (c) data2vec 2.0, (d) the straightforward 1.0 step), torch.compile off and on,
-peak memory, the 2.0 teacher amortisation, and the speed levers of the 1.0 step, each alone and together (a bf16
-teacher copy, fused AdamW, gradient checkpointing at twice the batch, all of them with torch.compile), each against
-the straightforward step (d) measured in the same process. Writes one markdown table per run and `README.md` (the
-hardware line and the ratios of (b) and (c) to (d) and to Hugging Face's model (a)) into a folder.
+peak memory, the 2.0 teacher amortisation and the cost of each piece of the 2.0 forward (sparse student and its
+gather, the decoder's scatter and convolutions, the teacher), and the speed levers of the 1.0 step, each alone and
+together (a bf16 teacher copy, fused AdamW, gradient checkpointing at twice the batch, all of them with
+torch.compile), each against the straightforward step (d) measured in the same process. Writes one markdown table
+per run and `README.md` (the hardware line and the ratios of (b) and (c) to (d) and to Hugging Face's model (a))
+into a folder.
 
 # one GPU, base size, bf16, the sizes of docs/benchmarks.md (aimed at under 8 minutes on an H100/H200)
 bash benchmarks/gpu_suite.sh outputs/gpu_suite
@@ -19,7 +21,14 @@ from pathlib import Path
 import torch
 
 from measurement import hardware_line, measure_matmul_flops
-from reference_steps import VARIANTS, BenchmarkSetup, format_table, run_benchmark, teacher_amortisation
+from reference_steps import (
+    VARIANTS,
+    BenchmarkSetup,
+    data2vec2_breakdown,
+    format_table,
+    run_benchmark,
+    teacher_amortisation,
+)
 
 
 MODALITIES = ("text", "audio", "vision")
@@ -132,6 +141,10 @@ def main(argv=None) -> Path:
             clone_batches=(1, 2) if args.smoke else (1, 2, 4, 8),
         )
         (out / f"{modality}_amortisation.md").write_text(amortisation + "\n", encoding="utf-8")
+        breakdown = data2vec2_breakdown(
+            BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, **common)
+        )
+        (out / f"{modality}_data2vec2_breakdown.md").write_text(breakdown + "\n", encoding="utf-8")
         levers = levers_table(modality, batch_size, length, backend, common)
         (out / f"{modality}_levers.md").write_text(f"{modality}, {common['dtype']}\n\n{levers}\n", encoding="utf-8")
         summary_levers.append(f"### {modality}\n\n{levers}\n")

@@ -33,7 +33,7 @@ from d2v_hf import (
     compute_text_span_mask,
     compute_vision_block_mask,
 )
-from d2v_hf.backbones import check_inputs
+from d2v_hf.backbones import check_inputs, prefix_tokens
 from d2v_hf.configuration_data2vec_pretraining import base_backbone_config, tiny_backbone_config
 from d2v_hf.modeling_data2vec_pretraining import instance_norm_over_time
 
@@ -499,9 +499,76 @@ def teacher_amortisation(setup: BenchmarkSetup, clone_batches=(1, 2, 4, 8)) -> s
     return "\n".join(lines)
 
 
+def _data2vec2_pieces(model, inputs: dict):
+    """The pieces of one data2vec 2.0 forward as separate calls: `{name: (function, arguments)}`."""
+    from d2v_hf.modeling_data2vec2 import (
+        encode_visible_frames,
+        encode_visible_patches,
+        encode_visible_text,
+        gather_visible,
+    )
+
+    config, student = model.config, model.student
+    clone_batch, mask = config.clone_batch, inputs["mask"]
+    main = inputs[model.main_input_name]
+    if config.modality == "text":
+        real = inputs["attention_mask"].bool().repeat_interleave(clone_batch, 0)
+        encode = encode_visible_text
+        embedded = student.embeddings(input_ids=main).repeat_interleave(clone_batch, 0)
+    else:
+        real = torch.ones_like(mask)
+        encode = encode_visible_frames if config.modality == "audio" else encode_visible_patches
+        if config.modality == "vision":
+            embedded = student.embeddings(main)
+            embedded = (embedded[0] if isinstance(embedded, tuple) else embedded)[:, prefix_tokens(student.config) :]
+        else:
+            embedded = student.feature_projection(student.feature_extractor(main).transpose(1, 2))[0]
+        embedded = embedded.repeat_interleave(clone_batch, 0)
+    keep = real & ~mask
+    visible, _, positions = encode(student, main, keep, clone_batch)
+    padded = real if not bool(real.all()) else None
+    decoder_input = model.head.build_input(visible, positions, keep, padded)
+    unmasked = {k: v for k, v in inputs.items() if k != "mask"}
+    return {
+        "whole forward (loss)": (lambda: model(**inputs).loss, ()),
+        "teacher targets (one pass per sample)": (lambda: model.compute_targets(**unmasked), ()),
+        "student: sparse encoder (embeddings, gather, layers)": (encode, (student, main, keep, clone_batch)),
+        "  of which the gather of visible positions": (gather_visible, (embedded, keep)),
+        "decoder input: scatter back + noise": (model.head.build_input, (visible, positions, keep, padded)),
+        "decoder: convolutions + projection at masked positions": (
+            lambda: model.head(decoder_input, real=padded, output_mask=mask),
+            (),
+        ),
+    }
+
+
+def data2vec2_breakdown(setup: BenchmarkSetup) -> str:
+    """
+    data2vec 2.0's forward, piece by piece (median over `setup.steps` rounds, forward only, no gradients): the
+    sparse student and its gather, the decoder's scatter and convolutions, the teacher; each as a share of the whole
+    forward. Markdown table.
+    """
+    device = torch.device(setup.device)
+    prepared = prepare_variant(setup, "data2vec2")
+    model = prepared.model.eval()
+    with torch.no_grad(), _autocast(setup):
+        pieces = _data2vec2_pieces(model, prepared.inputs)
+        times = {name: [] for name in pieces}
+        for _ in range(setup.steps):
+            for name, (function, arguments) in pieces.items():
+                times[name].append(timed(device, function, *arguments))
+    whole = statistics.median(times["whole forward (loss)"])
+    lines = [f"| piece (M = {setup.clone_batch}) | time (ms) | share of the forward |", "|---|---:|---:|"]
+    for name in pieces:
+        median = statistics.median(times[name])
+        lines.append(f"| {name} | {median * 1e3:,.2f} | {median / whole:.0%} |")
+    return "\n".join(lines)
+
+
 __all__ = [
     "BenchmarkResult",
     "BenchmarkSetup",
+    "data2vec2_breakdown",
     "flops_table",
     "format_table",
     "prepare_variant",

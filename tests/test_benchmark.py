@@ -116,12 +116,20 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
     expected = [
         f"{m}_{kind}.md"
         for m in ("text", "audio", "vision")
-        for kind in ("amortisation", "compiled", "eager", "levers")
+        for kind in ("amortisation", "compiled", "data2vec2_breakdown", "eager", "levers")
     ]
     assert names == sorted(["README.md", *expected])
     summary = (out / "README.md").read_text()
     assert summary.count("| on |") == 3 and summary.count("| off |") == 3 and "Hardware: CPU" in summary
     assert "## Speed levers" in summary
+    breakdown = (out / "vision_data2vec2_breakdown.md").read_text()
+    for row in (
+        "| whole forward (loss) |",
+        "gather of visible positions",
+        "decoder input: scatter",
+        "| teacher targets",
+    ):
+        assert row in breakdown, row
     for modality in ("text", "audio", "vision"):
         levers = (out / f"{modality}_levers.md").read_text()
         for row in ("| none |", "| bf16 teacher copy |", "| fused AdamW |", "| gradient checkpointing, 2x batch |"):
