@@ -30,6 +30,7 @@ uploads the folder.
 
 import logging
 
+from accelerate import PartialState
 from transformers import TrainingArguments, set_seed
 
 from d2v_hf.argument_parsing import parse_arguments
@@ -87,3 +88,5 @@ def main(args=None):
 
 if __name__ == "__main__":
     main()
+    # explicit teardown: a gloo/NCCL thread outliving the interpreter's shutdown can abort a finished rank
+    PartialState().destroy_process_group()

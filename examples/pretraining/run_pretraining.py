@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from accelerate import PartialState
 from pretraining_artifacts import final_metrics, pretraining_model_card, write_artifacts
 from transformers import set_seed
 
@@ -215,3 +216,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    # explicit teardown: a gloo/NCCL thread outliving the interpreter's shutdown can abort a finished rank
+    PartialState().destroy_process_group()

@@ -30,6 +30,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate import PartialState
 from transformers import (
     AutoModelForQuestionAnswering,
     DataCollatorWithPadding,
@@ -233,3 +234,5 @@ def main(args=None):
 
 if __name__ == "__main__":
     main()
+    # explicit teardown: a gloo/NCCL thread outliving the interpreter's shutdown can abort a finished rank
+    PartialState().destroy_process_group()

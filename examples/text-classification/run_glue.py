@@ -26,6 +26,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from accelerate import PartialState
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -202,3 +203,5 @@ def main(args=None):
 
 if __name__ == "__main__":
     main()
+    # explicit teardown: a gloo/NCCL thread outliving the interpreter's shutdown can abort a finished rank
+    PartialState().destroy_process_group()
