@@ -217,3 +217,41 @@ def test_student_takes_the_tokenizers_longest_input_in_a_pipeline(model_size, tm
     features = extract("teachers and students " * 400, truncation=True)  # far longer than 512 tokens
     assert np.asarray(features).shape == (1, 512, model.config.hidden_size)
     assert np.isfinite(np.asarray(features)).all()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"checkpoints": "roberta-base"}, "'roberta-base' is not name=path_or_hub_id"),
+        ({"checkpoints": "a=x,a=y"}, "names must be unique"),
+        ({"tasks": "sst2,imagenet"}, r"--tasks: unknown \['imagenet'\]"),
+        ({"seeds": "0,one"}, "--seeds '0,one' must be comma-separated integers"),
+        ({"reference": "c"}, "--reference 'c' is not a name in --checkpoints"),
+        ({"learning_rates": "1e-3,-1"}, "give one or more positive rates"),
+        ({"model_selection_fraction": 1.0}, "--model_selection_fraction must be in \\(0, 1\\)"),
+        ({"max_steps": 0}, "--max_steps must be >= 1"),
+        ({"probe": False, "finetune": False}, "there is nothing to measure"),
+    ],
+)
+def test_compare_checkpoints_arguments_name_the_bad_flag(flags, message):
+    from comparison import CompareArguments
+
+    with pytest.raises(ValueError, match=message):
+        CompareArguments(**{"checkpoints": "a=x,b=y", **flags})
+
+
+def test_compare_checkpoints_missing_checkpoint_names_it(tmp_path):
+    from comparison import CompareArguments, run_comparison
+
+    args = CompareArguments(checkpoints=f"a={tmp_path / 'missing'}", tasks="sst2", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="--checkpoints"):
+        run_comparison(args, "test")
+
+
+def test_bad_teacher_dtype_and_backbone_type_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="teacher_dtype='int8'; expected one of"):
+        tiny_config("text", teacher_dtype="int8")
+    folder = save_tiny_backbone(tmp_path / "d2v", build_tokenizer(["a b c"], vocab_size=300))
+    args = pretraining_utils.Data2VecModelArguments(model_name_or_path=str(folder), backbone_type="bert")
+    with pytest.raises(ValueError, match="--backbone_type bert differs from .*'data2vec-text'"):
+        pretraining_utils.load_or_build_model(args)

@@ -271,6 +271,7 @@ def load_image_classification_datasets(
     std=(0.5, 0.5, 0.5),
     seed: int = 42,
     model_args: ModelArguments | None = None,
+    train_augmentation: bool = True,
 ) -> ClassificationData:
     """
     Loads an image classification dataset whose examples carry `pixel_values` (3, image_size, image_size) and `label`.
@@ -290,6 +291,8 @@ def load_image_classification_datasets(
         mean, std (`Sequence[float]`): normalisation (the checkpoint's image processor, else 0.5 as data2vec-vision).
         seed (`int`, *optional*, defaults to 42): seed of the split, the subsets and the augmentation.
         model_args ([`~d2v_hf.finetuning.ModelArguments`], *optional*): Hub cache directory and token.
+        train_augmentation (`bool`, *optional*, defaults to `True`): random resized crop and flip for training;
+            `False` reads the training images as the evaluation ones (frozen-feature probes).
 
     Returns:
         [`ClassificationData`].
@@ -300,8 +303,9 @@ def load_image_classification_datasets(
     crop_scale = (float(data_args.min_crop_scale), 1.0)
     if not 0 < crop_scale[0] <= 1:
         raise ValueError(f"--min_crop_scale must be in (0, 1], got {data_args.min_crop_scale}.")
-    train_tf = image_transform(image_size, mean, std, train=True, crop_scale=crop_scale, seed=seed)
     eval_tf = image_transform(image_size, mean, std, train=False)
+    train_tf = image_transform(image_size, mean, std, train=True, crop_scale=crop_scale, seed=seed)
+    train_tf = train_tf if train_augmentation else eval_tf
 
     if data_args.dataset_name is not None:
         column = data_args.image_column_name

@@ -146,11 +146,10 @@ def _differences(results: dict, task: str) -> list[str]:
 def _checkpoint_table(results: dict) -> list[str]:
     lines = ["| name | checkpoint | family | probe pooling |", "|---|---|---|---|"]
     for name, path in results["checkpoints"].items():
-        record = next((r for r in results["pairs"].values() if r["checkpoint"] == name and "model_type" in r), {})
-        pooling = next(
-            (r["pooling"] for r in results["pairs"].values() if r["checkpoint"] == name and "pooling" in r), "–"
-        )
-        lines.append(f"| {name} | `{path}` | {record.get('model_type', '–')} | {pooling} |")
+        records = [r for r in results["pairs"].values() if r["checkpoint"] == name]
+        family = next((r["model_type"] for r in records if "model_type" in r), "–")
+        pooling = next((r["pooling"] for r in records if "pooling" in r), "–")
+        lines.append(f"| {name} | `{path}` | {family} | {pooling} |")
     return lines
 
 

@@ -19,10 +19,6 @@ from d2v_hf.data import (
     SPOKEN_DIGITS_TRAIN_VOICES,
     SPOKEN_DIGITS_VALIDATION_VOICES,
     espeak_ng_available,
-    image_transform,
-    load_audio_folder,
-    load_fashion_mnist,
-    load_image_folder,
     synthesize_spoken_digits,
 )
 from d2v_hf.finetuning import (
@@ -41,7 +37,6 @@ from d2v_hf.finetuning import (
     load_processor_settings,
     task_to_keys,
 )
-from d2v_hf.finetuning.classification_data import _is_idx_folder
 
 
 class TaskUnavailable(Exception):
@@ -244,46 +239,25 @@ def glue_probe_data(args, task: Task, data: dict, seed: int):
 
 
 def classification_probe_data(args, task: Task, data: dict, checkpoint: str, seed: int):
-    """Labelled training and evaluation sets of an image or audio probe, read as the checkpoint's processor says."""
-    if "dataset_name" in data:
-        return _hub_probe_data(args, task, data, checkpoint, seed)
-    if task.modality == "vision":
-        model_args = ClassificationModelArguments(model_name_or_path=checkpoint)
-        settings = load_processor_settings(model_args, "vision")
-        size = check_image_size(AutoConfig.from_pretrained(checkpoint))
-        transform = image_transform(size, settings["image_mean"], settings["image_std"], train=False)
-        if _is_idx_folder(data["train_dir"]):
-            train = load_fashion_mnist(data["train_dir"], "train", transform=transform)
-            test = load_fashion_mnist(data["validation_dir"], "test", transform=transform)
-        else:
-            train = load_image_folder(data["train_dir"], transform=transform)
-            test = load_image_folder(data["validation_dir"], transform=transform)
-    else:
-        read = dict(sampling_rate=16000, max_seconds=args.audio_clip_seconds)
-        train, test = load_audio_folder(data["train_dir"], **read), load_audio_folder(data["validation_dir"], **read)
-    if args.probe_train_samples is not None and args.probe_train_samples < len(train):
-        train = train.shuffle(seed=seed).select(range(args.probe_train_samples))
-    if args.max_eval_samples is not None and args.max_eval_samples < len(test):
-        test = test.shuffle(seed=0).select(range(args.max_eval_samples))  # the same evaluation set for every seed
-    return train, test
-
-
-def _hub_probe_data(args, task: Task, data: dict, checkpoint: str, seed: int):
-    """A Hub dataset's train and validation splits through the fine-tuning scripts' loaders (no crop: scale 1)."""
+    """
+    Labelled training and evaluation sets of an image or audio probe, through the fine-tuning scripts' loaders
+    (folders or a Hub dataset), read as the checkpoint's processor says, with no training augmentation.
+    """
     model_args = ClassificationModelArguments(model_name_or_path=checkpoint)
     data_args = (ImageDataArguments if task.modality == "vision" else AudioDataArguments)(
-        **data, max_train_samples=args.probe_train_samples, max_eval_samples=args.max_eval_samples
+        **data, max_train_samples=args.probe_train_samples
     )
     if task.modality == "vision":
-        data_args.min_crop_scale = 1.0
         settings = load_processor_settings(model_args, "vision")
         size = check_image_size(AutoConfig.from_pretrained(checkpoint))
-        loaded = load_image_classification_datasets(
-            data_args, size, settings["image_mean"], settings["image_std"], seed, model_args
-        )
+        mean, std = settings["image_mean"], settings["image_std"]
+        loaded = load_image_classification_datasets(data_args, size, mean, std, seed, model_args, False)
     else:
         loaded = load_audio_classification_datasets(data_args, 16000, seed, model_args)
-    return loaded.train, loaded.validation
+    test = loaded.validation
+    if args.max_eval_samples is not None and args.max_eval_samples < len(test):
+        test = test.shuffle(seed=0).select(range(args.max_eval_samples))  # the same evaluation set for every seed
+    return loaded.train, test
 
 
 __all__ = [
