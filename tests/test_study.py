@@ -1,7 +1,7 @@
-"""Slices of the study (examples/study/run_study.py) on real data (one seed, a few steps), and its building blocks."""
+"""The study (examples/study/run_study.py): its arguments, its arms' building blocks, its decision rule and report,
+and a slice of it end to end on real data (every arm of every modality, a few steps)."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -11,195 +11,249 @@ from d2v_hf.data import espeak_ng_available
 
 from .fixtures import load_example  # noqa: F401  (puts examples/study on sys.path)
 from study import run_study  # noqa: E402
+from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
-from study_utils import summarize_runs  # noqa: E402
-from study_vision_audio import linear_probe_accuracy, mean_pooling_checkpoint  # noqa: E402
+from study_report import decide, paired_difference, study_report_markdown, write_study_report  # noqa: E402
 
 
-def test_study_arguments_presets():
+def test_study_arguments_presets_and_bad_values():
     quick = StudyArguments(mode="quick")
-    assert quick.model_size == "tiny" and len(quick.seed_list) >= 2
+    assert quick.model_size == "tiny" and len(quick.seed_list) >= 3
     assert StudyArguments(mode="full").model_size == "base"
-    assert StudyArguments(mode="quick", pretrain_steps=7).pretrain_steps == 7
-    with pytest.raises(ValueError, match="mode"):
-        StudyArguments(mode="huge")
-    with pytest.raises(ValueError, match="Unknown"):
-        StudyArguments(tasks="sst2,mnli")
+    assert StudyArguments(mode="standard").finetune_task_list == [
+        "sst2",
+        "stsb",
+        "xquad",
+        "fashion_mnist",
+        "spoken_digits",
+    ]
+    assert StudyArguments(mode="quick", text_steps=7).text_steps == 7
+    assert StudyArguments(arms="data2vec,mae,random").arms_of("vision") == ["data2vec", "mae", "random"]
+    assert StudyArguments(mode="full", dry_run=True).vision_batch_size == 4
+    bad = {
+        "mode": ("huge", "--mode"),
+        "arms": ("data2vec,bert", "--arms"),
+        "modalities": ("text,video", "--modalities"),
+        "finetune_tasks": ("mnli", "--finetune_tasks"),
+        "seeds": ("0,x", "--seeds"),
+        "probe_points": (0, "--probe_points"),
+        "vision_learning_rates": ("1e-3,-1", "--vision_learning_rates"),
+    }
+    for name, (value, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            StudyArguments(**{name: value})
     with pytest.raises(ValueError, match="hub_org"):
         StudyArguments(push_to_hub=True)
 
 
-def test_summarize_runs_average_and_spread():
-    runs = [
-        {"arm": "mlm", "task": "sst2", "seed": s, "scores": {"accuracy": a}} for s, a in ((0, 60.0), (1, 70.0))
-    ] + [{"arm": "mlm", "task": "stsb", "seed": s, "scores": {"corr": c}} for s, c in ((0, 20.0), (1, 30.0))]
-    summary = summarize_runs(runs)["mlm"]
-    assert summary["sst2/accuracy"]["mean"] == 65.0
-    assert math.isclose(summary["sst2/accuracy"]["std"], math.sqrt(50.0))
-    assert summary["average"]["values"] == [40.0, 50.0]
-
-
-def slice_arguments(shared_data, tmp_path, **kwargs) -> StudyArguments:
-    """Quick-mode arguments on ../shared/data that write into `tmp_path` (out, docs, cards)."""
-    folders = dict(
-        output_dir=str(tmp_path / "out"), docs_dir=str(tmp_path / "docs"), model_cards_dir=str(tmp_path / "cards")
-    )
-    return StudyArguments(mode="quick", data_dir=str(shared_data), **folders, **kwargs)
-
-
-@pytest.mark.real_data
-def test_study_slice_end_to_end(shared_data, tmp_path):
-    args = slice_arguments(
-        shared_data,
-        tmp_path,
-        tasks="sst2",
-        seeds="0",
-        corpus_lines=1500,
-        tokenizer_vocab_size=1000,
-        pretrain_steps=12,
-        pretrain_batch_size=8,
-        pretrain_warmup_steps=2,
-        finetune_steps=12,
-        finetune_batch_size=16,
-        glue_max_train_samples=192,
-        glue_max_eval_samples=128,
-        eval_points=2,
-        workers=2,  # the pretraining and fine-tuning runs in two spawned processes
-    )
-    results = run_study(args, command="pytest slice")
-
-    saved = json.loads((tmp_path / "docs" / "study_results.json").read_text())
-    assert saved["summary"] == json.loads(json.dumps(results["summary"]))
-    for arm in ARMS:
-        for key in ("sst2/accuracy", "average"):
-            assert math.isfinite(saved["summary"][arm][key]["mean"]), (arm, key)
-        assert len(saved["summary"][arm]["sst2/accuracy"]["values"]) == 1
-    for arm in ("data2vec", "mlm"):
-        assert math.isfinite(saved["pretraining"][arm]["final_loss"])
-    assert set(saved["diagnostics"]["feature_spread"]) == set(ARMS)
-    assert saved["diagnostics"]["unigram_entropy"] > 1.0
-
-    report = (tmp_path / "docs" / "study.md").read_text()
-    assert "pytest slice" in report
-    for title in ("data2vec 1.0", "RoBERTa-style MLM", "random init"):
-        row = next(line for line in report.splitlines() if line.startswith(f"| {title} |"))
-        assert "nan" not in row and "–" not in row
-    assert (tmp_path / "docs" / "img" / "study_finetuning_dev.png").is_file()
-    assert (tmp_path / "docs" / "img" / "study_pretraining_loss.png").is_file()
-
-    cards = sorted(p.parent.name for p in (tmp_path / "cards").glob("*/README.md"))
-    assert len(cards) == 3
-    card = (tmp_path / "cards" / "data2vec-text-tiny-gcide-study" / "README.md").read_text()
-    assert "model-index" in card and "accuracy" in card and "GCIDE" in card
-
-
-def test_study_rejects_bad_workers_and_missing_data(tmp_path):
-    with pytest.raises(ValueError, match="--workers 0"):
-        StudyArguments(workers=0)
-    args = StudyArguments(data_dir=str(tmp_path), tasks="fashion_mnist", output_dir=str(tmp_path / "out"))
+def test_study_refuses_missing_data_before_writing(tmp_path):
+    args = StudyArguments(data_dir=str(tmp_path), modalities="vision", output_dir=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="fashion-mnist"):
         run_study(args)
-    assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
-
-
-def test_linear_probe_separates_what_is_separable():
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(4, 16)) * 3
-    labels = rng.integers(0, 4, size=400)
-    features = centers[labels] + rng.normal(size=(400, 16))
-    train, test = (features[:300], labels[:300]), (features[300:], labels[300:])
-    assert linear_probe_accuracy(train, test) > 0.95
-    # the same features with labels that carry no information: near chance (0.25)
-    shuffled = rng.permutation(labels)
-    assert linear_probe_accuracy((features[:300], shuffled[:300]), (features[300:], shuffled[300:])) < 0.45
-
-
-def test_mean_pooling_checkpoint_keeps_the_pretrained_encoder(tmp_path):
-    from transformers import Data2VecVisionConfig, Data2VecVisionModel
-
-    config = Data2VecVisionConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        image_size=28,
-        patch_size=4,
-        use_mean_pooling=False,
-    )
-    torch.manual_seed(0)
-    Data2VecVisionModel(config).save_pretrained(tmp_path / "student")
-    args = StudyArguments(mode="quick")
-    path = mean_pooling_checkpoint(args, "vision", str(tmp_path / "student"), str(tmp_path / "pooled"), seed=0)
-    pooled = Data2VecVisionModel.from_pretrained(path)
-    student = Data2VecVisionModel.from_pretrained(tmp_path / "student")
-    assert pooled.config.use_mean_pooling and not student.config.use_mean_pooling
-    for (name, a), (_, b) in zip(pooled.encoder.named_parameters(), student.encoder.named_parameters()):
-        assert torch.equal(a, b), name
-    # random init: the study's backbone, one per seed
-    one = mean_pooling_checkpoint(args, "vision", None, str(tmp_path / "r1"), seed=1)
-    two = mean_pooling_checkpoint(args, "vision", None, str(tmp_path / "r2"), seed=2)
-    w1 = Data2VecVisionModel.from_pretrained(one).encoder.layer[0].attention.attention.query.weight
-    w2 = Data2VecVisionModel.from_pretrained(two).encoder.layer[0].attention.attention.query.weight
-    assert not torch.equal(w1, w2)
-
-
-@pytest.mark.real_data
-@pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
-def test_study_images_and_speech_slice(shared_data, tmp_path):
-    args = slice_arguments(
-        shared_data,
-        tmp_path,
-        tasks="fashion_mnist,spoken_digits",
-        seeds="0",
-        workers=1,
-        vision_pretrain_steps=6,
-        vision_batch_size=8,
-        vision_finetune_steps=6,
-        vision_train_samples=200,
-        vision_eval_samples=100,
-        audio_pretrain_steps=4,
-        audio_batch_size=4,
-        audio_finetune_steps=6,
-        eval_points=2,
-    )
-    results = run_study(args, command="pytest modality slice")
-    runs = {(r["arm"], r["task"]): r["scores"] for r in results["runs"]}
-    assert set(runs) == {(a, t) for a in ("data2vec", "random") for t in ("fashion_mnist", "spoken_digits")}
-    for (arm, task), scores in runs.items():
-        assert 0 <= scores["probe_accuracy"] <= 100 and 0 <= scores["finetune_accuracy"] <= 100, (arm, task)
-    assert all("recorded_accuracy" in runs[(a, "spoken_digits")] for a in ("data2vec", "random"))
-    assert set(results["pretraining"]) == {"data2vec_vision", "data2vec_audio"}
-
-    report = (tmp_path / "docs" / "study.md").read_text()
-    assert "### Fashion-MNIST" in report and "### Spoken digits" in report
-    saved = json.loads((tmp_path / "docs" / "study_results.json").read_text())
-    value = saved["summary"]["data2vec"]["fashion_mnist/probe_accuracy"]["mean"]
-    assert f"| data2vec 1.0 | {value:.1f} ± 0.0 |" in report  # the report's numbers are the run's
-    cards = sorted(p.parent.name for p in (tmp_path / "cards").glob("*/README.md"))
-    assert cards == [
-        "data2vec-audio-tiny-speech-study",
-        "data2vec-vision-tiny-fashion-mnist-study",
-        "random-init-audio-tiny-study",
-        "random-init-vision-tiny-study",
-    ]
-    card = (tmp_path / "cards" / "data2vec-vision-tiny-fashion-mnist-study" / "README.md").read_text()
-    assert "model-index" in card and "Fashion-MNIST" in card and "run_pretraining.py --modality vision" in card
-
-    # a second call finds every run done: it only rewrites the report (and keeps the first call's wall clock)
-    again = run_study(args, command="pytest modality slice")
-    assert json.loads(json.dumps(again["runs"])) == json.loads(json.dumps(results["runs"]))
-    assert again["wall_time_s"] >= results["wall_time_s"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_study_without_espeak_ng_names_the_tool(tmp_path, monkeypatch):
-    import study
+    import study_data
 
     (tmp_path / "speech").mkdir()
-    monkeypatch.setattr(study, "espeak_ng_available", lambda executable="espeak-ng": False)
-    args = StudyArguments(data_dir=str(tmp_path), tasks="spoken_digits", output_dir=str(tmp_path / "out"))
+    monkeypatch.setattr(study_data, "espeak_ng_available", lambda executable="espeak-ng": False)
+    args = StudyArguments(data_dir=str(tmp_path), modalities="audio", output_dir=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="espeak-ng, which is not installed"):
         run_study(args)
     assert not (tmp_path / "out").exists()
+
+
+def test_mae_encoder_exports_as_the_vit_it_pretrains():
+    """The MAE arm's backbone is `ViTMAEForPreTraining`'s encoder: as a `ViTModel` it gives the same outputs."""
+    backbone = data2vec_config(StudyArguments(), "vision", "data2vec").backbone_config
+    torch.manual_seed(0)
+    mae = _mae(backbone)
+    mae.config.mask_ratio = 0.0  # nothing masked, patches kept in order: the encoder sees the whole image
+    vit = _mae_backbone(mae, backbone).eval()
+    mae.eval()
+    pixels = torch.randn(2, backbone.num_channels, backbone.image_size, backbone.image_size)
+    num_patches = (backbone.image_size // backbone.patch_size) ** 2
+    noise = torch.arange(num_patches, dtype=torch.float).expand(2, -1)
+    with torch.no_grad():
+        expected = mae.vit(pixels, noise=noise).last_hidden_state
+        got = vit(pixels).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_wav2vec2_collator_draws_negatives_among_masked_frames_of_the_same_clip():
+    args = StudyArguments()
+    d2v = data2vec_config(args, "audio", "data2vec")
+    from study_arms import _wav2vec2
+
+    model = _wav2vec2(d2v.backbone_config)
+    collator = Wav2Vec2PretrainingCollator(d2v, model.config, max_samples=16000, seed=0)
+    rng = np.random.default_rng(0)
+    batch = collator([{"input_values": rng.normal(size=20000).astype(np.float32)} for _ in range(3)])
+    mask, negatives = batch["mask_time_indices"], batch["sampled_negative_indices"]
+    frames = mask.shape[1]
+    assert negatives.shape == (3, frames, model.config.num_negatives)
+    for clip in range(3):
+        for frame in torch.nonzero(mask[clip]).flatten().tolist():
+            drawn = negatives[clip, frame]
+            assert ((drawn // frames) == clip).all()  # flat indices into (batch x frames): the same clip
+            assert mask[clip, drawn % frames].all()  # and masked frames only
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    # numpy's global generator is left as it was
+    state = np.random.get_state()[1].copy()
+    collator([{"input_values": rng.normal(size=20000).astype(np.float32)} for _ in range(3)])
+    assert (np.random.get_state()[1] == state).all()
+
+
+def test_step_flops_count_the_teacher():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from d2v_hf import Data2VecForPretraining, data_collator_for
+
+    from study_arms import count_step_flops
+
+    config = data2vec_config(StudyArguments(), "vision", "data2vec")
+    model = Data2VecForPretraining(config)
+    batch = data_collator_for(config)([{"pixel_values": torch.randn(3, 28, 28)} for _ in range(4)])
+    with FlopCounterMode(display=False) as teacher, torch.no_grad():
+        model.teacher(pixel_values=batch["pixel_values"])
+    step = count_step_flops(model, batch)
+    # the student's forward and backward cost about 3 teacher forwards; the step counts a 4th, the teacher's own
+    assert 3.7 * teacher.get_total_flops() < step < 4.5 * teacher.get_total_flops()
+
+
+def _results(scores: dict[str, dict[int, list[float]]], budget=1e12) -> dict:
+    """A results dictionary of the image modality: `scores[arm][step] = per-seed main-probe scores`."""
+    arms, plan = {}, {}
+    for arm, per_step in scores.items():
+        seeds = {}
+        for step, values in per_step.items():
+            for seed, value in enumerate(values):
+                entry = seeds.setdefault(str(seed), {"probes": {}})
+                entry["probes"][str(step)] = {"fashion_mnist": value, "fashion_mnist_knn": value, "checkpoint": "x"}
+        arms[arm] = {"seeds": seeds}
+        if arm != "random":
+            plan[arm] = {"flops_per_step": budget / max(per_step), "steps": max(per_step)}
+    return {"modalities": {"vision": {"plan": {"budget_flops": budget, "arms": plan}, "arms": arms}}}
+
+
+def test_decision_needs_a_margin_larger_than_the_seed_spread():
+    results = _results(
+        {
+            "data2vec": {5: [60.0, 61.0, 62.0], 10: [70.0, 71.0, 72.0]},  # +10 at the end, +0 halfway
+            "mae": {5: [60.0, 64.0, 56.0], 10: [63.0, 66.0, 57.0]},  # +1 on average, spread 4.6
+            "random": {0: [60.0, 61.0, 62.0]},
+        }
+    )
+    decisions = decide(results, "vision")
+    assert decisions["data2vec"]["beats_random"] and decisions["data2vec"]["first_point"]["step"] == 10
+    assert decisions["data2vec"]["difference"]["significant"]
+    assert not decisions["mae"]["beats_random"] and decisions["mae"]["first_point"] is None
+    assert paired_difference({"0": 1.0, "1": 2.0}, {"0": 0.0, "1": 0.0}) == {
+        "mean": 1.5,
+        "n": 2,
+        "differences": [1.0, 2.0],
+    }  # no interval from 2 seeds
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_study_slice_every_arm(shared_data, tmp_path):
+    """Every arm of every modality, a few steps: losses fall, FLOPs count the teacher, the baselines are
+    Transformers' classes, the report is the JSON's."""
+    folders = {name: str(tmp_path / name) for name in ("out", "docs", "cards")}
+    args = StudyArguments(
+        mode="quick",
+        data_dir=str(shared_data),
+        output_dir=folders["out"],
+        docs_dir=folders["docs"],
+        model_cards_dir=folders["cards"],
+        seeds="0,1,2",
+        probe_points=2,
+        corpus_lines=1500,
+        tokenizer_vocab_size=1000,
+        text_steps=24,
+        text_batch_size=16,
+        vision_steps=24,
+        vision_batch_size=16,
+        audio_steps=24,
+        audio_batch_size=8,
+        audio_max_seconds=1.0,
+        probe_train_samples=200,
+        probe_eval_samples=200,
+        digit_voices=8,
+        finetune_tasks="fashion_mnist",
+        finetune_steps=4,
+        finetune_train_samples=64,
+        finetune_eval_samples=64,
+        vision_learning_rates="1e-3",
+        workers=2,
+    )
+    results = run_study(args, command="pytest slice")
+
+    classes = {"mlm": "Data2VecTextForMaskedLM", "mae": "ViTMAEForPreTraining", "wav2vec2": "Wav2Vec2ForPreTraining"}
+    for modality, entry in results["modalities"].items():
+        plan = entry["plan"]["arms"]
+        assert set(entry["arms"]) == set(ARMS[modality])
+        budget = entry["plan"]["budget_flops"]
+        for arm, arm_plan in plan.items():
+            # equal compute: every arm's steps spend the budget to within one step
+            assert abs(arm_plan["total_flops"] - budget) <= arm_plan["flops_per_step"] / 2 + 1, (modality, arm)
+            for seed, seed_entry in entry["arms"][arm]["seeds"].items():
+                run = seed_entry["pretraining"]
+                losses = [loss for _, loss in run["loss_curve"]]
+                head, tail = np.mean(losses[:2]), np.mean(losses[-2:])
+                assert tail < head, (modality, arm, seed, losses)
+                assert run["class"] == classes.get(arm, "Data2VecForPretraining"), (modality, arm)
+                assert len(seed_entry["probes"]) == 2  # the probe points
+        # (that a data2vec step's count includes the teacher's forward: test_step_flops_count_the_teacher)
+    assert set(results["finetune"]["fashion_mnist"]) == set(ARMS["vision"])
+
+    # the report is the JSON's: regenerated from an edited JSON, it shows the edit
+    saved = json.loads((tmp_path / "docs" / "study_results.json").read_text())
+    report = (tmp_path / "docs" / "study.md").read_text()
+    assert report == study_report_markdown(saved, {m: f"img/study_{m}_probes.png" for m in saved["modalities"]})
+    assert "pytest slice" in report and "## Conclusions" in report
+    for modality in ("text", "vision", "audio"):
+        assert (tmp_path / "docs" / "img" / f"study_{modality}_probes.png").is_file()
+    for seed in saved["modalities"]["vision"]["arms"]["mae"]["seeds"].values():
+        for point in seed["probes"].values():
+            point["fashion_mnist"] = 99.0
+    write_study_report(saved, tmp_path / "edited")
+    assert (
+        "99.0 ± 0.0" not in report and "| MAE | 99.0 ± 0.0 (n=3) |" in (tmp_path / "edited" / "study.md").read_text()
+    )
+    cards = sorted(p.parent.name for p in (tmp_path / "cards").glob("*/README.md"))
+    assert len(cards) == sum(len(arms) for arms in ARMS.values())
+    assert "mae-vision-tiny-study" in cards
+
+    # a second call finds every run done and only rewrites the report
+    again = run_study(args, command="pytest slice")
+    assert again["modalities"] == json.loads(json.dumps(results["modalities"]))
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_study_dry_run_builds_every_arm_at_full_size(shared_data, tmp_path):
+    args = StudyArguments(
+        mode="full",
+        dry_run=True,
+        data_dir=str(shared_data),
+        output_dir=str(tmp_path / "out"),
+        corpus_lines=300,
+        max_seq_length=32,
+        digit_voices=2,
+    )
+    results = run_study(args)["dry_run"]
+    assert set(results) == {f"{m}|{a}" for m in ("text", "vision", "audio") for a in ARMS[m] if a != "random"}
+    for key, record in results.items():
+        assert record["steps"] == 2 and record["final_loss"] is not None, key
+        folder = record["snapshots"]["2"]
+        config = json.loads(open(f"{folder}/config.json").read())
+        assert config["hidden_size"] == 768 and config["num_hidden_layers"] == 12, key
 
 
 def test_push_refuses_missing_checkpoints_before_uploading(tmp_path, monkeypatch):
@@ -209,10 +263,9 @@ def test_push_refuses_missing_checkpoints_before_uploading(tmp_path, monkeypatch
 
     calls = []
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(a))
-    results = {
-        "config": {"model_size": "tiny"},
-        "checkpoints": {"data2vec": str(tmp_path), "random": str(tmp_path / "gone")},
-    }
-    with pytest.raises(ValueError, match="gone"):
+    results = _results({"data2vec": {1: [1.0]}, "random": {0: [1.0]}})
+    results["config"] = {"seed_list": [0], "model_size": "tiny"}
+    results["modalities"]["vision"]["arms"]["data2vec"]["seeds"]["0"]["probes"]["1"]["checkpoint"] = str(tmp_path)
+    with pytest.raises(ValueError, match="'x'"):
         push_study_models(results, hub_org="org")
     assert calls == []  # nothing uploaded, not even the folders that exist

@@ -75,12 +75,17 @@ def extract_features(
 
 @torch.no_grad()
 def text_features(
-    checkpoint: str, first: list[str], second: list[str] | None = None, max_length: int = 128, batch_size: int = 64
+    checkpoint: str,
+    first: list[str],
+    second: list[str] | None = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    pooling: str = "cls",
 ) -> np.ndarray:
     """
     Frozen features of sentences (or sentence pairs, encoded together as the fine-tuning scripts do) with the
-    checkpoint's own tokenizer: the first token's last-layer state (`<s>` / `[CLS]`, which the text classification
-    heads of BERT, RoBERTa, XLM-R and data2vec read).
+    checkpoint's own tokenizer: the first token's last-layer state (`pooling="cls"`: `<s>` / `[CLS]`, which the text
+    classification heads of BERT, RoBERTa, XLM-R and data2vec read) or the mean over the real tokens (`"mean"`).
     """
     model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
     features = []
@@ -89,18 +94,19 @@ def text_features(
         if second is not None:
             pair += (second[start : start + batch_size],)
         batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        features.append(pool(model(**batch).last_hidden_state, "cls").numpy())
+        features.append(pool(model(**batch).last_hidden_state, pooling, batch["attention_mask"].bool()).numpy())
     return np.concatenate(features)
 
 
-def linear_probe_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float:
-    """Multinomial logistic regression on standardised features (scikit-learn, L2, C=1), accuracy on `test`."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
+def knn_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], k: int = 20) -> float:
+    """
+    Accuracy of a k-nearest-neighbour classifier on L2-normalised features (cosine similarity, majority of the `k`
+    nearest training examples), the training-free probe of DINO and data2vec 2.0's image evaluations.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
 
-    scaler = StandardScaler().fit(train[0])
-    classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train[0]), train[1])
-    return float((classifier.predict(scaler.transform(test[0])) == test[1]).mean())
+    classifier = KNeighborsClassifier(n_neighbors=min(k, len(train[1])), metric="cosine").fit(*train)
+    return float((classifier.predict(test[0]) == test[1]).mean())
 
 
 def fit_probe(train, test, score, regression: bool = False, held_out: float = 0.2, seed: int = 0) -> dict:
@@ -145,4 +151,4 @@ def fit_probe(train, test, score, regression: bool = False, held_out: float = 0.
     }
 
 
-__all__ = ["extract_features", "fit_probe", "linear_probe_accuracy", "pool", "text_features"]
+__all__ = ["extract_features", "fit_probe", "knn_accuracy", "pool", "text_features"]

@@ -1,19 +1,23 @@
 #!/usr/bin/env python
-"""The study: data2vec text pretraining against RoBERTa-style MLM pretraining and random initialisation.
+"""The study: data2vec 1.0 and 2.0 against each modality's own self-supervised objective (RoBERTa-style MLM, MAE,
+wav2vec 2.0) and random initialisation, at equal training FLOPs, on the real data of `../shared/data`.
 
-    # Quick mode: a tiny model, under 30 minutes on a 2-core CPU; writes docs/study.md, docs/study_results.json,
-    # docs/img/study_*.png and model_cards/<name>/README.md
+    # Quick mode: tiny models, 3 seeds, probes along every run, Fashion-MNIST and spoken-digit fine-tuning; 30 minutes
+    # on a 2-core CPU; writes docs/study.md, docs/study_results.json, docs/img/study_*.png and model_cards/
     python examples/study/run_study.py --mode quick --data_dir ../shared/data
 
-    # Full mode (RoBERTa-base backbone, whole corpus, 50k pretraining steps, 5 seeds): for a GPU
-    python examples/study/run_study.py --mode full --data_dir ../shared/data --output_dir outputs/study-full
+    # Standard mode (about 3 hours on a 2-core CPU: 10x the pretraining, every fine-tuning task)
+    python examples/study/run_study.py --mode standard --data_dir ../shared/data --output_dir outputs/study-standard
 
-    # A smaller slice, and uploading the produced models with their cards
-    python examples/study/run_study.py --tasks sst2 --seeds 0 --pretrain_steps 50 --finetune_steps 50
+    # Full mode (base-size backbones, for one GPU); --dry_run builds every arm at that size and runs 2 steps of each
+    python examples/study/run_study.py --mode full --data_dir ../shared/data --output_dir outputs/study-full
+    python examples/study/run_study.py --mode full --dry_run --output_dir outputs/study-dry-run
+
+    # A slice, and uploading the produced models with their cards
+    python examples/study/run_study.py --modalities vision --seeds 0,1,2 --vision_steps 100 --finetune_tasks ''
     python examples/study/run_study.py --push_to_hub --hub_org my-org
 
-Same compute budget for the pretrained arms (steps x batch x tokens), same tokenizer, same backbone, same corpus;
-identical fine-tuning for every arm. The logic lives in `study.py` and the `study_*.py` modules beside this script.
+The logic lives in `study.py` and the `study_*.py` modules beside this script.
 """
 
 import logging
@@ -23,6 +27,8 @@ import sys
 from d2v_hf.argument_parsing import parse_arguments
 
 from study import StudyArguments, run_study
+from study_config import MAIN_PROBE
+from study_report import decide
 
 
 def main(argv=None):
@@ -31,10 +37,15 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     command = shlex.join(["python", "examples/study/run_study.py", *argv])
     results = run_study(args, command=command)
-    for arm, scores in results["summary"].items():
-        average = scores.get("average")
-        if average:
-            print(f"{arm}: average {average['mean']:.2f} ± {average['std']:.2f}")
+    for key, record in results.get("dry_run", {}).items():
+        print(f"dry run {key}: {record['class']}, {record['steps']} steps, losses {record['loss_curve']}")
+    for modality in results.get("modalities", {}):
+        for arm, decision in decide(results, modality).items():
+            verdict = "beats" if decision["beats_random"] else "does not beat"
+            print(
+                f"{modality} {arm}: {verdict} random init on the {MAIN_PROBE[modality]} probe "
+                f"({decision['margin']:+.1f}, seed spread {decision['spread']:.1f})"
+            )
     return results
 
 

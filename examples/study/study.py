@@ -1,15 +1,22 @@
 """
-The study end to end ([`run_study`]): pretraining runs, then fine-tuning and probes for every arm x task x seed (side
-by side in worker processes), then the report and the model cards. Finished runs are kept in
-`output_dir/partial_results.json`, so an interrupted study resumes where it stopped.
+The study end to end ([`run_study`]), per modality:
 
-The parts: `study_config.py` (arms, tasks, modes, [`StudyArguments`]), `study_utils.py` (shared helpers),
-`study_text.py` (text arms), `study_vision_audio.py` (image and speech arms), `study_report.py` and
-`study_report_vision_audio.py` (docs/study.md and the model cards). `run_study.py` is the command line.
+1. Compute plan: the training FLOPs of one step of every arm (`FlopCounterMode`, teacher forward included); each arm
+   gets the steps that spend the budget of the data2vec 1.0 arm (`--{modality}_steps` of its steps).
+2. Pretraining: every arm x seed (`study_arms.py`), the backbone saved at `--probe_points` evenly spaced steps; the
+   `random` arm is the backbone as initialised (one per seed).
+3. Probes: every saved backbone on every probe of its modality (`study_probes.py`): score against compute.
+4. Fine-tuning of the last backbone of every arm (`--finetune_tasks`): a learning-rate sweep on a part of the
+   training data held out for it (first seed), then one run per seed with the chosen rate, scored on the task's
+   evaluation set, through the example scripts (the protocol of `compare_checkpoints.py`).
+5. The report (`docs/study.md`, from `docs/study_results.json`) and the model cards (`study_report.py`).
+
+Runs go side by side in `--workers` processes; every finished run is saved in `output_dir/partial_results.json`,
+so an interrupted study resumes where it stopped.
 
 ```python
 >>> from study import StudyArguments, run_study  # from examples/study/
->>> results = run_study(StudyArguments(mode="quick", data_dir="../shared/data"))  # under 30 minutes on 2 CPU cores
+>>> results = run_study(StudyArguments(mode="quick", data_dir="../shared/data"))  # 30 minutes on 2 CPU cores
 ```
 """
 
@@ -20,234 +27,315 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from d2v_hf.data import espeak_ng_available
+from d2v_hf.atomic_io import atomic_write_file
 
-from study_config import ARMS, MODALITY_OF_TASK, MODALITY_TASKS, PRETRAINING_FIELDS, TEXT_TASKS, StudyArguments
-from study_report import discuss_results, push_study_models, write_study_model_cards, write_study_report
-from study_report_vision_audio import describe_backbone
-from study_text import prepare_corpus, save_random_init, text_diagnostics, train_study_tokenizer
-from study_utils import environment_info, run_jobs, study_backbone_config, summarize_runs
-from study_vision_audio import fashion_mnist_dir, mean_pooling_checkpoint, prepare_spoken_digits
+from comparison_tasks import TASKS, task_data
+from study_arms import WAV2VEC2_NEGATIVES, batch_size, pretrain_arm, random_backbone, step_flops
+from study_config import (
+    FINETUNE_FIELDS,
+    MODALITY_OF_TASK,
+    PRETRAINING_CLASSES,
+    PRETRAINING_FIELDS,
+    PROBE_FIELDS,
+    StudyArguments,
+)
+from study_data import check_study_inputs, comparison_arguments, prepare_data
+from study_report import write_study_model_cards, write_study_report
+from study_utils import environment_info, run_jobs
 
 
 logger = logging.getLogger(__name__)
 
 
-def _pretraining_key(args: StudyArguments, run: str) -> dict:
-    return {k: getattr(args, k) for k in ("data_dir", "output_dir", "model_size") + PRETRAINING_FIELDS[run]}
+def _key(args, modality: str, extra: tuple = ()) -> dict:
+    return {name: getattr(args, name) for name in ("data_dir",) + PRETRAINING_FIELDS[modality] + extra}
 
 
-def _run_settings(config: dict) -> dict:
-    selection = {"tasks", "arms", "seeds", "docs_dir", "model_cards_dir", "push_to_hub", "hub_org", "workers"}
-    return {k: v for k, v in config.items() if k not in selection}
+class PartialResults:
+    """`output_dir/partial_results.json`: every finished run with the settings it ran with, rewritten atomically."""
+
+    SECTIONS = ("plan", "pretraining", "probes", "sweeps", "finetune")
+
+    def __init__(self, args: StudyArguments):
+        self.path = Path(args.output_dir) / "partial_results.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        for section in self.SECTIONS:
+            self.data.setdefault(section, {})
+        self.elapsed_before = self.data.get("elapsed_s", 0.0)
+        self.start = time.time()
+
+    def get(self, section: str, key: str, settings: dict):
+        """The saved record of `key`, or `None` when there is none or it ran with other settings."""
+        record = self.data[section].get(key)
+        return record if record is not None and record.get("settings") == settings else None
+
+    def put(self, section: str, key: str, settings: dict, record: dict) -> None:
+        self.data[section][key] = {**record, "settings": settings}
+        self.save()
+
+    def save(self) -> None:
+        self.data["elapsed_s"] = self.elapsed_before + time.time() - self.start
+        text = json.dumps(self.data, indent=1)
+        atomic_write_file(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _data2vec_recipe(out: Path) -> dict:
-    path = out / "pretrain" / "data2vec" / "config.json"
-    if not path.is_file():
-        return {}
-    config = json.loads(path.read_text())
-    keys = ("average_top_k_layers", "ema_decay", "ema_end_decay", "ema_anneal_end_step", "mask_prob")
-    return {k: config.get(k) for k in keys + ("text_mask_strategy",)}
+def compute_plan(args, partial: PartialResults, data: dict) -> dict:
+    """Per modality and arm: FLOPs of one step, steps, samples per step and total FLOPs (the data2vec 1.0 budget)."""
+    plan = {}
+    for modality in args.modality_list:
+        settings = _key(args, modality)
+        saved = partial.get("plan", modality, settings)
+        if saved is None:
+            arms = {}
+            for arm in ("data2vec",) + tuple(a for a in args.arms_of(modality) if a not in ("data2vec", "random")):
+                arms[arm] = {"flops_per_step": step_flops(args, modality, arm, data)}
+            budget = arms["data2vec"]["flops_per_step"] * getattr(args, f"{modality}_steps")
+            for arm, entry in arms.items():
+                entry["steps"] = max(1, round(budget / entry["flops_per_step"]))
+                entry["batch_size"] = batch_size(args, modality, arm)
+                entry["total_flops"] = entry["steps"] * entry["flops_per_step"]
+                entry["class"] = PRETRAINING_CLASSES[arm]
+            partial.put("plan", modality, settings, {"budget_flops": budget, "arms": arms})
+            saved = partial.get("plan", modality, settings)
+        plan[modality] = {**saved, "arms": {a: e for a, e in saved["arms"].items() if a in args.arms_of(modality)}}
+    return plan
 
 
-# The slowest first, so that two workers finish together.
-_JOB_ORDER = {"xquad": 0, "stsb": 1, "spoken_digits": 2, "fashion_mnist": 3, "sst2": 4}
+def _pretraining_jobs(args, partial, plan, data):
+    jobs = []
+    for modality in args.modality_list:
+        for arm, entry in plan[modality]["arms"].items():
+            for seed in args.seed_list:
+                key = f"{modality}|{arm}|{seed}"
+                if partial.get("pretraining", key, _key(args, modality)) is None:
+                    out = str(Path(args.output_dir) / "pretrain" / modality / f"{arm}-seed{seed}")
+                    kwargs = dict(
+                        args=args, modality=modality, arm=arm, seed=seed, steps=entry["steps"], data=data,
+                        output_dir=out,
+                    )  # fmt: skip
+                    jobs.append((key, "study_arms:pretrain_arm", kwargs))
+    # the longest first, so that the workers finish together
+    return sorted(jobs, key=lambda job: -plan[job[2]["modality"]]["arms"][job[2]["arm"]]["total_flops"])
 
 
-def _check_study_inputs(args: StudyArguments) -> None:
-    """Missing data or tools fail before anything runs."""
-    data = Path(args.data_dir)
-    needed = {
-        "sst2": data / "glue" / "sst2",
-        "stsb": data / "glue" / "stsb",
-        "xquad": data / "xquad",
-        "fashion_mnist": data / "vision" / "fashion-mnist",
-        "spoken_digits": data / "speech",
+def checkpoints_along(args, partial, modality: str, arm: str, seed: int, data: dict) -> dict[int, str]:
+    """`{step: backbone folder}` of a pretrained arm's run, or `{0: folder}` of the random arm's backbone."""
+    if arm == "random":
+        tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+        folder = Path(args.output_dir) / "random" / modality / f"seed{seed}"
+        return {0: random_backbone(args, modality, seed, folder, tokenizer)}
+    record = partial.get("pretraining", f"{modality}|{arm}|{seed}", _key(args, modality))
+    return {int(step): path for step, path in record["snapshots"].items()}
+
+
+def _probe_jobs(args, partial, data):
+    jobs = []
+    for modality in args.modality_list:
+        for arm in args.arms_of(modality):
+            for seed in args.seed_list:
+                for step, folder in checkpoints_along(args, partial, modality, arm, seed, data).items():
+                    key = f"{modality}|{arm}|{seed}|{step}"
+                    if partial.get("probes", key, _key(args, modality, PROBE_FIELDS)) is None:
+                        kwargs = dict(args=args, modality=modality, checkpoint=folder, seed=seed, data=data)
+                        jobs.append((key, "study_probes:probe_checkpoint", kwargs))
+    return jobs
+
+
+def final_checkpoint(args, partial, modality: str, arm: str, seed: int, data: dict) -> str:
+    along = checkpoints_along(args, partial, modality, arm, seed, data)
+    return along[max(along)]
+
+
+def _finetune_jobs(args, partial, data, sweep: bool):
+    """The learning-rate sweep (`sweep=True`: first seed, held-out training data) or the final runs (every seed)."""
+    jobs = []
+    for task_name in args.finetune_task_list:
+        modality = MODALITY_OF_TASK[task_name]
+        if modality not in args.modality_list:
+            continue
+        cargs, task = comparison_arguments(args, modality), TASKS[task_name]
+        task_arguments = task_data(cargs, task)
+        settings = _key(args, modality, FINETUNE_FIELDS + (f"{modality}_learning_rates",))
+        for arm in args.arms_of(modality):
+            if sweep:
+                runs = [(rate, args.seed_list[0]) for rate in args.learning_rates(modality)]
+            else:
+                runs = [(_chosen_rate(args, partial, task_name, arm, settings), seed) for seed in args.seed_list]
+            for rate, seed in runs:
+                key = f"{task_name}|{arm}|{rate}" if sweep else f"{task_name}|{arm}|{seed}"
+                if partial.get("sweeps" if sweep else "finetune", key, settings) is not None:
+                    continue
+                name = f"sweep-lr{rate}" if sweep else f"seed{seed}"
+                kwargs = dict(
+                    args=cargs, checkpoint=final_checkpoint(args, partial, modality, arm, seed, data), task=task,
+                    data=task_arguments, rate=rate, seed=seed, model_selection=sweep,
+                    output_dir=str(Path(args.output_dir) / "finetune" / task_name / arm / name),
+                )  # fmt: skip
+                jobs.append(((key, settings), "comparison:run_finetuning", kwargs))
+    return jobs
+
+
+def _chosen_rate(args, partial, task_name: str, arm: str, settings: dict) -> float:
+    modality = MODALITY_OF_TASK[task_name]
+    scores = {
+        rate: partial.get("sweeps", f"{task_name}|{arm}|{rate}", settings)["scores"]["score"]
+        for rate in args.learning_rates(modality)
     }
-    if set(args.task_list) & set(TEXT_TASKS):
-        needed["corpus"] = data / "corpus" / "gcide_en.txt.gz"
-    missing = [str(path) for task, path in needed.items() if (task in args.task_list or task == "corpus")]
-    missing = [path for path in missing if not Path(path).exists()]
-    if missing:
-        raise ValueError(f"--data_dir {args.data_dir}: missing {missing} (see ../shared/data/README.md).")
-    if "spoken_digits" in args.task_list and not espeak_ng_available():
-        raise ValueError(
-            "The spoken_digits task synthesizes its digits with espeak-ng, which is not installed (Debian/Ubuntu: "
-            "apt-get install espeak-ng); install it or leave spoken_digits out of --tasks."
-        )
+    return max(scores, key=scores.get)
+
+
+def _dry_run(args: StudyArguments, data: dict) -> dict:
+    """Every arm built at the mode's size; 2 pretraining steps each."""
+    results = {}
+    for modality in args.modality_list:
+        for arm in args.arms_of(modality):
+            if arm == "random":
+                continue
+            out = str(Path(args.output_dir) / "dry_run" / modality / arm)
+            record = pretrain_arm(args, modality, arm, args.seed_list[0], 2, data, out)
+            results[f"{modality}|{arm}"] = record
+            logger.warning(f"dry run {modality} {arm} ({record['class']}): losses {record['loss_curve']}")
+    return results
 
 
 def run_study(args: StudyArguments, command: str | None = None) -> dict:
-    """
-    Runs the study end to end (pretraining, fine-tuning over seeds, report, model cards) and returns the raw
-    results. Finished pretraining and fine-tuning runs are kept in `output_dir/partial_results.json`, so an
-    interrupted study resumes where it stopped (with the same arguments).
-    """
-    _check_study_inputs(args)
-    start = time.time()
+    """Runs steps 1-5 of the module docstring and returns the raw results (also `docs_dir/study_results.json`)."""
+    check_study_inputs(args)
+    if args.longer_budget_results and not Path(args.longer_budget_results).is_file():
+        raise ValueError(f"--longer_budget_results {args.longer_budget_results}: no such file.")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    partial_path = out / "partial_results.json"
-    partial = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
-    # A finished pretraining run is kept while its own settings are unchanged; finished fine-tuning runs (keyed by
-    # arm, task and seed) are kept when only the selection of arms, tasks or seeds (or where the report goes) changed.
-    partial["pretraining"] = {
-        run: info
-        for run, info in (partial.get("pretraining") or {}).items()
-        if run in PRETRAINING_FIELDS and info.get("key") == _pretraining_key(args, run)
-    }
-    if _run_settings(partial.get("config") or {}) != _run_settings(args.to_dict()):
-        partial["runs"] = []
-    partial["config"] = args.to_dict()
-    # wall clock spent by earlier, interrupted invocations on the runs that are kept
-    elapsed_before = partial.get("elapsed_s", 0.0) if partial.get("runs") or partial["pretraining"] else 0.0
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    data = prepare_data(args)
+    if args.dry_run:
+        return {"dry_run": _dry_run(args, data)}
+    partial = PartialResults(args)
+    if "corpus_info" in data:
+        partial.data["corpus"] = data["corpus_info"]
 
-    def save_partial():
-        partial["elapsed_s"] = elapsed_before + time.time() - start
-        partial_path.write_text(json.dumps(partial, indent=1), encoding="utf-8")
+    def saver(section):
+        def done(key, record):
+            key, settings = key if isinstance(key, tuple) else (key, None)
+            if settings is None:
+                modality = key.split("|")[0]
+                settings = _key(args, modality, PROBE_FIELDS if section == "probes" else ())
+            partial.put(section, key, settings, record)
+            logger.warning(f"    {section} {key}: {record.get('scores', record.get('final_loss'))}")
 
-    text_tasks = [t for t in args.task_list if t in TEXT_TASKS]
-    corpus_file, tokenizer_dir = str(out / "corpus.txt"), str(out / "tokenizer")
-    corpus, backbone_text = partial.get("corpus"), None
-    if text_tasks:
-        if corpus is None or not Path(tokenizer_dir).is_dir():
-            corpus = prepare_corpus(Path(args.data_dir) / "corpus" / "gcide_en.txt.gz", corpus_file, args.corpus_lines)
-            train_study_tokenizer(corpus_file, tokenizer_dir, args.tokenizer_vocab_size)
-            partial["corpus"] = corpus
-        backbone = study_backbone_config("text", args.model_size, AutoTokenizer.from_pretrained(tokenizer_dir))
-        backbone_text = (
-            f"{backbone.num_hidden_layers} layers x {backbone.hidden_size} hidden, {backbone.num_attention_heads} "
-            f"heads, FFN {backbone.intermediate_size}, vocabulary {backbone.vocab_size}"
-        )
-    digits = prepare_spoken_digits(args, out / "speech") if "spoken_digits" in args.task_list else None
+        return done
 
-    # 1. Pretraining runs (side by side with --workers)
-    text_kwargs = dict(args=args, corpus_file=corpus_file, tokenizer_dir=tokenizer_dir)
-    modality_kwargs = {
-        "fashion_mnist": ("data2vec_vision", dict(modality="vision", train_path=str(fashion_mnist_dir(args)))),
-        "spoken_digits": ("data2vec_audio", dict(modality="audio", train_path=digits and digits["corpus"])),
-    }
-    wanted_pretraining = []
-    if text_tasks:
-        wanted_pretraining += [
-            ("data2vec", "study_text:pretrain_data2vec", text_kwargs),
-            ("mlm", "study_text:pretrain_mlm", text_kwargs),
-        ]
-        wanted_pretraining = [job for job in wanted_pretraining if job[0] in args.arm_list]
-    if "data2vec" in args.arm_list:
-        for task, (run, kwargs) in modality_kwargs.items():
-            if task in args.task_list:
-                wanted_pretraining.append((run, "study_vision_audio:pretrain_modality", dict(args=args, **kwargs)))
-    jobs = [
-        (run, target, {**kwargs, "output_dir": str(out / "pretrain" / run)})
-        for run, target, kwargs in wanted_pretraining
-        if run not in partial["pretraining"]
-    ]
-
-    def pretraining_done(run, result):
-        partial["pretraining"][run] = {**result, "key": _pretraining_key(args, run)}
-        save_partial()
-        logger.warning(f"    pretraining {run}: final loss {result['final_loss']} ({result['wall_time_s']:.0f}s)")
-
-    logger.warning(f"*** Pretraining: {[job[0] for job in jobs] or 'nothing left to run'} ***")
-    run_jobs(jobs, args.workers, args.torch_threads, pretraining_done)
-
-    # 2. The checkpoints each arm fine-tunes
-    def checkpoint_for(arm: str, task: str, seed: int) -> str:
-        if task in TEXT_TASKS:
-            if arm != "random":
-                return partial["pretraining"][arm]["checkpoint"]
-            path = str(out / "random_init" / f"seed{seed}")
-            return path if Path(path).is_dir() else save_random_init(args, tokenizer_dir, path, seed)
-        run, _ = modality_kwargs[task]
-        modality = MODALITY_OF_TASK[task]
-        if arm == "data2vec":
-            source = partial["pretraining"][run]["checkpoint"]
-            return mean_pooling_checkpoint(args, modality, source, str(out / "checkpoints" / run), 0)
-        path = str(out / "checkpoints" / f"random_{modality}_seed{seed}")
-        return mean_pooling_checkpoint(args, modality, None, path, seed)
-
-    # 3. Fine-tuning runs (and probes), every arm x task x seed
-    def wanted_run(arm, task):
-        return task in TEXT_TASKS or arm in ("data2vec", "random")
-
-    wanted = {(a, t, s) for a in args.arm_list for t in args.task_list for s in args.seed_list if wanted_run(a, t)}
-    done = {(r["arm"], r["task"], r["seed"]) for r in partial["runs"]}
-    jobs = []
-    for arm, task, seed in sorted(wanted - done, key=lambda k: (_JOB_ORDER[k[1]], k[2], k[0])):
-        run_dir = str(out / "finetune" / f"{arm}-{task}-seed{seed}")
-        kwargs = dict(args=args, checkpoint=checkpoint_for(arm, task, seed), seed=seed, output_dir=run_dir)
-        if task == "xquad":
-            jobs.append(((arm, task, seed), "study_text:finetune_xquad", kwargs))
-        elif task in TEXT_TASKS:
-            jobs.append(((arm, task, seed), "study_text:finetune_glue", dict(kwargs, task=task)))
-        else:
-            kwargs.update(task=task, arm=arm, paths=digits)
-            jobs.append(((arm, task, seed), "study_vision_audio:run_modality_task", kwargs))
-
-    def finetuning_done(key, run):
-        arm, task, seed = key
-        partial["runs"].append({"arm": arm, "task": task, "seed": seed, **run})
-        save_partial()
-        logger.warning(f"    {arm} {task} seed {seed}: {run['scores']} ({run['wall_time_s']:.0f}s)")
-
-    logger.warning(f"*** Fine-tuning: {len(jobs)} runs with {args.workers} worker(s) ***")
-    run_jobs(jobs, args.workers, args.torch_threads, finetuning_done)
-
-    checkpoints = {
-        arm: partial["pretraining"][arm]["checkpoint"] for arm in ("data2vec", "mlm") if arm in partial["pretraining"]
-    }
-    if "random" in args.arm_list and text_tasks:
-        checkpoints["random"] = checkpoint_for("random", text_tasks[0], args.seed_list[0])
-    for task in args.task_list:
-        if task in MODALITY_TASKS:
-            modality = MODALITY_OF_TASK[task]
-            for arm in ("data2vec", "random"):
-                if arm in args.arm_list:
-                    checkpoints[f"{arm}_{modality}"] = checkpoint_for(arm, task, args.seed_list[0])
-
-    runs = [r for r in partial["runs"] if (r["arm"], r["task"], r["seed"]) in wanted]
-    text_checkpoints = {arm: checkpoints[arm] for arm in ARMS if arm in checkpoints}
-    diagnostics = text_diagnostics(args, text_checkpoints, corpus_file, tokenizer_dir) if text_checkpoints else {}
-    config = {**args.to_dict(), "task_list": args.task_list, "arm_list": args.arm_list, "seed_list": args.seed_list}
-    results = {
-        "command": command or "python examples/study/run_study.py",
-        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_time_s": elapsed_before + time.time() - start,
-        "runs_time_s": sum(r["wall_time_s"] for r in runs)
-        + sum(p["wall_time_s"] for p in partial["pretraining"].values()),
-        "environment": environment_info(),
-        "config": config,
-        "corpus": corpus,
-        "backbone": backbone_text,
-        "modality_backbones": {
-            MODALITY_OF_TASK[t]: describe_backbone(args, MODALITY_OF_TASK[t])
-            for t in args.task_list
-            if t in MODALITY_TASKS
-        },
-        "data2vec_top_k": _data2vec_recipe(out).get("average_top_k_layers"),
-        "data2vec_recipe": _data2vec_recipe(out),
-        "checkpoints": checkpoints,
-        "pretraining": partial["pretraining"],
-        "diagnostics": diagnostics,
-        "runs": runs,
-    }
-    results["summary"] = summarize_runs(results["runs"])
-    write_study_report(results, args.docs_dir, analysis=discuss_results(results))
+    # 1-2. compute plan, pretraining
+    plan = compute_plan(args, partial, data)
+    jobs = _pretraining_jobs(args, partial, plan, data)
+    logger.warning(f"*** Pretraining: {len(jobs)} runs with {args.workers} worker(s) ***")
+    run_jobs(jobs, args.workers, args.torch_threads, saver("pretraining"))
+    # 3. probes along every run
+    jobs = _probe_jobs(args, partial, data)
+    logger.warning(f"*** Probes: {len(jobs)} checkpoints ***")
+    run_jobs(jobs, args.workers, args.torch_threads, saver("probes"))
+    # 4. fine-tuning: the learning-rate sweep, then the final runs
+    for sweep in (True, False):
+        jobs = _finetune_jobs(args, partial, data, sweep)
+        logger.warning(f"*** Fine-tuning ({'learning-rate sweep' if sweep else 'final runs'}): {len(jobs)} runs ***")
+        run_jobs(jobs, args.workers, args.torch_threads, saver("sweeps" if sweep else "finetune"))
+    # 5. results, report, model cards
+    results = collect_results(args, partial, plan, data, command)
+    write_study_report(results, args.docs_dir)
     write_study_model_cards(results, args.model_cards_dir)
-    save_partial()  # the wall clock so far, for a later call that only rewrites the report
     if args.push_to_hub:
+        from study_report import push_study_models
+
         results["pushed"] = push_study_models(results, args.hub_org, token=args.hub_token)
     return results
 
 
-__all__ = [
-    "StudyArguments",
-    "run_study",
-]
+def chance_losses(args, data: dict) -> dict:
+    """
+    The loss of a baseline that ignores its input, to tell "not started learning" from "learning slowly": the MLM's
+    is the entropy of the corpus's token frequencies, wav2vec 2.0's contrastive loss ln(1 + negatives).
+    """
+    losses = {}
+    if "text" in args.modality_list and "mlm" in args.arm_list:
+        tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"])
+        lines = [line for line in Path(data["corpus"]).read_text(encoding="utf-8").splitlines() if line]
+        encoded = tokenizer(lines, add_special_tokens=False, verbose=False)["input_ids"]
+        ids = np.concatenate([np.asarray(i) for i in encoded if i])
+        frequencies = np.bincount(ids) / len(ids)
+        frequencies = frequencies[frequencies > 0]
+        entropy = float(-(frequencies * np.log(frequencies)).sum())
+        losses["text"] = {
+            "mlm": [entropy, "the entropy of the corpus's token frequencies (a prediction without context)"]
+        }
+    if "audio" in args.modality_list and "wav2vec2" in args.arm_list:
+        value = float(np.log(1 + WAV2VEC2_NEGATIVES))
+        losses["audio"] = {
+            "wav2vec2": [value, f"ln(1 + {WAV2VEC2_NEGATIVES}), the contrastive loss of a random guess"]
+        }
+    return losses
+
+
+def collect_results(args, partial: PartialResults, plan: dict, data: dict, command: str | None) -> dict:
+    """The raw numbers of the runs this invocation asked for, in the shape the report reads."""
+    results = {
+        "command": command or "python examples/study/run_study.py",
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "wall_time_s": partial.elapsed_before + time.time() - partial.start,
+        "environment": environment_info(),
+        "config": {**args.to_dict(), "seed_list": args.seed_list},
+        "corpus": partial.data.get("corpus"),
+        "modalities": {},
+    }
+    for modality in args.modality_list:
+        entry = {"plan": plan[modality], "arms": {}}
+        pretraining_key, probe_key = _key(args, modality), _key(args, modality, PROBE_FIELDS)
+        for arm in args.arms_of(modality):
+            arm_entry = {"seeds": {}}
+            for seed in args.seed_list:
+                seed_entry = {"probes": {}}
+                if arm != "random":
+                    record = partial.get("pretraining", f"{modality}|{arm}|{seed}", pretraining_key)
+                    seed_entry["pretraining"] = {k: v for k, v in record.items() if k != "settings"}
+                for step, folder in checkpoints_along(args, partial, modality, arm, seed, data).items():
+                    probe = partial.get("probes", f"{modality}|{arm}|{seed}|{step}", probe_key)
+                    seed_entry["probes"][str(step)] = {"checkpoint": folder, **probe["scores"]}
+                arm_entry["seeds"][str(seed)] = seed_entry
+            entry["arms"][arm] = arm_entry
+        results["modalities"][modality] = entry
+    results["chance_losses"] = chance_losses(args, data)
+    if args.longer_budget_results:
+        longer = json.loads(Path(args.longer_budget_results).read_text(encoding="utf-8"))
+        report = Path(args.longer_budget_results).with_name("study.md")
+        results["longer_budget"] = {
+            "report": str(report),
+            "command": longer["command"],
+            "modalities": longer["modalities"],
+        }
+    results["finetune"] = {}
+    for task_name in args.finetune_task_list:
+        modality = MODALITY_OF_TASK[task_name]
+        if modality not in args.modality_list:
+            continue
+        settings = _key(args, modality, FINETUNE_FIELDS + (f"{modality}_learning_rates",))
+        task_entry = {}
+        for arm in args.arms_of(modality):
+            sweep = {
+                str(rate): partial.get("sweeps", f"{task_name}|{arm}|{rate}", settings)["scores"]
+                for rate in args.learning_rates(modality)
+            }
+            runs = {
+                str(seed): partial.get("finetune", f"{task_name}|{arm}|{seed}", settings) for seed in args.seed_list
+            }
+            task_entry[arm] = {
+                "sweep": sweep,
+                "chosen_learning_rate": _chosen_rate(args, partial, task_name, arm, settings),
+                "seeds": {seed: {k: v for k, v in run.items() if k != "settings"} for seed, run in runs.items()},
+            }
+        results["finetune"][task_name] = task_entry
+    return results
+
+
+__all__ = ["PartialResults", "StudyArguments", "collect_results", "compute_plan", "run_study"]

@@ -1,6 +1,7 @@
 """
-What the study runs: its arms, tasks and scores, the sizes of its `quick` and `full` modes, and [`StudyArguments`]
-(every knob, each field left at `None` taking its mode's value). The rest of the study reads these names.
+What the study runs: its modalities and arms, the Hugging Face class behind each baseline, the probes and
+fine-tuning tasks, the sizes of its `quick`, `standard` and `full` modes, and [`StudyArguments`] (every knob; a
+field left at `None` takes its mode's value). The rest of the study reads these names.
 """
 
 from __future__ import annotations
@@ -9,196 +10,241 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-ARMS = ("data2vec", "mlm", "random")
+MODALITIES = ("text", "vision", "audio")
 
+# Per modality: data2vec 1.0 and 2.0, the modality's own self-supervised objective, and no pretraining at all.
+ARMS = {
+    "text": ("data2vec", "data2vec2", "mlm", "random"),
+    "vision": ("data2vec", "data2vec2", "mae", "random"),
+    "audio": ("data2vec", "data2vec2", "wav2vec2", "random"),
+}
+ALL_ARMS = ("data2vec", "data2vec2", "mlm", "mae", "wav2vec2", "random")
 
 ARM_TITLES = {
     "data2vec": "data2vec 1.0",
+    "data2vec2": "data2vec 2.0",
     "mlm": "RoBERTa-style MLM",
+    "mae": "MAE",
+    "wav2vec2": "wav2vec 2.0",
     "random": "random init",
 }
 
-
-TEXT_TASKS = ("sst2", "stsb", "xquad")
-
-
-# The image and speech tasks (study_vision_audio): data2vec against random init only (no MLM arm).
-MODALITY_TASKS = ("fashion_mnist", "spoken_digits")
-
-
-TASKS = TEXT_TASKS + MODALITY_TASKS
-MODALITY_OF_TASK = {"fashion_mnist": "vision", "spoken_digits": "audio"}
-MODALITY_TASK_TITLES = {"fashion_mnist": "Fashion-MNIST", "spoken_digits": "Spoken digits (espeak-ng, unseen voices)"}
-
-
-# Main score (0-100) of each task; the text ones are averaged into the GLUE-style average.
-TASK_SCORES = {
-    "sst2": ("accuracy", "SST-2 accuracy"),
-    "stsb": ("corr", "STS-B (Pearson + Spearman) / 2"),
-    "xquad": ("en_f1", "XQuAD-en F1"),
-    "fashion_mnist": ("finetune_accuracy", "Fashion-MNIST accuracy (fine-tuned)"),
-    "spoken_digits": ("finetune_accuracy", "spoken-digit accuracy (fine-tuned, unseen voices)"),
+# The Hugging Face class each pretraining arm trains (the baselines are Transformers' own implementations).
+PRETRAINING_CLASSES = {
+    "data2vec": "d2v_hf.Data2VecForPretraining",
+    "data2vec2": "d2v_hf.Data2VecForPretraining (mode=data2vec2)",
+    "mlm": "transformers.Data2VecTextForMaskedLM",
+    "mae": "transformers.ViTMAEForPreTraining",
+    "wav2vec2": "transformers.Wav2Vec2ForPreTraining",
 }
 
+# One backbone family per modality, shared by every arm, so that only the objective differs: RoBERTa's
+# architecture (Data2VecTextModel) for text, ViT for images (the encoder MAE pretrains), wav2vec 2.0 for speech.
+BACKBONE_TYPES = {"text": "data2vec-text", "vision": "vit", "audio": "wav2vec2"}
 
-TASK_TITLES = {
-    "sst2": "SST-2",
-    "stsb": "STS-B",
-    "xquad": "XQuAD",
-    "fashion_mnist": "Fashion-MNIST",
-    "spoken_digits": "Spoken digits",
+# The probes of each modality: (key, title). The first is the modality's main probe, the one the decision reads.
+PROBES = {
+    "text": (
+        ("sst2", "SST-2 accuracy, logistic regression"),
+        ("stsb", "STS-B (Pearson + Spearman) / 2, ridge regression on the absolute difference and product"),
+        ("stsb_cosine", "STS-B Spearman of the cosine similarity (no training)"),
+    ),
+    "vision": (
+        ("fashion_mnist", "Fashion-MNIST accuracy, logistic regression"),
+        ("fashion_mnist_knn", "Fashion-MNIST accuracy, 20-NN (cosine)"),
+    ),
+    "audio": (
+        ("spoken_digits", "spoken-digit accuracy (unseen voices), logistic regression"),
+        ("spoken_digits_knn", "spoken-digit accuracy (unseen voices), 20-NN (cosine)"),
+    ),
 }
+MAIN_PROBE = {modality: probes[0][0] for modality, probes in PROBES.items()}
+
+# Fine-tuning tasks (names of comparison_tasks.TASKS) per modality.
+FINETUNE_TASKS = {"text": ("sst2", "stsb", "xquad"), "vision": ("fashion_mnist",), "audio": ("spoken_digits",)}
+MODALITY_OF_TASK = {task: modality for modality, tasks in FINETUNE_TASKS.items() for task in tasks}
 
 
-# Pretraining runs: (arm, modality) -> key in results["pretraining"].
-PRETRAINING_TITLES = {
-    "data2vec": "data2vec 1.0 text",
-    "mlm": "RoBERTa-style MLM",
-    "data2vec_vision": "data2vec 1.0 vision",
-    "data2vec_audio": "data2vec 1.0 audio",
-}
-
-
-# Sizes of the two modes. `quick` fits a shared 2-core CPU in under 30 minutes; `full` is meant for one GPU.
+# Sizes of the modes. `quick` fits a shared 2-core CPU in 30 minutes; `standard` in about 3 hours; `full` is base
+# size for one GPU. Pretraining budgets are the steps of the data2vec 1.0 arm; every other arm gets its FLOPs.
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
         model_size="tiny",
+        seeds="0,1,2",
+        probe_points=4,
         corpus_lines=12000,
         tokenizer_vocab_size=4000,
         max_seq_length=64,
-        pretrain_steps=250,
-        pretrain_batch_size=32,
-        pretrain_learning_rate=1e-3,
-        pretrain_warmup_steps=25,
-        seeds="0,1",
-        finetune_steps=250,
-        finetune_batch_size=16,
-        finetune_learning_rate=2e-3,
-        glue_max_train_samples=4000,
-        glue_max_eval_samples=None,
-        qa_steps=60,
-        qa_batch_size=16,
-        qa_max_seq_length=256,
-        qa_doc_stride=32,
-        qa_max_eval_samples=24,
-        eval_points=4,
-        vision_pretrain_steps=300,
-        vision_batch_size=32,
-        vision_pretrain_learning_rate=1e-3,
-        vision_finetune_steps=300,
-        vision_finetune_learning_rate=3e-3,
-        vision_train_samples=3000,
-        vision_eval_samples=2000,
-        audio_pretrain_steps=300,
+        text_steps=400,
+        text_batch_size=32,
+        text_learning_rate=1e-3,
+        vision_steps=300,
+        vision_batch_size=64,
+        vision_learning_rate=1e-3,
+        audio_steps=250,
         audio_batch_size=8,
-        audio_pretrain_learning_rate=5e-4,
+        audio_learning_rate=5e-4,
         audio_max_seconds=2.0,
-        audio_finetune_steps=160,
-        audio_clip_seconds=0.8,
+        probe_train_samples=2000,
+        probe_eval_samples=1000,
+        finetune_tasks="fashion_mnist,spoken_digits",
+        finetune_steps=150,
+        finetune_batch_size=32,
+        finetune_train_samples=2000,
+        finetune_eval_samples=1000,
+        text_learning_rates="3e-4,1e-3",
+        vision_learning_rates="3e-4,1e-3",
+        audio_learning_rates="3e-4,1e-3",
+        qa_max_seq_length=256,
+        qa_doc_stride=64,
+        audio_clip_seconds=1.0,
+        digit_voices=64,
+        torch_threads=1,
+        workers=2,
+    ),
+    "standard": dict(
+        model_size="tiny",
+        seeds="0,1,2",
+        probe_points=6,
+        corpus_lines=60000,
+        tokenizer_vocab_size=8000,
+        max_seq_length=128,
+        text_steps=4000,
+        text_batch_size=32,
+        text_learning_rate=1e-3,
+        vision_steps=3000,
+        vision_batch_size=64,
+        vision_learning_rate=1e-3,
+        audio_steps=2000,
+        audio_batch_size=8,
+        audio_learning_rate=5e-4,
+        audio_max_seconds=2.0,
+        probe_train_samples=4000,
+        probe_eval_samples=None,
+        finetune_tasks="sst2,stsb,xquad,fashion_mnist,spoken_digits",
+        finetune_steps=400,
+        finetune_batch_size=32,
+        finetune_train_samples=4000,
+        finetune_eval_samples=None,
+        text_learning_rates="3e-4,1e-3",
+        vision_learning_rates="3e-4,1e-3",
+        audio_learning_rates="3e-4,1e-3",
+        qa_max_seq_length=256,
+        qa_doc_stride=64,
+        audio_clip_seconds=1.0,
+        digit_voices=64,
         torch_threads=1,
         workers=2,
     ),
     "full": dict(
         model_size="base",
+        seeds="0,1,2",
+        probe_points=10,
         corpus_lines=None,
         tokenizer_vocab_size=32000,
         max_seq_length=256,
-        pretrain_steps=50000,
-        pretrain_batch_size=64,
-        pretrain_learning_rate=5e-4,
-        pretrain_warmup_steps=2500,
-        seeds="0,1,2,3,4",
-        finetune_steps=4000,
+        text_steps=50000,
+        text_batch_size=64,
+        text_learning_rate=5e-4,
+        vision_steps=20000,
+        vision_batch_size=256,
+        vision_learning_rate=1e-3,
+        audio_steps=10000,
+        audio_batch_size=32,
+        audio_learning_rate=5e-4,
+        audio_max_seconds=5.0,
+        probe_train_samples=10000,
+        probe_eval_samples=None,
+        finetune_tasks="sst2,stsb,xquad,fashion_mnist,spoken_digits",
+        finetune_steps=3000,
         finetune_batch_size=32,
-        finetune_learning_rate=2e-5,
-        glue_max_train_samples=None,
-        glue_max_eval_samples=None,
-        qa_steps=1000,
-        qa_batch_size=32,
+        finetune_train_samples=None,
+        finetune_eval_samples=None,
+        text_learning_rates="1e-5,2e-5,4e-5",
+        vision_learning_rates="2e-5,5e-5,1e-4",
+        audio_learning_rates="3e-5,1e-4,3e-4",
         qa_max_seq_length=384,
         qa_doc_stride=128,
-        qa_max_eval_samples=None,
-        eval_points=10,
-        vision_pretrain_steps=20000,
-        vision_batch_size=256,
-        vision_pretrain_learning_rate=1e-3,
-        vision_finetune_steps=3000,
-        vision_finetune_learning_rate=1e-4,
-        vision_train_samples=30000,
-        vision_eval_samples=10000,
-        audio_pretrain_steps=10000,
-        audio_batch_size=32,
-        audio_pretrain_learning_rate=5e-4,
-        audio_max_seconds=5.0,
-        audio_finetune_steps=1000,
         audio_clip_seconds=1.0,
+        digit_voices=64,
         torch_threads=0,
         workers=1,
     ),
 }
 
 
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
 @dataclass
 class StudyArguments:
-    """What the study runs. Fields left at `None` take the value of the `mode` preset (`quick` or `full`)."""
+    """What the study runs. Fields left at `None` take the value of the `mode` preset (quick, standard, full)."""
 
-    mode: str = field(default="quick", metadata={"help": "quick (2-core CPU, < 30 min) or full (one GPU)."})
-    data_dir: str = field(default="../shared/data", metadata={"help": "The real-data folder (glue, xquad, corpus)."})
-    output_dir: str = field(default="outputs/study", metadata={"help": "Checkpoints and per-run outputs."})
-    docs_dir: str = field(default="docs", metadata={"help": "Where study.md, study_results.json and img/ go."})
-    model_cards_dir: str = field(default="model_cards", metadata={"help": "One folder per model, with README.md."})
-    tasks: str = field(
-        default=",".join(TASKS),
-        metadata={
-            "help": "Comma-separated: sst2, stsb, xquad (text), fashion_mnist (images), spoken_digits (speech)."
-        },
+    mode: str = field(default="quick", metadata=_help("quick (2-core CPU, 30 min), standard (3 h) or full (GPU)."))
+    data_dir: str = field(default="../shared/data", metadata=_help("The real-data folder (see its README)."))
+    output_dir: str = field(default="outputs/study", metadata=_help("Checkpoints, runs and partial results."))
+    docs_dir: str = field(default="docs", metadata=_help("Where study.md, study_results.json and img/ go."))
+    model_cards_dir: str = field(default="model_cards", metadata=_help("One folder per model, with README.md."))
+    modalities: str = field(default="text,vision,audio", metadata=_help("Comma-separated: text, vision, audio."))
+    arms: str = field(
+        default=",".join(ALL_ARMS),
+        metadata=_help("Comma-separated: data2vec, data2vec2, mlm (text), mae (vision), wav2vec2 (audio), random."),
     )
-    arms: str = field(default="data2vec,mlm,random", metadata={"help": "Comma-separated: data2vec, mlm, random."})
-    seeds: str | None = field(default=None, metadata={"help": "Fine-tuning seeds, comma-separated."})
-    model_size: str | None = field(default=None, metadata={"help": "tiny (4 x 64) or base (12 x 768)."})
-    corpus_lines: int | None = field(default=None, metadata={"help": "Corpus lines used (evenly spaced); 0 = all."})
-    tokenizer_vocab_size: int | None = field(default=None, metadata={"help": "BPE vocabulary size."})
-    max_seq_length: int | None = field(default=None, metadata={"help": "Pretraining block and GLUE length."})
-    pretrain_steps: int | None = field(default=None, metadata={"help": "Optimizer steps of each pretraining arm."})
-    pretrain_batch_size: int | None = field(default=None, metadata={"help": "Blocks per pretraining step."})
-    pretrain_learning_rate: float | None = field(default=None, metadata={"help": "Peak pretraining learning rate."})
-    pretrain_warmup_steps: int | None = field(default=None, metadata={"help": "Linear warmup steps."})
-    finetune_steps: int | None = field(default=None, metadata={"help": "Steps of each GLUE fine-tuning run."})
-    finetune_batch_size: int | None = field(default=None, metadata={"help": "GLUE batch size."})
-    finetune_learning_rate: float | None = field(default=None, metadata={"help": "Fine-tuning learning rate."})
-    glue_max_train_samples: int | None = field(default=None, metadata={"help": "GLUE training examples kept."})
-    glue_max_eval_samples: int | None = field(default=None, metadata={"help": "GLUE dev examples kept."})
-    qa_steps: int | None = field(default=None, metadata={"help": "Steps of each XQuAD fine-tuning run."})
-    qa_batch_size: int | None = field(default=None, metadata={"help": "XQuAD batch size."})
-    qa_max_seq_length: int | None = field(default=None, metadata={"help": "XQuAD feature length."})
-    qa_doc_stride: int | None = field(default=None, metadata={"help": "XQuAD context window overlap."})
-    qa_max_eval_samples: int | None = field(default=None, metadata={"help": "XQuAD questions per language."})
-    eval_points: int | None = field(default=None, metadata={"help": "GLUE dev evaluations per run (curves)."})
-    vision_pretrain_steps: int | None = field(default=None, metadata={"help": "Images: data2vec pretraining steps."})
-    vision_batch_size: int | None = field(default=None, metadata={"help": "Images: pretraining batch size."})
-    vision_pretrain_learning_rate: float | None = field(default=None, metadata={"help": "Images: pretraining lr."})
-    vision_finetune_steps: int | None = field(default=None, metadata={"help": "Images: fine-tuning steps (batch 32)."})
-    vision_finetune_learning_rate: float | None = field(default=None, metadata={"help": "Images: fine-tuning lr."})
-    vision_train_samples: int | None = field(
-        default=None, metadata={"help": "Images: labelled training images for the probe and fine-tuning."}
+    seeds: str | None = field(default=None, metadata=_help("Seeds (pretraining, init, probe and fine-tuning)."))
+    dry_run: bool = field(
+        default=False,
+        metadata=_help(
+            "Build every arm at the mode's size and run 2 pretraining steps of each at batch 4 (no probes, no report)."
+        ),
     )
-    vision_eval_samples: int | None = field(default=None, metadata={"help": "Images: test images evaluated."})
-    audio_pretrain_steps: int | None = field(default=None, metadata={"help": "Speech: data2vec pretraining steps."})
-    audio_batch_size: int | None = field(default=None, metadata={"help": "Speech: pretraining batch size (clips)."})
-    audio_pretrain_learning_rate: float | None = field(default=None, metadata={"help": "Speech: pretraining lr."})
-    audio_max_seconds: float | None = field(default=None, metadata={"help": "Speech: pretraining crop (seconds)."})
-    audio_finetune_steps: int | None = field(default=None, metadata={"help": "Speech: fine-tuning steps (batch 16)."})
-    audio_clip_seconds: float | None = field(default=None, metadata={"help": "Speech: digit clip length (seconds)."})
+    model_size: str | None = field(default=None, metadata=_help("tiny (4 x 64) or base (12 x 768)."))
+    probe_points: int | None = field(default=None, metadata=_help("Probed checkpoints along each pretraining run."))
+    corpus_lines: int | None = field(default=None, metadata=_help("Text: corpus lines used (evenly spaced); 0 = all."))
+    tokenizer_vocab_size: int | None = field(default=None, metadata=_help("Text: BPE vocabulary size."))
+    max_seq_length: int | None = field(default=None, metadata=_help("Text: pretraining block and GLUE length."))
+    text_steps: int | None = field(default=None, metadata=_help("Text: data2vec 1.0 steps (sets the FLOP budget)."))
+    text_batch_size: int | None = field(default=None, metadata=_help("Text: pretraining blocks per step."))
+    text_learning_rate: float | None = field(default=None, metadata=_help("Text: peak pretraining lr."))
+    vision_steps: int | None = field(default=None, metadata=_help("Images: data2vec 1.0 steps (the FLOP budget)."))
+    vision_batch_size: int | None = field(default=None, metadata=_help("Images: pretraining images per step."))
+    vision_learning_rate: float | None = field(default=None, metadata=_help("Images: peak pretraining lr."))
+    audio_steps: int | None = field(default=None, metadata=_help("Speech: data2vec 1.0 steps (the FLOP budget)."))
+    audio_batch_size: int | None = field(default=None, metadata=_help("Speech: pretraining clips per step."))
+    audio_learning_rate: float | None = field(default=None, metadata=_help("Speech: peak pretraining lr."))
+    audio_max_seconds: float | None = field(default=None, metadata=_help("Speech: pretraining crop (seconds)."))
+    probe_train_samples: int | None = field(default=None, metadata=_help("Probes: training examples."))
+    probe_eval_samples: int | None = field(default=None, metadata=_help("Probes: evaluation examples (None: all)."))
+    finetune_tasks: str | None = field(
+        default=None, metadata=_help("Fine-tuned tasks: sst2, stsb, xquad, fashion_mnist, spoken_digits ('' = none).")
+    )
+    finetune_steps: int | None = field(default=None, metadata=_help("Steps of every fine-tuning run."))
+    finetune_batch_size: int | None = field(default=None, metadata=_help("Fine-tuning batch size."))
+    finetune_train_samples: int | None = field(default=None, metadata=_help("Fine-tuning training examples."))
+    finetune_eval_samples: int | None = field(default=None, metadata=_help("Fine-tuning evaluation examples."))
+    text_learning_rates: str | None = field(default=None, metadata=_help("Text: fine-tuning lr candidates."))
+    vision_learning_rates: str | None = field(default=None, metadata=_help("Images: fine-tuning lr candidates."))
+    audio_learning_rates: str | None = field(default=None, metadata=_help("Speech: fine-tuning lr candidates."))
+    qa_max_seq_length: int | None = field(default=None, metadata=_help("XQuAD: tokens per feature."))
+    qa_doc_stride: int | None = field(default=None, metadata=_help("XQuAD: overlap of context windows."))
+    audio_clip_seconds: float | None = field(default=None, metadata=_help("Spoken digits: seconds per clip."))
+    digit_voices: int | None = field(default=None, metadata=_help("Spoken digits: training voices (of 64)."))
     torch_threads: int | None = field(
-        default=None, metadata={"help": "torch.set_num_threads (0: torch's default); 1 is fastest on a shared CPU."}
+        default=None, metadata=_help("torch.set_num_threads per run (0: torch's default); 1 on a shared CPU.")
     )
     workers: int | None = field(
-        default=None,
-        metadata={"help": "Runs in parallel (separate processes, torch_threads each); 2 on a 2-core CPU, 1 on a GPU."},
+        default=None, metadata=_help("Runs side by side (processes); 2 on a 2-core CPU, 1 on a GPU.")
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the models with their cards."})
-    hub_org: str | None = field(default=None, metadata={"help": "Hub user or organisation for --push_to_hub."})
-    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: the logged-in one)."})
+    longer_budget_results: str | None = field(
+        default=None,
+        metadata=_help(
+            "study_results.json of a run of the same arms with a larger budget: the report says at which budget of "
+            "it an arm that does not beat random init here does."
+        ),
+    )
+    push_to_hub: bool = field(default=False, metadata=_help("Upload the final models with their cards."))
+    hub_org: str | None = field(default=None, metadata=_help("Hub user or organisation for --push_to_hub."))
+    hub_token: str | None = field(default=None, metadata=_help("Hub token (default: the logged-in one)."))
 
     def __post_init__(self):
         if self.mode not in _PRESETS:
@@ -208,17 +254,39 @@ class StudyArguments:
                 setattr(self, key, value)
         if self.corpus_lines == 0:
             self.corpus_lines = None
-        unknown = sorted(set(self.task_list) - set(TASKS)) + sorted(set(self.arm_list) - set(ARMS))
+        if self.dry_run:  # the mode's models, 4 samples a step (one for data2vec 2.0's masked copies), 1 s of audio
+            for modality in MODALITIES:
+                setattr(self, f"{modality}_batch_size", 4)
+            self.audio_max_seconds = 1.0
+            self.probe_points = 1  # the backbone saved once, at step 2
+        unknown_modalities = sorted(set(self.modality_list) - set(MODALITIES))
+        if unknown_modalities or not self.modality_list:
+            raise ValueError(f"--modalities {self.modalities!r}; expected some of {', '.join(MODALITIES)}.")
+        unknown = sorted(set(self.arm_list) - set(ALL_ARMS))
+        if unknown or not self.arm_list:
+            raise ValueError(f"--arms {self.arms!r}: unknown {unknown}; expected some of {', '.join(ALL_ARMS)}.")
+        unknown = sorted(set(self.finetune_task_list) - set(MODALITY_OF_TASK))
         if unknown:
-            raise ValueError(f"Unknown task(s)/arm(s) {unknown}; tasks: {TASKS}, arms: {ARMS}.")
-        if self.workers < 1:
-            raise ValueError(f"--workers {self.workers}; expected at least 1.")
+            raise ValueError(f"--finetune_tasks: unknown {unknown}; expected some of {', '.join(MODALITY_OF_TASK)}.")
+        try:
+            seeds = self.seed_list
+        except ValueError:
+            raise ValueError(f"--seeds {self.seeds!r} must be comma-separated integers.") from None
+        if not seeds:
+            raise ValueError("--seeds is empty.")
+        for name in ("probe_points", "workers", "finetune_steps", *(f"{m}_steps" for m in MODALITIES)):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} {getattr(self, name)}; expected at least 1.")
+        for modality in MODALITIES:
+            rates = self.learning_rates(modality)
+            if not rates or any(rate <= 0 for rate in rates):
+                raise ValueError(f"--{modality}_learning_rates {getattr(self, f'{modality}_learning_rates')!r}.")
         if self.push_to_hub and not self.hub_org:
             raise ValueError("--push_to_hub needs --hub_org (the Hub user or organisation to upload to).")
 
     @property
-    def task_list(self) -> list[str]:
-        return [t.strip() for t in self.tasks.split(",") if t.strip()]
+    def modality_list(self) -> list[str]:
+        return [m.strip() for m in self.modalities.split(",") if m.strip()]
 
     @property
     def arm_list(self) -> list[str]:
@@ -226,49 +294,55 @@ class StudyArguments:
 
     @property
     def seed_list(self) -> list[int]:
-        return [int(s) for s in str(self.seeds).split(",") if str(s).strip()]
+        return [int(s) for s in str(self.seeds).split(",") if s.strip()]
+
+    @property
+    def finetune_task_list(self) -> list[str]:
+        return [t.strip() for t in (self.finetune_tasks or "").split(",") if t.strip()]
+
+    def arms_of(self, modality: str) -> list[str]:
+        """The arms of `modality` that run, in the report's order."""
+        return [arm for arm in ARMS[modality] if arm in self.arm_list]
+
+    def learning_rates(self, modality: str) -> list[float]:
+        text = getattr(self, f"{modality}_learning_rates")
+        try:
+            return [float(rate) for rate in str(text).split(",") if rate.strip()]
+        except ValueError:
+            raise ValueError(f"--{modality}_learning_rates {text!r} must be comma-separated numbers.") from None
 
     def to_dict(self) -> dict[str, Any]:
-        skip = {"hub_token"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hub_token"}
 
 
-# Arguments that change each pretrained checkpoint (the rest only changes fine-tuning).
-TEXT_PRETRAINING_FIELDS = (
-    "corpus_lines",
-    "tokenizer_vocab_size",
-    "max_seq_length",
-    "pretrain_steps",
-    "pretrain_batch_size",
-    "pretrain_learning_rate",
-    "pretrain_warmup_steps",
-)
-
-
+# The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
-    "data2vec": TEXT_PRETRAINING_FIELDS,
-    "mlm": TEXT_PRETRAINING_FIELDS,
-    "data2vec_vision": ("vision_pretrain_steps", "vision_batch_size", "vision_pretrain_learning_rate"),
-    "data2vec_audio": (
-        "audio_pretrain_steps",
-        "audio_batch_size",
-        "audio_pretrain_learning_rate",
-        "audio_max_seconds",
-    ),
-}
+    "text": ("model_size", "corpus_lines", "tokenizer_vocab_size", "max_seq_length", "text_steps", "text_batch_size",
+             "text_learning_rate", "probe_points"),
+    "vision": ("model_size", "vision_steps", "vision_batch_size", "vision_learning_rate", "probe_points"),
+    "audio": ("model_size", "audio_steps", "audio_batch_size", "audio_learning_rate", "audio_max_seconds",
+              "probe_points"),
+}  # fmt: skip
+PROBE_FIELDS = ("probe_train_samples", "probe_eval_samples", "max_seq_length", "audio_clip_seconds", "digit_voices")
+FINETUNE_FIELDS = (
+    "finetune_steps", "finetune_batch_size", "finetune_train_samples", "finetune_eval_samples", "qa_max_seq_length",
+    "qa_doc_stride", "audio_clip_seconds", "digit_voices", "max_seq_length",
+)  # fmt: skip
 
 
 __all__ = [
+    "ALL_ARMS",
     "ARMS",
     "ARM_TITLES",
+    "BACKBONE_TYPES",
+    "FINETUNE_FIELDS",
+    "FINETUNE_TASKS",
+    "MAIN_PROBE",
+    "MODALITIES",
     "MODALITY_OF_TASK",
-    "MODALITY_TASKS",
-    "MODALITY_TASK_TITLES",
+    "PRETRAINING_CLASSES",
     "PRETRAINING_FIELDS",
-    "PRETRAINING_TITLES",
-    "TASKS",
-    "TASK_SCORES",
-    "TASK_TITLES",
-    "TEXT_TASKS",
+    "PROBES",
+    "PROBE_FIELDS",
     "StudyArguments",
 ]

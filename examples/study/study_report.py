@@ -1,8 +1,13 @@
 """
-The report and the model cards of the study (`study.py`): `docs/study.md` with its tables, plots and discussion
-([`write_study_report`], [`discuss_results`]), one model card per produced model ([`write_study_model_cards`]) and
-the upload ([`push_study_models`]). Every number comes from the results dictionary that `study.run_study` returns;
-the images and speech sections are in `study_report_vision_audio.py`.
+The report and the model cards of the study, generated from the raw results (`docs/study_results.json`) and nothing
+else: [`write_study_report`] writes `docs/study.md` (setup, compute table, probe and fine-tuning tables with paired
+differences and 95% bootstrap intervals, score-vs-compute plots, a conclusion per modality),
+[`write_study_model_cards`] one card per final model, [`push_study_models`] uploads them.
+
+The decision rule of a modality: a pretrained arm beats random initialisation when, on the modality's main probe at
+the end of its budget, its mean over seeds exceeds random's by more than the seed spread (the larger of the two
+standard deviations over seeds). The first probed point where that holds is the smallest budget, of those measured,
+at which it does.
 """
 
 from __future__ import annotations
@@ -10,533 +15,573 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from huggingface_hub import EvalResult
 
-from d2v_hf.finetuning import XQUAD_LANGUAGES
 from d2v_hf.modelcard import build_model_card, save_model_card
 
-from study_config import ARM_TITLES, ARMS, PRETRAINING_TITLES, TASK_SCORES, TASK_TITLES, TEXT_TASKS
-from study_report_vision_audio import MODALITY_MODEL_NAMES, modality_report_markdown, write_modality_model_cards
-from study_utils import fmt, stats, study_eval_result
+from comparison_report import MIN_SEEDS_FOR_INTERVAL
+from comparison_tasks import TASKS
+from study_config import ARM_TITLES, BACKBONE_TYPES, MAIN_PROBE, PROBES
+from study_utils import fmt, paired_bootstrap, stats
+
+
+MODALITY_TITLES = {"text": "Text", "vision": "Images", "audio": "Speech"}
+# the Hub task of a fine-tuning task's model-index entry
+CARD_TASK_TYPES = {
+    "glue": "text-classification",
+    "xquad": "question-answering",
+    "squad": "question-answering",
+    "image": "image-classification",
+    "audio": "audio-classification",
+}
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Report
+# Numbers
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def plot_study_curves(results: dict, img_dir: str | os.PathLike) -> list[str]:
-    """Pretraining loss curves and fine-tuning dev curves (mean over seeds) as PNGs; returns the file names."""
+def probe_curve(results: dict, modality: str, arm: str, probe: str) -> list[dict]:
+    """Per probed step: `{"step", "flops", "fraction", **stats over seeds}` (random: one point at 0 FLOPs)."""
+    entry = results["modalities"][modality]
+    seeds = entry["arms"][arm]["seeds"]
+    steps = sorted({int(step) for seed in seeds.values() for step in seed["probes"]})
+    plan = entry["plan"]["arms"].get(arm)
+    points = []
+    for step in steps:
+        values = [seed["probes"][str(step)][probe] for seed in seeds.values() if str(step) in seed["probes"]]
+        flops = step * plan["flops_per_step"] if plan else 0
+        fraction = flops / entry["plan"]["budget_flops"] if plan else 0.0
+        points.append({"step": step, "flops": flops, "fraction": fraction, **stats(values)})
+    return points
+
+
+def _per_seed(results: dict, modality: str, arm: str, probe: str) -> dict[str, float]:
+    """The probe at each seed's last checkpoint."""
+    seeds = results["modalities"][modality]["arms"][arm]["seeds"]
+    return {seed: entry["probes"][str(max(map(int, entry["probes"])))][probe] for seed, entry in seeds.items()}
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict | None:
+    """Mean of the per-seed differences `a - b`, its 95% bootstrap interval (3 or more seeds) and significance."""
+    seeds = sorted(set(a) & set(b), key=int)
+    if not seeds:
+        return None
+    differences = [a[s] - b[s] for s in seeds]
+    out = {"mean": sum(differences) / len(differences), "n": len(differences), "differences": differences}
+    if len(differences) >= MIN_SEEDS_FOR_INTERVAL:
+        low, high = paired_bootstrap(differences)
+        out.update(low=low, high=high, significant=low > 0 or high < 0)
+    return out
+
+
+def decide(results: dict, modality: str) -> dict[str, dict]:
+    """Per pretrained arm: does it beat random on the main probe by more than the seed spread, and from where."""
+    probe, arms = MAIN_PROBE[modality], results["modalities"][modality]["arms"]
+    if "random" not in arms:
+        return {}
+    random = stats(list(_per_seed(results, modality, "random", probe).values()))
+    decisions = {}
+    for arm in arms:
+        if arm == "random":
+            continue
+        final = stats(list(_per_seed(results, modality, arm, probe).values()))
+        spread = max(final["std"], random["std"])
+        first = next(
+            (
+                point
+                for point in probe_curve(results, modality, arm, probe)
+                if point["mean"] - random["mean"] > max(point["std"], random["std"])
+            ),
+            None,
+        )
+        decisions[arm] = {
+            "margin": final["mean"] - random["mean"],
+            "spread": spread,
+            "beats_random": final["mean"] - random["mean"] > spread,
+            "first_point": first,
+            "difference": paired_difference(
+                _per_seed(results, modality, arm, probe), _per_seed(results, modality, "random", probe)
+            ),
+        }
+    return decisions
+
+
+def compute_to_reach(results: dict, modality: str) -> tuple[float | None, dict[str, float | None]]:
+    """
+    The best main-probe score (mean over seeds) of the pretrained arm whose final score is lowest, and the training
+    FLOPs at which each pretrained arm first reaches it (`None`: not within its budget).
+    """
+    probe, arms = MAIN_PROBE[modality], results["modalities"][modality]["arms"]
+    curves = {arm: probe_curve(results, modality, arm, probe) for arm in arms if arm != "random"}
+    if not curves:
+        return None, {}
+    slowest = min(curves, key=lambda arm: curves[arm][-1]["mean"])
+    target = max(point["mean"] for point in curves[slowest])
+    reach = {arm: next((p["flops"] for p in curve if p["mean"] >= target), None) for arm, curve in curves.items()}
+    return target, reach
+
+
+def finetune_scores(results: dict, task: str, arm: str) -> dict[str, float]:
+    runs = results["finetune"][task][arm]["seeds"]
+    return {seed: run["scores"]["score"] for seed, run in runs.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, str]:
+    """One figure per modality: each probe's score (mean ± std over seeds) against training FLOPs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img_dir = Path(img_dir)
-    img_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    pretraining = results.get("pretraining", {})
-    if pretraining:
-        fig, axes = plt.subplots(1, len(pretraining), figsize=(5.5 * len(pretraining), 3.8), squeeze=False)
-        for ax, (arm, info) in zip(axes[0], pretraining.items()):
-            if info.get("loss_curve"):
-                steps, values = zip(*info["loss_curve"])
-                ax.plot(steps, values)
-            ylabel = "data2vec regression loss" if arm.startswith("data2vec") else "MLM cross-entropy"
-            ax.set(xlabel="optimizer step", ylabel=ylabel, title=f"Pretraining: {PRETRAINING_TITLES.get(arm, arm)}")
-        fig.tight_layout()
-        fig.savefig(img_dir / "study_pretraining_loss.png", dpi=90)
-        plt.close(fig)
-        written.append("study_pretraining_loss.png")
-
-    tasks = [t for t in results["config"]["task_list"] if any(r["task"] == t for r in results["runs"])]
-    for kind in ("eval_curve", "loss_curve"):
-        plotted = [t for t in tasks if any(r[kind] for r in results["runs"] if r["task"] == t)]
-        if not plotted:
-            continue
-        fig, axes = plt.subplots(1, len(plotted), figsize=(5 * len(plotted), 3.8), squeeze=False)
-        for ax, task in zip(axes[0], plotted):
-            for arm in results["config"]["arm_list"]:
-                curves = [r[kind] for r in results["runs"] if r["task"] == task and r["arm"] == arm and r[kind]]
-                if not curves:
+    paths = {}
+    Path(img_dir).mkdir(parents=True, exist_ok=True)
+    for modality, entry in results["modalities"].items():
+        probes = PROBES[modality]
+        fig, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes), 3.8), squeeze=False)
+        for ax, (probe, title) in zip(axes[0], probes):
+            for arm in entry["arms"]:
+                curve = probe_curve(results, modality, arm, probe)
+                if arm == "random":
+                    point = curve[0]
+                    ax.axhspan(point["mean"] - point["std"], point["mean"] + point["std"], color="grey", alpha=0.2)
+                    ax.axhline(point["mean"], color="grey", linestyle="--", label=ARM_TITLES[arm])
                     continue
-                length = min(len(c) for c in curves)
-                steps = [p[0] for p in curves[0][:length]]
-                values = np.array([[p[1] for p in c[:length]] for c in curves])
-                mean = values.mean(0)
-                color = f"C{ARMS.index(arm)}"  # one colour per arm in every panel
-                marker = "o" if kind == "eval_curve" else None
-                ax.plot(steps, mean, marker=marker, color=color, label=ARM_TITLES.get(arm, arm))
-                if len(curves) > 1:
-                    ax.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.2)
-            ylabel = TASK_SCORES[task][1].split(" (")[0] + " (eval)" if kind == "eval_curve" else "training loss"
-            ax.set(xlabel="fine-tuning step", ylabel=ylabel, title=TASK_TITLES.get(task, task))
-            ax.legend()
+                x = [p["flops"] / 1e12 for p in curve]
+                ax.errorbar(x, [p["mean"] for p in curve], yerr=[p["std"] for p in curve], marker="o", capsize=3,
+                            label=ARM_TITLES[arm])  # fmt: skip
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("training TFLOPs (FlopCounterMode)")
+            ax.set_ylabel("score")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=8)
         fig.tight_layout()
-        name = "study_finetuning_dev.png" if kind == "eval_curve" else "study_finetuning_loss.png"
-        fig.savefig(img_dir / name, dpi=90)
+        path = Path(img_dir) / f"study_{modality}_probes.png"
+        fig.savefig(path, dpi=110)
         plt.close(fig)
-        written.append(name)
-    return written
+        paths[modality] = f"img/{path.name}"
+    return paths
 
 
-def _main_table(results: dict) -> list[str]:
-    summary, arms, tasks = results["summary"], results["config"]["arm_list"], results["config"]["task_list"]
-    columns = []
-    if "sst2" in tasks:
-        columns.append(("sst2/accuracy", "SST-2 acc"))
-    if "stsb" in tasks:
-        columns += [("stsb/pearson", "STS-B Pearson"), ("stsb/spearmanr", "STS-B Spearman")]
-    if "xquad" in tasks:
-        columns += [
-            ("xquad/en_exact_match", "XQuAD-en EM"),
-            ("xquad/en_f1", "XQuAD-en F1"),
-            ("xquad/zero_shot_f1", "XQuAD zero-shot F1 (11 langs)"),
-        ]
-    columns.append(("average", "Average"))
-    lines = ["| arm | " + " | ".join(title for _, title in columns) + " |", "|---|" + "---:|" * len(columns)]
-    for arm in arms:
-        row = [fmt(summary.get(arm, {}).get(key)) for key, _ in columns]
-        lines.append(f"| {ARM_TITLES.get(arm, arm)} | " + " | ".join(row) + " |")
-    return lines
+# --------------------------------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------------------------------
 
 
-def _xquad_table(results: dict) -> list[str]:
-    summary, arms = results["summary"], results["config"]["arm_list"]
-    langs = [lang for lang in XQUAD_LANGUAGES if any(f"xquad/{lang}_f1" in summary.get(a, {}) for a in arms)]
-    lines = ["| arm | " + " | ".join(langs) + " |", "|---|" + "---:|" * len(langs)]
-    for arm in arms:
-        row = [fmt(summary.get(arm, {}).get(f"xquad/{lang}_f1")) for lang in langs]
-        lines.append(f"| {ARM_TITLES.get(arm, arm)} | " + " | ".join(row) + " |")
-    return lines
+def _difference_cell(difference: dict | None) -> str:
+    if difference is None:
+        return "–"
+    if "low" not in difference:
+        return f"{difference['mean']:+.1f} (n={difference['n']}: no interval below {MIN_SEEDS_FOR_INTERVAL} seeds)"
+    verdict = "significant" if difference["significant"] else "not significant"
+    return f"{difference['mean']:+.1f} [{difference['low']:+.1f}, {difference['high']:+.1f}], {verdict}"
 
 
-def _paired_differences(results: dict) -> list[str]:
-    """data2vec minus each other arm, per seed, on each task's main score (same seeds, same data order)."""
-    lines = []
-    runs = results["runs"]
-    score = {(r["arm"], r["task"], r["seed"]): r["scores"] for r in runs}
-    for other in ("mlm", "random"):
-        for task in [t for t in results["config"]["task_list"] if t in TEXT_TASKS]:
-            key = TASK_SCORES[task][0]
-            diffs = [
-                score[("data2vec", task, s)][key] - score[(other, task, s)][key]
-                for s in results["config"]["seed_list"]
-                if ("data2vec", task, s) in score and (other, task, s) in score
-            ]
-            if diffs:
-                diff_stats = stats(diffs)
-                wins = sum(d > 0 for d in diffs)
-                lines.append(
-                    f"| data2vec − {ARM_TITLES[other]} | {TASK_SCORES[task][1]} | {fmt(diff_stats)} | "
-                    f"{wins}/{len(diffs)} |"
-                )
-    if lines:
-        lines = [
-            "| comparison | score | difference (mean ± std over seeds) | seeds data2vec wins |",
-            "|---|---|---:|---:|",
-        ] + lines
-    return lines
-
-
-def _text_setup_and_results(results: dict) -> list[str]:
-    config = results["config"]
-    tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
-    return [
-        "## Text: setup",
-        "",
-        f"- Corpus: {results['corpus']['lines']:,} evenly spaced lines of `{results['corpus']['source']}` "
-        f"({results['corpus']['words']:,} words); one byte-level BPE tokenizer "
-        f"({config['tokenizer_vocab_size']} tokens) trained on it and shared by all arms.",
-        f"- Backbone (all arms): `Data2VecTextModel`, {results['backbone']}.",
-        f"- Pretraining budget (both pretrained arms): {config['pretrain_steps']} steps x "
-        f"{config['pretrain_batch_size']} blocks x {config['max_seq_length']} tokens = {tokens:,} tokens, AdamW "
-        f"(β2 0.98, ε 1e-6, weight decay 0.01), peak lr {config['pretrain_learning_rate']}, "
-        f"{config['pretrain_warmup_steps']} warmup steps then linear decay.",
-        "  - data2vec: `examples/pretraining/run_pretraining.py` (data2vec 1.0 text recipe: span masking p=0.35, "
-        "top-K="
-        f"{results.get('data2vec_top_k', '?')} teacher layers, EMA teacher). Note: a data2vec step also runs the "
-        "teacher's forward pass, so it costs about 1.3-1.5x an MLM step in FLOPs; the budget equalises steps x batch "
-        "x tokens, as the study asks.",
-        "  - MLM: `Data2VecTextForMaskedLM` + `DataCollatorForLanguageModeling` (15%, 80/10/10) + `Trainer`.",
-        "  - random: a freshly initialised `Data2VecTextModel` per seed.",
-        f"- Fine-tuning (identical for every arm): SST-2 and STS-B with `examples/text-classification/run_glue.py`, "
-        f"{config['finetune_steps']} steps, batch {config['finetune_batch_size']}, "
-        f"lr {config['finetune_learning_rate']}, at most {config['glue_max_train_samples'] or 'all'} training "
-        "examples, evaluated on the full dev sets; "
-        f"XQuAD with `examples/question-answering/run_qa.py --xquad_dir`: trained {config['qa_steps']} steps (batch "
-        f"{config['qa_batch_size']}) on the English questions of half of the 48 articles, evaluated on "
-        f"{config['qa_max_eval_samples'] or 'all'} questions of the other half in each of the 12 languages "
-        "(zero-shot for the 11 non-English ones; the article split follows the seed).",
-        f"- Seeds: {', '.join(map(str, config['seed_list']))} (fine-tuning; pretraining uses seed 0).",
-        "",
-        "## Text: results",
-        "",
-        "Mean ± standard deviation over seeds (scores x 100). *Average* is the GLUE-style unweighted mean of each "
-        "task's main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1), computed per seed.",
-        "",
-        *_main_table(results),
-        "",
-    ]
-
-
-def write_study_report(results: dict, docs_dir: str | os.PathLike, analysis: str | None = None) -> Path:
-    """
-    Writes `study_results.json`, `study.md` and the plots (`img/study_*.png`) into `docs_dir` from `results` (the
-    dictionary [`run_study`] returns). Every number in `study.md` comes from `results`.
-    """
-    docs_dir = Path(docs_dir)
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    (docs_dir / "study_results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    images = plot_study_curves(results, docs_dir / "img")
-    config, env = results["config"], results["environment"]
-    pre = results.get("pretraining", {})
+def _compute_table(results: dict, modality: str) -> list[str]:
+    entry = results["modalities"][modality]
+    target, reach = compute_to_reach(results, modality)
     lines = [
-        f"# Study: data2vec vs. MLM vs. random initialisation ({config['mode']} mode)",
+        "| arm | class | samples / step | GFLOPs / step | steps | training TFLOPs | wall-clock / run (min) | "
+        "loss first → last | FLOPs to reach the slowest arm's best |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for arm, plan in entry["plan"]["arms"].items():
+        seeds = entry["arms"][arm]["seeds"].values()
+        runs = [seed["pretraining"] for seed in seeds if "pretraining" in seed]
+        wall = stats([run["wall_time_s"] / 60 for run in runs])
+        first, last = (stats([run[key] for run in runs])["mean"] for key in ("first_loss", "final_loss"))
+        losses = f"{first:.3g} → {last:.3g}"
+        reached = reach.get(arm)
+        lines.append(
+            f"| {ARM_TITLES[arm]} | `{plan['class']}` | {plan['batch_size']} | {plan['flops_per_step'] / 1e9:.2f} | "
+            f"{plan['steps']} | {plan['total_flops'] / 1e12:.3g} | {wall['mean']:.1f} | {losses} | "
+            f"{'not reached' if reached is None else f'{reached / 1e12:.3g} TFLOPs'} |"
+        )
+    lines.append(
+        f"\nBudget: {entry['plan']['budget_flops'] / 1e12:.3g} TFLOPs per run (the data2vec 1.0 arm's steps). "
+        + (f"The slowest arm's best {MAIN_PROBE[modality]} probe score: {target:.1f}." if target is not None else "")
+    )
+    return lines
+
+
+def _probe_table(results: dict, modality: str) -> list[str]:
+    arms = results["modalities"][modality]["arms"]
+    probes = PROBES[modality]
+    lines = ["| arm | " + " | ".join(title for _, title in probes) + " |", "|---|" + "---:|" * len(probes)]
+    for arm in arms:
+        cells = []
+        for probe, _ in probes:
+            values = stats(list(_per_seed(results, modality, arm, probe).values()))
+            cells.append(f"{fmt(values)} (n={values['n']})")
+        lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(cells) + " |")
+    if "random" in arms:
+        lines += ["", "Paired differences against random init (per seed; mean, 95% bootstrap interval):", ""]
+        lines += ["| arm | " + " | ".join(probe for probe, _ in probes) + " |", "|---|" + "---|" * len(probes)]
+        for arm in arms:
+            if arm != "random":
+                cells = [
+                    _difference_cell(
+                        paired_difference(
+                            _per_seed(results, modality, arm, probe), _per_seed(results, modality, "random", probe)
+                        )
+                    )
+                    for probe, _ in probes
+                ]
+                lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _finetune_table(results: dict, task: str) -> list[str]:
+    arms = results["finetune"][task]
+    zero_shot = task == "xquad"  # the 11 languages never trained on
+    lines = [
+        f"**{TASKS[task].title}** ({TASKS[task].metric}; evaluation set):",
         "",
-        "Generated by `examples/study/run_study.py` (`study_report.write_study_report`) from "
-        "[`study_results.json`](study_results.json); every number below comes from that run.",
+        "| arm | learning rates tried (held-out score) | chosen | score | vs random init |"
+        + (" zero-shot F1 (11 languages) |" if zero_shot else ""),
+        "|---|---|---:|---:|---|" + ("---:|" if zero_shot else ""),
+    ]
+    for arm, entry in arms.items():
+        sweep = ", ".join(f"{rate}: {scores['score']:.1f}" for rate, scores in entry["sweep"].items())
+        values = stats(list(finetune_scores(results, task, arm).values()))
+        versus = "–"
+        if arm != "random" and "random" in arms:
+            versus = _difference_cell(
+                paired_difference(finetune_scores(results, task, arm), finetune_scores(results, task, "random"))
+            )
+        row = f"| {ARM_TITLES[arm]} | {sweep} | {entry['chosen_learning_rate']} | {fmt(values)} (n={values['n']}) | "
+        row += f"{versus} |"
+        if zero_shot:
+            row += f" {fmt(stats([run['scores']['zero_shot_f1'] for run in entry['seeds'].values()]))} |"
+        lines.append(row)
+    return lines
+
+
+def _longer_budget_sentence(results: dict, modality: str, arm: str) -> str:
+    """Where a run with a larger budget (`--longer_budget_results`) puts the smallest budget that beats random."""
+    longer = results.get("longer_budget")
+    if not longer or arm not in longer["modalities"].get(modality, {}).get("arms", {}):
+        return "The smallest budget at which it would is above the one measured here (no longer run is linked)."
+    ratio = (
+        longer["modalities"][modality]["plan"]["budget_flops"]
+        / results["modalities"][modality]["plan"]["budget_flops"]
+    )
+    decision = decide(longer, modality).get(arm)
+    where = f"in the {ratio:.0f}x-budget run ({longer['report']}, same arms and seeds)"
+    if decision is None or decision["first_point"] is None:
+        return f"It does not {where} either: the smallest budget at which it would is above {ratio:.0f}x this one."
+    first = decision["first_point"]
+    return (
+        f"It does {where} from {first['flops'] / 1e12:.3g} TFLOPs on ({first['fraction'] * ratio:.1f}x this "
+        f"budget, the first probed point that does: {first['mean']:.1f} ± {first['std']:.1f})."
+    )
+
+
+def _other_probes(results: dict, modality: str) -> list[str]:
+    """The significant differences against random init on the modality's other probes, in both directions."""
+    arms = results["modalities"][modality]["arms"]
+    found = []
+    for probe, _ in PROBES[modality][1:]:
+        for arm in arms:
+            if arm == "random" or "random" not in arms:
+                continue
+            difference = paired_difference(
+                _per_seed(results, modality, arm, probe), _per_seed(results, modality, "random", probe)
+            )
+            if difference and difference.get("significant"):
+                found.append(f"{ARM_TITLES[arm]} {difference['mean']:+.1f}")
+        if found:
+            return [f"Significant differences against random init on the {probe} probe: {', '.join(found)}."]
+    return []
+
+
+def _baseline_losses(results: dict, modality: str) -> list[str]:
+    """A baseline whose final loss is still that of a model ignoring its input has not started learning."""
+    chance = results.get("chance_losses", {}).get(modality, {})
+    notes = []
+    for arm, (value, meaning) in chance.items():
+        runs = [
+            seed.get("pretraining")
+            for seed in results["modalities"][modality]["arms"].get(arm, {}).get("seeds", {}).values()
+        ]
+        finals = [run["final_loss"] for run in runs if run]
+        if finals and min(finals) <= value * 1.02:
+            notes.append(
+                f"{ARM_TITLES[arm]}'s loss ended at {stats(finals)['mean']:.2f}, within 2% of {value:.2f}, {meaning}: "
+                "at this budget it has not started learning its task."
+            )
+    return notes
+
+
+def _finetuning_notes(results: dict, modality: str) -> list[str]:
+    notes = []
+    for task, arms in results["finetune"].items():
+        if TASKS[task].modality != modality or task != MAIN_PROBE[modality]:
+            continue
+        below = [
+            arm
+            for arm in arms
+            if stats(list(finetune_scores(results, task, arm).values()))["mean"]
+            < stats(list(_per_seed(results, modality, arm, task).values()))["mean"]
+        ]
+        if below:
+            notes.append(
+                f"Fine-tuning on {TASKS[task].title} is not converged at {results['config']['finetune_steps']} steps: "
+                f"the linear probe of the frozen features scores higher for {', '.join(ARM_TITLES[a] for a in below)}."
+            )
+    return notes
+
+
+def conclusion(results: dict, modality: str) -> str:
+    """What the numbers of a modality say, and no more."""
+    probe = MAIN_PROBE[modality]
+    decisions = decide(results, modality)
+    if not decisions:
+        return "No random-initialisation arm ran, so nothing is decided against it."
+    sentences = []
+    for arm, decision in decisions.items():
+        title = ARM_TITLES[arm]
+        if decision["beats_random"]:
+            first = decision["first_point"]
+            where = f", first at {100 * first['fraction']:.0f}% of the budget" if first else ""
+            sentences.append(
+                f"{title} beats random init on the {probe} probe by {decision['margin']:+.1f} points, more than the "
+                f"seed spread ({decision['spread']:.1f}){where}."
+            )
+        else:
+            sentences.append(
+                f"{title} does not beat random init on the {probe} probe by more than the seed spread at this "
+                f"budget ({decision['margin']:+.1f} against a spread of {decision['spread']:.1f}). "
+                + _longer_budget_sentence(results, modality, arm)
+            )
+    finals = {
+        arm: stats(list(_per_seed(results, modality, arm, probe).values()))["mean"]
+        for arm in results["modalities"][modality]["arms"]
+        if arm != "random"
+    }
+    best = max(finals, key=finals.get)
+    ranked = ", ".join(f"{ARM_TITLES[arm]} {finals[arm]:.1f}" for arm in sorted(finals, key=finals.get, reverse=True))
+    sentences.append(
+        f"Ranking on the {probe} probe at equal training FLOPs: {ranked}; the highest is {ARM_TITLES[best]}"
+        + (
+            "."
+            if best in ("data2vec", "data2vec2")
+            else f", the modality's own objective, so at this scale data2vec does not win on {modality}."
+        )
+    )
+    sentences += _other_probes(results, modality) + _baseline_losses(results, modality)
+    sentences += _finetuning_notes(results, modality)
+    sentences.append(
+        f"These are {results['config']['model_size']} models trained for minutes; they say which objective learns "
+        "faster at this scale, not which is better at the paper's."
+    )
+    return " ".join(sentences)
+
+
+def _setup(results: dict) -> list[str]:
+    config, env = results["config"], results["environment"]
+    lines = [
+        f"Ran on {env['device']} (torch {env['torch']}, transformers {env['transformers']}, "
+        f"{config['torch_threads'] or 'default'} thread(s) per run, {config['workers']} run(s) side by side), "
+        f"finished {results['finished']}: **{results['wall_time_s'] / 60:.1f} minutes** of wall clock for the whole "
+        "study.",
         "",
-        "## Command",
+        f"- Seeds: {', '.join(map(str, config['seed_list']))}. A seed is the pretraining seed of a pretrained arm "
+        "(initialisation, data order, masks), the initialisation of the random arm, and the seed of the probes' "
+        "training subset and of the fine-tuning runs; paired differences pair equal seeds.",
+        "- Backbones: one family per modality for every arm ("
+        + ", ".join(f"{m}: `{t}`" for m, t in BACKBONE_TYPES.items())
+        + f"), {config['model_size']} size; every arm of a modality shares data, optimizer (AdamW, linear warmup over "
+        "10% then linear decay) and batch; data2vec 2.0 takes a quarter of the samples per step (it trains on several "
+        "masked copies of each).",
+        "- Equal compute: every arm gets the steps that spend the data2vec 1.0 arm's training FLOPs, counted per step "
+        "by `torch.utils.flop_counter.FlopCounterMode` over a forward and backward pass on a real batch (the "
+        "teacher's forward included).",
+        f"- Probes: mean-pooled last-layer features of the frozen backbone at {config['probe_points']} evenly spaced "
+        f"points of each run; {config['probe_train_samples']} training examples (regularisation chosen on a held-out "
+        f"fifth of them), evaluated on {config['probe_eval_samples'] or 'all'} examples.",
+    ]
+    if results.get("corpus"):
+        corpus = results["corpus"]
+        lines.append(
+            f"- Text data: {corpus['lines']:,} evenly spaced lines of `{corpus['source']}` ({corpus['words']:,} "
+            f"words), a {config['tokenizer_vocab_size']}-token byte-level BPE tokenizer trained on them, blocks of "
+            f"{config['max_seq_length']} tokens. Images: the Fashion-MNIST training images (labels unused). Speech: "
+            "the recordings of `speech/` plus the training voices' synthesized digits."
+        )
+    if results["finetune"]:
+        lines.append(
+            f"- Fine-tuning: {config['finetune_steps']} steps, batch {config['finetune_batch_size']}, "
+            f"{config['finetune_train_samples'] or 'all'} training examples; the learning rate chosen per arm on a "
+            "fifth of the training data held out (first seed), never on the evaluation set."
+        )
+    return lines
+
+
+def study_report_markdown(results: dict, images: dict[str, str]) -> str:
+    config = results["config"]
+    lines = [
+        f"# Study: data2vec against each modality's own objective, at equal compute ({config['mode']} mode)",
+        "",
+        "Generated by `examples/study/run_study.py` (`study_report.py`) from [`study_results.json`]"
+        "(study_results.json); every number below comes from that run.",
         "",
         "```bash",
         results["command"],
         "```",
         "",
-        f"Ran on {env['device']} (torch {env['torch']}, transformers {env['transformers']}, "
-        f"{env['torch_threads']} threads per run), finished {results['finished']}: "
-        f"{results['wall_time_s'] / 60:.1f} minutes of wall clock for the whole study with "
-        f"{config.get('workers') or 1} run(s) side by side; the pretraining and fine-tuning runs took "
-        f"{results.get('runs_time_s', results['wall_time_s']) / 60:.1f} minutes summed over the runs.",
+        *_setup(results),
         "",
-        "The full mode (RoBERTa-base backbone, whole corpus, 50k steps, 5 seeds) is meant for one GPU and has not "
-        "been run here (no GPU was available):",
+        "## Conclusions",
+        "",
+    ]
+    for modality in results["modalities"]:
+        lines += [f"- **{MODALITY_TITLES[modality]}.** {conclusion(results, modality)}"]
+    for modality in results["modalities"]:
+        lines += ["", f"## {MODALITY_TITLES[modality]}", "", "### Compute", "", *_compute_table(results, modality)]
+        lines += [
+            "",
+            "### Probes at the end of the budget (mean ± std over seeds)",
+            "",
+            *_probe_table(results, modality),
+        ]
+        lines += ["", "### Score against compute", "", f"![{modality} probes]({images[modality]})"]
+        for task in results["finetune"]:
+            if TASKS[task].modality == modality:
+                lines += ["", "### Fine-tuning", "", *_finetune_table(results, task)]
+    lines += [
+        "",
+        "## Reproduce",
         "",
         "```bash",
-        "python examples/study/run_study.py --mode full --data_dir ../shared/data",
+        "python examples/study/run_study.py --mode quick --data_dir ../shared/data     # 2-core CPU, 30 minutes",
+        "python examples/study/run_study.py --mode standard --data_dir ../shared/data  # 2-core CPU, about 3 hours",
+        "python examples/study/run_study.py --mode full --data_dir ../shared/data      # base size, one GPU",
+        "python examples/study/run_study.py --mode full --dry_run                      # every arm at full size",
         "```",
         "",
     ]
-    if results.get("corpus"):
-        lines += _text_setup_and_results(results)
-    paired = _paired_differences(results)
-    if paired:
-        lines += ["Paired differences (same seed, same data order):", "", *paired, ""]
-    if "xquad" in config["task_list"]:
-        lines += ["### XQuAD F1 per language (held-out articles)", "", *_xquad_table(results), ""]
-    if pre:
-        lines += ["### Pretraining", "", "| arm | final training loss | wall time (min) |", "|---|---:|---:|"]
-        for arm, info in pre.items():
-            lines.append(
-                f"| {PRETRAINING_TITLES.get(arm, arm)} | {info['final_loss']:.4f} | {info['wall_time_s'] / 60:.1f} |"
-            )
-        lines.append("")
-    lines += ["## Learning curves", ""]
-    lines += [f"![{name}](img/{name})" for name in images]
-    lines += [""]
-    if analysis:
-        lines += ["## Text: discussion", "", analysis.strip(), ""]
-    lines += modality_report_markdown(results).splitlines() + [""]
-    lines += [
-        "## Model cards",
-        "",
-        "One card per model the study produced is in [`model_cards/`](../model_cards/README.md), generated by the "
-        "same code (`study_report.write_study_model_cards`).",
-        "",
-    ]
-    path = docs_dir / "study.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
+
+
+def write_study_report(results: dict, docs_dir: str | os.PathLike) -> Path:
+    """Writes `study_results.json`, the plots and `study.md` (read back from the JSON) into `docs_dir`."""
+    docs = Path(docs_dir)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "study_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    results = json.loads((docs / "study_results.json").read_text(encoding="utf-8"))  # the report reads the JSON
+    images = plot_probe_curves(results, docs / "img")
+    path = docs / "study.md"
+    path.write_text(study_report_markdown(results, images), encoding="utf-8")
     return path
 
 
-def discuss_results(results: dict) -> str:
-    """
-    A plain-language comparison generated from the numbers: which arm wins each task, by how much relative to the
-    seed spread, and the likely reasons at this scale. Says so when data2vec loses.
-    """
-    summary, config = results["summary"], results["config"]
-    arms = [a for a in config["arm_list"] if a in summary]
-    if not arms:
-        return ""
-    lines = []
-    for task in [t for t in config["task_list"] if t in TEXT_TASKS]:
-        key = f"{task}/{TASK_SCORES[task][0]}"
-        ranked = sorted((summary[a][key]["mean"], a) for a in arms if key in summary[a])
-        if len(ranked) < 2:
-            continue
-        best, runner = ranked[-1], ranked[-2]
-        spread = max(summary[a][key]["std"] for a in arms if key in summary[a])
-        margin = best[0] - runner[0]
-        if min(summary[a][key]["n"] for a in arms if key in summary[a]) < 2:
-            verdict = "one seed: no spread estimate"
-        else:
-            verdict = "within the seed spread" if margin <= spread else "larger than the seed spread"
-        order = " > ".join(f"{ARM_TITLES[a]} {m:.1f}" for m, a in reversed(ranked))
-        lines.append(f"- **{TASK_SCORES[task][1]}**: {order} (best margin {margin:.1f}, {verdict}).")
-    if "average" in summary.get("data2vec", {}):
-        d2v = summary["data2vec"]["average"]["mean"]
-        others = {a: summary[a]["average"]["mean"] for a in arms if a != "data2vec" and "average" in summary[a]}
-        if others and all(d2v > v for v in others.values()):
-            headline = "data2vec has the best average at this scale."
-        elif others and all(d2v < v for v in others.values()):
-            headline = "**data2vec loses** to both other arms on the average at this scale."
-        else:
-            beaten = [ARM_TITLES[a] for a, v in others.items() if d2v < v]
-            headline = f"**data2vec loses** to {', '.join(beaten)} on the average at this scale." if beaten else ""
-        mlm = others.get("mlm")
-        if mlm is not None and d2v < mlm:
-            headline += " MLM pretraining is the stronger use of the same budget here."
-        lines = [headline, "", *lines]
-    recipe = results.get("data2vec_recipe") or {}
-    tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
-    if config["mode"] == "quick":
-        ema = ""
-        if recipe.get("ema_decay") is not None:
-            ema = (
-                f" In this recipe the teacher's EMA decay starts at {recipe['ema_decay']} (a time constant of about "
-                f"{1 / max(1e-9, 1 - recipe['ema_decay']):.0f} steps) and anneals to {recipe.get('ema_end_decay')} "
-                f"over {recipe.get('ema_anneal_end_step')} updates, so after {config['pretrain_steps']} steps the "
-                "teacher is still largely its random initialisation and its targets are weakly informative."
-            )
-        lost = "average" in summary.get("data2vec", {}) and any(
-            summary["data2vec"]["average"]["mean"] < summary[a]["average"]["mean"]
-            for a in arms
-            if a != "data2vec" and "average" in summary[a]
-        )
-        why = "Why we think data2vec loses here" if lost else "Caveats"
-        # SST-2 dev is 50.9% positive: a run at that accuracy never left the constant prediction.
-        majority = [
-            f"{ARM_TITLES[r['arm']]} (seed {r['seed']})"
-            for r in results["runs"]
-            if r["task"] == "sst2" and abs(r["scores"]["accuracy"] - 50.92) < 0.1
-        ]
-        stuck = (
-            f" SST-2 runs that never left the majority-class prediction (50.9%): {', '.join(majority)}; their "
-            "training loss stayed at ln 2, so they pull the mean down more than the backbone's quality alone would."
-            if majority
-            else ""
-        )
-        xquad = (
-            " XQuAD is hard for a tiny model trained on a few hundred questions: every arm is near the floor there, "
-            "and zero-shot transfer to the other languages is near zero for every arm because the tokenizer and the "
-            "corpus are English only (non-Latin scripts fall back to byte tokens)."
-            if "xquad" in config["task_list"]
-            else ""
-        )
-        diagnostics = results.get("diagnostics") or {}
-        spread, entropy = diagnostics.get("feature_spread", {}), diagnostics.get("unigram_entropy")
-        mlm_loss = (results.get("pretraining", {}).get("mlm") or {}).get("final_loss")
-        if spread:
-            stuck += " Feature spread of the last layer on 128 SST-2 dev sentences (mean over features of the std " + (
-                "across tokens; near 0 = every token gets the same vector): "
-                + ", ".join(f"{ARM_TITLES[a]} {v:.3f}" for a, v in spread.items())
-                + "."
-            )
-        if mlm_loss is not None and entropy is not None:
-            stuck += (
-                f" The MLM arm's final loss ({mlm_loss:.2f} nats) against the unigram entropy of the corpus "
-                f"({entropy:.2f} nats, the loss of predicting token frequencies without looking at the context): "
-                + (
-                    "the MLM model is still in the first phase of MLM training, where it predicts frequencies and its "
-                    "features carry little about the input."
-                    if mlm_loss > entropy - 0.5
-                    else "the MLM model has learned to use the context."
-                )
-            )
-        lines += [
-            "",
-            f"{why}: the quick mode pretrains a {results['backbone']} model for {config['pretrain_steps']} steps on "
-            f"about {tokens / 1e6:.1f}M tokens, a tiny fraction of the paper's budget (data2vec-base: 1M updates x "
-            "256 sequences x 512 tokens). data2vec's targets come from an EMA teacher that starts random and only "
-            "becomes a good target once the student has learned something." + ema + " At this budget neither "
-            "pretrained backbone has clearly better features than a random initialisation fine-tuned for the same "
-            "steps, and the pretraining corpus (dictionary definitions) is far from SST-2's movie reviews. All arms "
-            f"share one fine-tuning learning rate ({config['finetune_learning_rate']}) with no per-arm tuning, "
-            "fine-tuning is short and the dev sets are small, so differences of a few points are within noise (see "
-            "the spreads and the paired differences)." + xquad + stuck,
-            "These results say nothing about data2vec at the paper's scale; the full mode is the experiment for that.",
-        ]
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------------------------------------------------
-# Model cards and upload
+# Model cards
 # --------------------------------------------------------------------------------------------------------------------
 
 
-STUDY_MODEL_NAMES = {
-    "data2vec": "data2vec-text-{size}-gcide-study",
-    "mlm": "roberta-mlm-text-{size}-gcide-study",
-    "random": "random-init-text-{size}-study",
-}
+def study_model_name(modality: str, arm: str, model_size: str) -> str:
+    return f"{arm.replace('_', '-')}-{modality}-{model_size}-study"
 
 
-def study_model_name(arm: str, model_size: str) -> str:
-    """The Hub name of a study model: `arm` is a text arm or an image/speech key such as `data2vec_vision`."""
-    return {**STUDY_MODEL_NAMES, **MODALITY_MODEL_NAMES}[arm].format(size=model_size)
+def final_checkpoints(results: dict) -> dict[tuple[str, str], str]:
+    """`{(modality, arm): folder}` of the first seed's last backbone."""
+    found = {}
+    for modality, entry in results["modalities"].items():
+        for arm, arm_entry in entry["arms"].items():
+            seed = arm_entry["seeds"][str(results["config"]["seed_list"][0])]
+            found[(modality, arm)] = seed["probes"][str(max(map(int, seed["probes"])))]["checkpoint"]
+    return found
 
 
-def _eval_results(summary: dict, arm_summary_key: str, task: str, key: str):
-    return summary.get(arm_summary_key, {}).get(f"{task}/{key}")
-
-
-def build_study_model_card(arm: str, results: dict):
-    """
-    The card of one study model: the pretraining recipe, data and compute in a table, and the downstream results
-    (means over seeds) in the model-index: SST-2 accuracy, STS-B Pearson / Spearman, XQuAD F1 / EM per language.
-    """
-    config, summary = results["config"], results["summary"]
-    name = study_model_name(arm, config["model_size"])
-    tokens = config["pretrain_steps"] * config["pretrain_batch_size"] * config["max_seq_length"]
-    pre = results.get("pretraining", {}).get(arm)
-    details: dict[str, Any] = {"backbone": f"Data2VecTextModel, {results['backbone']}"}
-    if arm == "random":
-        details["pretraining"] = "none: a random initialisation (transformers' Data2VecTextModel init), one per seed"
-    else:
-        objective = (
-            "data2vec 1.0 (EMA teacher, regression of the average of its top-K layer outputs at masked positions)"
-            if arm == "data2vec"
-            else "RoBERTa-style masked language modelling (15%, 80/10/10), Data2VecTextForMaskedLM + Trainer"
-        )
-        details.update(
-            {
-                "pretraining objective": objective,
-                "pretraining data": f"{results['corpus']['lines']:,} lines ({results['corpus']['words']:,} words) of "
-                "GCIDE (GNU Collaborative International Dictionary of English)",
-                "pretraining compute": f"{config['pretrain_steps']} steps x {config['pretrain_batch_size']} blocks x "
-                f"{config['max_seq_length']} tokens = {tokens:,} tokens on {results['environment']['device']}, "
-                f"{pre['wall_time_s'] / 60:.1f} min"
-                if pre
-                else None,
-                "optimizer": f"AdamW, peak lr {config['pretrain_learning_rate']}, warmup "
-                f"{config['pretrain_warmup_steps']} steps, linear decay, β2 0.98, ε 1e-6, weight decay 0.01",
-                "final pretraining loss": pre["final_loss"] if pre else None,
-                "pretraining command": pre["command"] if pre else None,
-            }
-        )
-    details["tokenizer"] = f"byte-level BPE, {config['tokenizer_vocab_size']} tokens, trained on the same corpus slice"
-    details["fine-tuning seeds"] = ", ".join(map(str, config["seed_list"]))
-
+def build_study_model_card(results: dict, modality: str, arm: str):
+    config, entry = results["config"], results["modalities"][modality]
+    plan = entry["plan"]["arms"].get(arm)
+    details = {
+        "backbone": f"`{BACKBONE_TYPES[modality]}`, {config['model_size']} size (the same for every arm)",
+        "objective": ARM_TITLES[arm] + (f" (`{plan['class']}`)" if plan else ": none, a random initialisation"),
+        "training compute": f"{plan['steps']} steps x {plan['batch_size']} samples, {plan['total_flops'] / 1e12:.3g} "
+        "TFLOPs (FlopCounterMode)"
+        if plan
+        else None,
+        "seed": config["seed_list"][0],
+    }
+    lines = ["## Probe results (mean ± std over seeds, final checkpoints)", "", "| probe | score |", "|---|---:|"]
+    for probe, title in PROBES[modality]:
+        lines.append(f"| {title} | {fmt(stats(list(_per_seed(results, modality, arm, probe).values())))} |")
     index = []
-    glue = {"sst2": ["accuracy"], "stsb": ["pearson", "spearmanr"]}
-    for task, keys in glue.items():
-        for key in keys:
-            score_stats = _eval_results(summary, arm, task, key)
-            if score_stats:
-                index.append(
-                    study_eval_result(
-                        score_stats,
-                        task_type="text-classification",
-                        task_name=f"GLUE {task.upper()}",
-                        dataset_type="nyu-mll/glue",
-                        dataset_name=f"GLUE {task.upper()}",
-                        dataset_config=task,
-                        dataset_split="validation",
-                        metric_type=key,
-                        metric_name=f"{key} (mean of {score_stats['n']} seeds, x100)",
-                    )
+    for task in results["finetune"]:
+        if TASKS[task].modality == modality:
+            values = stats(list(finetune_scores(results, task, arm).values()))
+            lines.append(f"| {TASKS[task].title}, fine-tuned ({TASKS[task].metric}) | {fmt(values)} |")
+            index.append(
+                EvalResult(
+                    task_type=CARD_TASK_TYPES[TASKS[task].kind],
+                    dataset_type=task,
+                    dataset_name=TASKS[task].title,
+                    metric_type=TASKS[task].metric.replace(" ", "_").lower(),
+                    metric_name=f"{TASKS[task].metric} (fine-tuned, mean of {values['n']} seeds)",
+                    metric_value=round(values["mean"], 2),
                 )
-    for lang in XQUAD_LANGUAGES:
-        for key, metric in (("f1", "f1"), ("exact_match", "exact_match")):
-            score_stats = _eval_results(summary, arm, "xquad", f"{lang}_{key}")
-            if score_stats:
-                index.append(
-                    study_eval_result(
-                        score_stats,
-                        task_type="question-answering",
-                        task_name="Extractive question answering" + ("" if lang == "en" else " (zero-shot)"),
-                        dataset_type="google/xquad",
-                        dataset_name="XQuAD",
-                        dataset_config=f"xquad.{lang}",
-                        dataset_split="held-out articles",
-                        metric_type=metric,
-                        metric_name=f"{metric} (mean of {score_stats['n']} seeds)",
-                    )
-                )
+            )
+    lines += ["", "Regenerate this card with `python examples/study/run_study.py` (d2v_hf); see docs/study.md there."]
     return build_model_card(
-        name,
-        description=f"A {config['model_size']} data2vec-text backbone from the d2v_hf study (arm: "
-        f"{ARM_TITLES[arm]}), {config['mode']} mode. The numbers below are fine-tuning results, mean over "
-        f"{len(config['seed_list'])} seeds; see docs/study.md of d2v_hf for the whole comparison.",
+        study_model_name(modality, arm, config["model_size"]),
+        description=f"A {config['model_size']} {modality} backbone from the d2v_hf study, arm {ARM_TITLES[arm]} "
+        f"({config['mode']} mode). It is a study artifact, trained for minutes: use it to reproduce the comparison.",
         training_details=details,
-        tags=["data2vec", "text", "study", "fill-mask" if arm == "mlm" else "feature-extraction"],
-        language="en",
-        extra_markdown=_card_results_markdown(arm, results),
-        model_index=index,
+        tags=["data2vec", modality, "study"],
+        extra_markdown="\n".join(lines),
+        model_index=index or None,
     )
 
 
-def _card_results_markdown(arm: str, results: dict) -> str:
-    summary = results["summary"].get(arm, {})
-    rows = [(k, fmt(v, 2)) for k, v in summary.items() if not k.startswith("xquad/") or k.startswith("xquad/en")]
-    rows += [(k, fmt(v, 2)) for k, v in summary.items() if k.startswith("xquad/zero_shot")]
-    lines = ["## Downstream results (mean ± std over seeds)", "", "| task / score | value |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in dict(rows).items()]
-    lines += [
-        "",
-        "## How to use",
-        "",
-        "A plain `Data2VecTextModel` checkpoint with its tokenizer: fine-tune it with "
-        "`examples/text-classification/run_glue.py "
-        "--model_name_or_path <this repo>` or load it with `AutoModel.from_pretrained`.",
-        "",
-        "Regenerate this card with `python examples/study/run_study.py` (see model_cards/README.md in d2v_hf).",
-    ]
-    return "\n".join(lines)
-
-
 def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -> list[Path]:
-    """Writes `model_cards_dir/<name>/README.md` for every arm of `results`; returns the paths."""
+    """`model_cards_dir/<name>/README.md` for each final model (also saved next to its weights)."""
     paths = []
-    for arm in results["config"]["arm_list"]:
-        if arm not in results["summary"] or not results.get("corpus"):
-            continue
-        card = build_study_model_card(arm, results)
-        paths.append(
-            save_model_card(card, Path(model_cards_dir) / study_model_name(arm, results["config"]["model_size"]))
-        )
-        checkpoint = results.get("checkpoints", {}).get(arm)
-        if checkpoint and Path(checkpoint).is_dir():
-            card.save(Path(checkpoint) / "README.md")  # the uploaded folder carries the same card
-    return paths + write_modality_model_cards(results, model_cards_dir)
+    for (modality, arm), checkpoint in final_checkpoints(results).items():
+        card = build_study_model_card(results, modality, arm)
+        name = study_model_name(modality, arm, results["config"]["model_size"])
+        paths.append(save_model_card(card, Path(model_cards_dir) / name))
+        if Path(checkpoint).is_dir():
+            card.save(Path(checkpoint) / "README.md")
+    return paths
 
 
 def push_study_models(results: dict, hub_org: str, token: str | None = None, private: bool = False) -> list[str]:
-    """
-    Uploads each produced model folder (weights, tokenizer and the study's card as README.md) to
-    `<hub_org>/<name>` with `huggingface_hub.HfApi().upload_folder`; returns the repo ids.
-    """
+    """Uploads each final model folder (weights, preprocessor, card) to `<hub_org>/<name>`; returns the repo ids."""
     from huggingface_hub import HfApi
 
-    checkpoints = results.get("checkpoints", {})
-    missing = {arm: checkpoint for arm, checkpoint in checkpoints.items() if not Path(checkpoint).is_dir()}
+    checkpoints = final_checkpoints(results)
+    missing = [folder for folder in checkpoints.values() if not Path(folder).is_dir()]
     if missing:  # checked before anything is uploaded
         raise ValueError(f"--push_to_hub: checkpoint folder(s) {missing} are missing; rerun the study first.")
-    api = HfApi(token=token)
-    repo_ids = []
-    for arm, checkpoint in checkpoints.items():
-        repo_id = f"{hub_org}/{study_model_name(arm, results['config']['model_size'])}"
+    api, repo_ids = HfApi(token=token), []
+    for (modality, arm), folder in checkpoints.items():
+        repo_id = f"{hub_org}/{study_model_name(modality, arm, results['config']['model_size'])}"
         api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id,
-            folder_path=checkpoint,
-            commit_message="d2v_hf study model",
-            ignore_patterns=["checkpoint-*", "*.pt", "optimizer*", "scheduler*", "rng_state*", "training_args.bin"],
-        )
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="d2v_hf study model")
         repo_ids.append(repo_id)
     return repo_ids
 
 
 __all__ = [
-    "STUDY_MODEL_NAMES",
     "build_study_model_card",
-    "discuss_results",
-    "plot_study_curves",
+    "compute_to_reach",
+    "conclusion",
+    "decide",
+    "paired_difference",
+    "plot_probe_curves",
+    "probe_curve",
     "push_study_models",
-    "study_model_name",
+    "study_report_markdown",
     "write_study_model_cards",
     "write_study_report",
 ]

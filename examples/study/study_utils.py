@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from huggingface_hub import EvalResult
-
-from study_config import TASK_SCORES, TEXT_TASKS
 
 
 # Where each example script (and its helper modules) lives, relative to examples/.
@@ -42,34 +39,6 @@ def load_example(name: str):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return importlib.import_module(name)
-
-
-def backbone_overrides(modality: str, model_size: str) -> str:
-    """
-    The study's changes to `run_pretraining.py`'s backbone. Vision: 4 x 4 patches of the 28 x 28 images (49 patches)
-    at every size. Audio, tiny: a 3-layer CNN with a wide first kernel (40 samples, stride 20; 160 samples = 10 ms per
-    frame), 4x cheaper per clip than the 7-layer one. Text: none.
-    """
-    if modality == "vision":
-        return "backbone.patch_size=4"
-    if modality == "audio" and model_size == "tiny":
-        return "backbone.conv_dim=[64,64,64],backbone.conv_kernel=[40,4,2],backbone.conv_stride=[20,4,2]"
-    return ""
-
-
-def study_backbone_config(modality: str, model_size: str, tokenizer=None):
-    """The backbone every arm of a modality uses: exactly the student configuration `run_pretraining.py` builds."""
-    pretraining_utils = load_example("pretraining_utils")
-    model_args = pretraining_utils.Data2VecModelArguments(
-        modality=modality, model_size=model_size, config_overrides=backbone_overrides(modality, model_size) or None
-    )
-    image_size = 28 if modality == "vision" else None
-    return pretraining_utils.build_pretraining_config(model_args, tokenizer, image_size).backbone_config
-
-
-def study_eval_result(score_stats: dict, **fields) -> EvalResult:
-    """A model-index entry of a study card: the mean over seeds of a score (`fields` name the task and metric)."""
-    return EvalResult(metric_value=round(score_stats["mean"], 2), **fields)
 
 
 def cli_args(**kwargs) -> list[str]:
@@ -152,34 +121,16 @@ def fmt(stats: dict | None, digits: int = 1) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
-def summarize_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
-    """
-    `{arm: {"<task>/<score>": stats}}` over seeds, plus `"average"`: per seed, the unweighted mean of each text
-    task's main score (SST-2 accuracy, STS-B (Pearson + Spearman) / 2, XQuAD-en F1) over the text tasks that ran.
-    """
-    summary: dict[str, dict[str, dict]] = {}
-    by_arm: dict[str, dict[str, dict[int, dict]]] = {}
-    for run in runs:
-        by_arm.setdefault(run["arm"], {}).setdefault(run["task"], {})[run["seed"]] = run["scores"]
-    for arm, tasks in by_arm.items():
-        out = summary.setdefault(arm, {})
-        for task, per_seed in tasks.items():
-            for key in next(iter(per_seed.values())):
-                out[f"{task}/{key}"] = stats([scores[key] for scores in per_seed.values()])
-        text = {task: per_seed for task, per_seed in tasks.items() if task in TEXT_TASKS}
-        seeds = sorted(set.intersection(*(set(per_seed) for per_seed in text.values()))) if text else []
-        if seeds:
-            averages = [np.mean([text[task][seed][TASK_SCORES[task][0]] for task in text]) for seed in seeds]
-            out["average"] = stats(averages)
-    return summary
-
-
 def _call(target: str, kwargs: dict, threads: int | None):
     """Runs `module:function(**kwargs)` of the study's modules (in a worker process, or in this one)."""
     import torch
 
     if threads:
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(threads)
+        # numpy's / scipy's BLAS too: two workers each using both cores make scikit-learn's probes 6x slower
+        threadpool_limits(threads)
     module, function = target.split(":")
     return getattr(importlib.import_module(module), function)(**kwargs)
 
@@ -206,9 +157,6 @@ def run_jobs(jobs: list[tuple[Any, str, dict]], workers: int, threads: int | Non
 
 __all__ = [
     "EXAMPLE_FOLDERS",
-    "backbone_overrides",
-    "study_backbone_config",
-    "study_eval_result",
     "cli_args",
     "common_training_kwargs",
     "device_kwargs",
@@ -220,5 +168,4 @@ __all__ = [
     "run_jobs",
     "series",
     "stats",
-    "summarize_runs",
 ]

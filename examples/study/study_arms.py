@@ -1,0 +1,343 @@
+"""
+The pretraining arms of the study. Every arm of a modality trains the same backbone (family, size, data, optimizer,
+schedule, batch), so that only the objective differs, for the same number of counted training FLOPs:
+
+- `data2vec` / `data2vec2`: [`~d2v_hf.Data2VecForPretraining`] with the 1.0 / 2.0 recipe of the modality (the same
+  configuration `run_pretraining.py --backbone_type ...` builds) and its collator and Trainer.
+- `mlm`: `Data2VecTextForMaskedLM` + `DataCollatorForLanguageModeling` (RoBERTa: 15%, 80/10/10).
+- `mae`: `ViTMAEForPreTraining` (75% of the patches masked, normalised-pixel loss, a light decoder).
+- `wav2vec2`: `Wav2Vec2ForPreTraining` (contrastive loss over quantised targets, 100 negatives, diversity loss).
+- `random`: no pretraining; the backbone as initialised (one per seed).
+
+Along each run the backbone is saved at `probe_points` evenly spaced steps (`step-<N>/`, as the family's own class
+with the tokenizer or processor), for the probes' score-vs-compute curves; the last one is fine-tuned.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import (
+    AutoTokenizer,
+    Data2VecTextForMaskedLM,
+    DataCollatorForLanguageModeling,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    ViTImageProcessor,
+    ViTMAEConfig,
+    ViTMAEForPreTraining,
+    ViTModel,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2ForPreTraining,
+    set_seed,
+)
+from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
+
+from d2v_hf import Data2VecForPretraining, Data2VecPretrainingTrainer, data_collator_for
+from d2v_hf.backbones import backbone_class, export_backbone
+from d2v_hf.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    load_audio_folder,
+    load_fashion_mnist,
+    load_text_dataset,
+    pretraining_image_transform,
+    tokenize_and_group,
+)
+from d2v_hf.trainer import Data2VecPretrainingArguments
+
+from study_config import BACKBONE_TYPES
+from study_utils import device_kwargs, load_example, series
+
+
+IMAGE_SIZE, PATCH_SIZE = 28, 4  # Fashion-MNIST at its own size, 7 x 7 patches
+# data2vec 2.0 amortises each teacher forward over M masked copies of a sample (8 or 16): at the other arms' batch
+# a step would cost 4-8x theirs and the arm would get a handful of steps. It takes a quarter of the samples per step
+# (the paper's ImageNet ratio: 512 images for 2.0 against 2048 for 1.0), and the FLOP budget gives it the steps.
+DATA2VEC2_BATCH_DIVISOR = 4
+WAV2VEC2_NEGATIVES = 100  # distractors per masked frame, as wav2vec 2.0 base
+
+
+def batch_size(args, modality: str, arm: str) -> int:
+    """Samples per pretraining step of an arm."""
+    size = getattr(args, f"{modality}_batch_size")
+    return max(1, size // DATA2VEC2_BATCH_DIVISOR) if arm == "data2vec2" else size
+
+
+def data2vec_config(args, modality: str, mode: str, tokenizer=None):
+    """The data2vec 1.0 / 2.0 configuration `run_pretraining.py` builds for the study's backbone."""
+    pretraining_utils = load_example("pretraining_utils")
+    overrides = [f"mode={mode}"]
+    if modality == "vision":
+        overrides.append(f"backbone.patch_size={PATCH_SIZE}")
+    if modality == "audio" and args.model_size == "tiny":
+        # a 3-layer CNN with a wide first kernel (40 samples, stride 20; 160 samples = 10 ms per frame), 4x cheaper
+        # per clip than the 7-layer one, for every arm
+        overrides.append("backbone.conv_dim=[64,64,64],backbone.conv_kernel=[40,4,2],backbone.conv_stride=[20,4,2]")
+    model_args = pretraining_utils.Data2VecModelArguments(
+        modality=modality,
+        model_size=args.model_size,
+        backbone_type=BACKBONE_TYPES[modality],
+        config_overrides=",".join(overrides),
+    )
+    image_size = IMAGE_SIZE if modality == "vision" else None
+    return pretraining_utils.build_pretraining_config(model_args, tokenizer, image_size)
+
+
+def backbone_config(args, modality: str, tokenizer=None):
+    """The backbone every arm of `modality` trains."""
+    return data2vec_config(args, modality, "data2vec", tokenizer).backbone_config
+
+
+def save_preprocessor(modality: str, folder: str | Path, tokenizer=None) -> None:
+    """What the probes and fine-tuning scripts read the inputs with: the same for every arm of a modality."""
+    if modality == "text":
+        tokenizer.save_pretrained(folder)
+    elif modality == "vision":  # the pretraining normalisation (ImageNet statistics, as both data2vec releases)
+        size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+        ViTImageProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)).save_pretrained(
+            folder
+        )
+    else:
+        Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+
+
+def random_backbone(args, modality: str, seed: int, output_dir: str | Path, tokenizer=None) -> str:
+    """The `random` arm: the backbone as its family's class initialises it (seeded), saved with its preprocessor."""
+    if not Path(output_dir, "config.json").is_file():
+        config = backbone_config(args, modality, tokenizer)
+        torch.manual_seed(seed)
+        backbone_class(config)(config).save_pretrained(output_dir)
+        save_preprocessor(modality, output_dir, tokenizer)
+    return str(output_dir)
+
+
+class Wav2Vec2PretrainingCollator:
+    """
+    Raw clips cropped, normalised and span-masked as data2vec's audio collator does (wav2vec 2.0 masks alike: p=0.65,
+    spans of 10 frames), plus the 100 distractors per masked frame that `Wav2Vec2ForPreTraining` contrasts against,
+    drawn from the other masked frames of the same clip (transformers' `_sample_negative_indices`).
+    """
+
+    def __init__(self, data2vec_audio_config, model_config, max_samples: int, seed: int):
+        self.crop_and_mask = data_collator_for(data2vec_audio_config, max_samples=max_samples, seed=seed)
+        self.num_negatives = model_config.num_negatives
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, examples):
+        batch = self.crop_and_mask(examples)
+        mask = batch.pop("mask")
+        state = np.random.get_state()  # _sample_negative_indices draws from numpy's global generator
+        np.random.seed(int(self.rng.integers(2**31)))
+        negatives = _sample_negative_indices(tuple(mask.shape), self.num_negatives, mask.numpy())
+        np.random.set_state(state)
+        batch["mask_time_indices"] = mask
+        batch["sampled_negative_indices"] = torch.from_numpy(negatives).long()
+        return batch
+
+
+class Wav2Vec2PretrainingTrainer(Trainer):
+    """`Wav2Vec2ForPreTraining` sums its loss over the masked frames; as Transformers' wav2vec2 pretraining example
+    (and fairseq), the step's loss is divided by their number."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss / inputs["mask_time_indices"].sum().clamp(min=1)
+        return (loss, outputs) if return_outputs else loss
+
+
+def _mae(backbone):
+    """MAE at the study's ViT size: 75% of the patches masked, normalised pixels, a light decoder (2 layers when
+    tiny, MAE's 8 x 512 at base size)."""
+    config = ViTMAEConfig(
+        hidden_size=backbone.hidden_size,
+        num_hidden_layers=backbone.num_hidden_layers,
+        num_attention_heads=backbone.num_attention_heads,
+        intermediate_size=backbone.intermediate_size,
+        image_size=backbone.image_size,
+        patch_size=backbone.patch_size,
+        num_channels=backbone.num_channels,
+        layer_norm_eps=backbone.layer_norm_eps,
+        decoder_hidden_size=backbone.hidden_size if backbone.hidden_size < 512 else 512,
+        decoder_num_hidden_layers=2 if backbone.hidden_size < 512 else 8,
+        decoder_num_attention_heads=backbone.num_attention_heads if backbone.hidden_size < 512 else 16,
+        decoder_intermediate_size=backbone.intermediate_size if backbone.hidden_size < 512 else 2048,
+        mask_ratio=0.75,
+        norm_pix_loss=True,
+    )
+    return ViTMAEForPreTraining(config)
+
+
+def _mae_backbone(model: ViTMAEForPreTraining, backbone_config) -> ViTModel:
+    """The MAE encoder as a `ViTModel` (the same parameter names; strict, so a renamed weight fails loudly)."""
+    vit = ViTModel(backbone_config, add_pooling_layer=False)
+    vit.load_state_dict(model.vit.state_dict(), strict=True)
+    return vit
+
+
+def _wav2vec2(backbone):
+    """`Wav2Vec2ForPreTraining` on the study's backbone; a tiny backbone gets a proportionally smaller quantiser."""
+    config = type(backbone)(**backbone.to_dict())
+    if backbone.hidden_size < 256:
+        config.codevector_dim = config.proj_codevector_dim = backbone.hidden_size
+        config.num_codevectors_per_group = 64
+    config.num_negatives = WAV2VEC2_NEGATIVES
+    return Wav2Vec2ForPreTraining(config)
+
+
+def build_arm(args, modality: str, arm: str, seed: int, data: dict, steps: int | None = None):
+    """
+    `(model, collator, train_dataset, trainer_class, arguments_class, backbone_of)` of a pretraining arm of `steps`
+    optimizer steps: `backbone_of(model)` is the backbone to save (with the pretrained weights).
+    """
+    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+    d2v = data2vec_config(args, modality, "data2vec2" if arm == "data2vec2" else "data2vec", tokenizer)
+    backbone = d2v.backbone_config
+    torch.manual_seed(seed)
+    if modality == "text":
+        dataset = tokenize_and_group(load_text_dataset(data["corpus"]), tokenizer, max_seq_length=args.max_seq_length)
+    elif modality == "vision":
+        mode = "data2vec" if arm == "data2vec" else "data2vec2"  # MAE's augmentation is 2.0's: crop 0.2-1, flip
+        transform = pretraining_image_transform(mode, IMAGE_SIZE, train=True, seed=seed)
+        dataset = load_fashion_mnist(data["fashion_mnist"], "train", transform=transform)
+    else:
+        dataset = load_audio_folder(data["speech_corpus"], sampling_rate=16000, max_seconds=args.audio_max_seconds)
+    max_samples = int(args.audio_max_seconds * 16000)
+    audio_kwargs = {"max_samples": max_samples} if modality == "audio" else {}
+    if arm in ("data2vec", "data2vec2"):
+        if steps is not None:  # a short run's teacher reaches its final decay at the end, as run_pretraining.py does
+            d2v.ema_anneal_end_step = min(d2v.ema_anneal_end_step, steps)
+        model = Data2VecForPretraining(d2v)
+        collator = data_collator_for(d2v, tokenizer, seed=seed, **audio_kwargs)
+        return model, collator, dataset, Data2VecPretrainingTrainer, Data2VecPretrainingArguments, _student
+    if arm == "mlm":
+        model = Data2VecTextForMaskedLM(backbone)
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.15)  # masks from torch RNG
+        return model, collator, dataset, Trainer, TrainingArguments, lambda m: m.data2vec_text
+    if arm == "mae":
+        model = _mae(backbone)
+        return model, _stack_pixels, dataset, Trainer, TrainingArguments, lambda m: _mae_backbone(m, backbone)
+    if arm == "wav2vec2":
+        model = _wav2vec2(backbone)
+        collator = Wav2Vec2PretrainingCollator(d2v, model.config, max_samples, seed)
+        return model, collator, dataset, Wav2Vec2PretrainingTrainer, TrainingArguments, lambda m: m.wav2vec2
+    raise ValueError(f"{arm!r} is not a pretraining arm of {modality}.")
+
+
+def _student(model):
+    return model.student
+
+
+def _stack_pixels(examples):
+    return {"pixel_values": torch.stack([torch.as_tensor(e["pixel_values"]) for e in examples])}
+
+
+def count_step_flops(model, batch: dict) -> int:
+    """FLOPs of one training forward and backward of `model` on `batch` (the model's loss), by `FlopCounterMode`."""
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(**batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def step_flops(args, modality: str, arm: str, data: dict) -> int:
+    """
+    Training FLOPs of one optimizer step of `arm` (forward and backward, the teacher's forward included), counted on
+    a real batch of the arm's collator.
+    """
+    with torch.random.fork_rng(devices=[]):
+        model, collator, dataset, *_ = build_arm(args, modality, arm, 0, data)
+        return count_step_flops(model, collator([dataset[i] for i in range(batch_size(args, modality, arm))]))
+
+
+class SnapshotCallback(TrainerCallback):
+    """Saves the backbone (the family's class, with the preprocessor) at the given optimizer steps."""
+
+    def __init__(self, steps, backbone_of, output_dir, modality, tokenizer=None):
+        self.steps, self.backbone_of, self.output_dir = set(steps), backbone_of, Path(output_dir)
+        self.modality, self.tokenizer, self.saved = modality, tokenizer, {}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps and state.is_world_process_zero:
+            folder = self.output_dir / f"step-{state.global_step}"
+            backbone = self.backbone_of(model)
+            export_backbone(backbone).save_pretrained(folder)
+            save_preprocessor(self.modality, folder, self.tokenizer)
+            self.saved[state.global_step] = str(folder)
+
+
+def probe_steps(steps: int, points: int) -> list[int]:
+    """`points` evenly spaced steps ending at `steps` (equal fractions of the FLOP budget for every arm)."""
+    return sorted({max(1, round(steps * k / points)) for k in range(1, points + 1)})
+
+
+def pretrain_arm(args, modality: str, arm: str, seed: int, steps: int, data: dict, output_dir: str) -> dict:
+    """Trains one arm for `steps` optimizer steps; returns its snapshots, loss curve and wall-clock."""
+    set_seed(seed)
+    model, collator, dataset, trainer_class, arguments_class, backbone_of = build_arm(
+        args, modality, arm, seed, data, steps
+    )
+    vision = modality == "vision"
+    training_args = arguments_class(
+        output_dir=output_dir,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size(args, modality, arm),
+        learning_rate=getattr(args, f"{modality}_learning_rate"),
+        warmup_steps=max(1, steps // 10),
+        lr_scheduler_type="linear",
+        weight_decay=0.05 if vision else 0.01,
+        adam_beta2=0.999 if vision else 0.98,
+        adam_epsilon=1e-6,
+        max_grad_norm=1.0,
+        logging_steps=max(1, steps // 40),
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        log_level="warning",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        **device_kwargs(),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+    points = probe_steps(steps, args.probe_points)
+    snapshots = SnapshotCallback(points, backbone_of, output_dir, modality, tokenizer)
+    trainer = trainer_class(
+        model=model, args=training_args, data_collator=collator, train_dataset=dataset, callbacks=[snapshots]
+    )
+    start = time.time()
+    trainer.train()
+    losses = series(trainer.state.log_history, "loss")
+    return {
+        "snapshots": {str(step): path for step, path in sorted(snapshots.saved.items())},
+        "steps": steps,
+        "loss_curve": losses,
+        "first_loss": losses[0][1] if losses else None,
+        "final_loss": losses[-1][1] if losses else None,
+        "wall_time_s": time.time() - start,
+        "class": type(model).__name__,
+    }
+
+
+__all__ = [
+    "WAV2VEC2_NEGATIVES",
+    "Wav2Vec2PretrainingCollator",
+    "Wav2Vec2PretrainingTrainer",
+    "backbone_config",
+    "batch_size",
+    "build_arm",
+    "count_step_flops",
+    "data2vec_config",
+    "pretrain_arm",
+    "probe_steps",
+    "random_backbone",
+    "save_preprocessor",
+    "step_flops",
+]

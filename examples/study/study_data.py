@@ -1,0 +1,115 @@
+"""
+The study's data, all from `data_dir` (`../shared/data`): the text corpus slice and the byte-level BPE tokenizer every
+text arm shares, Fashion-MNIST, the unlabelled speech corpus (the recordings plus the training voices' digits), and
+the evaluation protocol of the checkpoint comparison ([`comparison_arguments`]) that the probes and fine-tuning
+runs share with `compare_checkpoints.py`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+from d2v_hf.data import AUDIO_EXTENSIONS, espeak_ng_available, train_bpe_tokenizer
+from d2v_hf.data._common import scan_folder
+
+from comparison import CompareArguments
+from comparison_tasks import TASKS, task_data
+
+
+def check_study_inputs(args) -> None:
+    """Missing data or tools fail before anything runs or is written."""
+    data = Path(args.data_dir)
+    needed = {
+        "text": [data / "corpus" / "gcide_en.txt.gz", data / "glue" / "sst2", data / "glue" / "stsb"],
+        "vision": [data / "vision" / "fashion-mnist"],
+        "audio": [data / "speech"],
+    }
+    if "xquad" in args.finetune_task_list:
+        needed["text"].append(data / "xquad")
+    missing = [str(path) for modality in args.modality_list for path in needed[modality] if not path.exists()]
+    if missing:
+        raise ValueError(f"--data_dir {args.data_dir}: missing {missing} (see ../shared/data/README.md).")
+    if "audio" in args.modality_list and not espeak_ng_available():
+        raise ValueError(
+            "The speech arms are probed on spoken digits synthesized with espeak-ng, which is not installed "
+            "(Debian/Ubuntu: apt-get install espeak-ng); install it or leave audio out of --modalities."
+        )
+
+
+def prepare_corpus(corpus_file: str | os.PathLike, output_file: str | os.PathLike, max_lines: int | None) -> dict:
+    """
+    Writes `max_lines` evenly spaced non-empty lines of `corpus_file` (gzip or plain text, one paragraph a line) to
+    `output_file` (all lines when `max_lines` is `None`). GCIDE is sorted alphabetically, so even spacing keeps the
+    whole vocabulary range. Returns a description (lines, words, characters).
+    """
+    opener = gzip.open if str(corpus_file).endswith(".gz") else open
+    with opener(corpus_file, "rt", encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    lines = [line for line in lines if line and not line.startswith("00-database")]
+    if max_lines is not None and max_lines < len(lines):
+        stride = len(lines) / max_lines
+        lines = [lines[int(i * stride)] for i in range(max_lines)]
+    output_file = Path(output_file)
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {
+        "source": Path(corpus_file).name,
+        "lines": len(lines),
+        "words": sum(len(line.split()) for line in lines),
+        "chars": sum(len(line) for line in lines),
+    }
+
+
+def comparison_arguments(args, modality: str | None = None, probes: bool = False) -> CompareArguments:
+    """
+    The probes' (`probes=True`: evaluated on `probe_eval_samples`) and fine-tuning runs' protocol, as
+    `compare_checkpoints.py` runs it, with the study's sizes.
+    """
+    rates = ",".join(str(rate) for rate in args.learning_rates(modality)) if modality else None
+    return CompareArguments(
+        checkpoints="study=per-arm",  # the study passes each checkpoint itself
+        output_dir=args.output_dir,
+        data_dir=args.data_dir,
+        seeds=args.seeds,
+        learning_rates=rates,
+        max_steps=args.finetune_steps,
+        batch_size=args.finetune_batch_size,
+        max_train_samples=args.finetune_train_samples,
+        max_eval_samples=args.probe_eval_samples if probes else args.finetune_eval_samples,
+        probe_train_samples=args.probe_train_samples,
+        max_seq_length=args.max_seq_length,
+        qa_max_seq_length=args.qa_max_seq_length,
+        qa_doc_stride=args.qa_doc_stride,
+        audio_clip_seconds=args.audio_clip_seconds,
+        digit_voices=args.digit_voices,
+    )
+
+
+def prepare_data(args) -> dict:
+    """Prepares what the modalities of the study read; returns the paths (and the corpus description)."""
+    out = Path(args.output_dir)
+    data: dict = {"fashion_mnist": str(Path(args.data_dir) / "vision" / "fashion-mnist")}
+    if "text" in args.modality_list:
+        data["corpus"], data["tokenizer"] = str(out / "corpus.txt"), str(out / "tokenizer")
+        if not Path(data["tokenizer"], "tokenizer_config.json").is_file():
+            data["corpus_info"] = prepare_corpus(
+                Path(args.data_dir) / "corpus" / "gcide_en.txt.gz", data["corpus"], args.corpus_lines
+            )
+            lines = Path(data["corpus"]).read_text(encoding="utf-8").splitlines()
+            train_bpe_tokenizer(lines, vocab_size=args.tokenizer_vocab_size).save_pretrained(data["tokenizer"])
+    if "audio" in args.modality_list:
+        digits = task_data(comparison_arguments(args), TASKS["spoken_digits"])  # synthesized once
+        data.update(digits_train=digits["train_dir"], digits_validation=digits["validation_dir"])
+        corpus = out / "data" / "speech_corpus"
+        if not corpus.is_dir():
+            recordings = scan_folder(Path(args.data_dir) / "speech", AUDIO_EXTENSIONS, "audio")
+            corpus.mkdir(parents=True)
+            for i, path in enumerate(recordings + scan_folder(digits["train_dir"], AUDIO_EXTENSIONS, "audio")):
+                (corpus / f"{i:05d}{path.suffix}").symlink_to(path.resolve())
+        data["speech_corpus"] = str(corpus)
+    return data
+
+
+__all__ = ["check_study_inputs", "comparison_arguments", "prepare_corpus", "prepare_data"]

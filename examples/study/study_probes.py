@@ -1,0 +1,84 @@
+"""
+The study's frozen-feature probes: one call scores a saved backbone on every probe of its modality
+(`study_config.PROBES`). Features are the mean over the real positions of the last layer (tokens, patches after the
+CLS token, frames) for every arm alike: data2vec never regresses a CLS token and MAE's linear probe reads the mean
+too, so a first-token probe would favour one objective. Linear models choose their regularisation on a held-out
+part of the probe's training data (`probes.fit_probe`); the data are read as the checkpoint comparison reads them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from comparison_tasks import TASKS, classification_probe_data, glue_probe_data, glue_probe_score
+from probes import extract_features, fit_probe, knn_accuracy, text_features
+from study_data import comparison_arguments
+
+
+def _accuracy(predictions, targets) -> float:
+    return 100 * float(np.mean(predictions == targets))
+
+
+def _text_probes(cargs, checkpoint: str, data: dict, seed: int) -> dict:
+    def features(texts):
+        return text_features(checkpoint, texts, max_length=cargs.max_seq_length, pooling="mean")
+
+    train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["sst2"], data["sst2"], seed)
+    train, test = (features(train_texts[0]), train_targets), (features(eval_texts[0]), eval_targets)
+    scores = {"sst2": fit_probe(train, test, glue_probe_score(TASKS["sst2"]), seed=seed)["score"]}
+    # STS-B: each sentence encoded alone (as SentEval does); ridge regression on (|u - v|, u * v), and, without any
+    # training, the cosine similarity of u and v
+    train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["stsb"], data["stsb"], seed)
+    pairs = {}
+    for split, (first, second) in (("train", train_texts), ("eval", eval_texts)):
+        u, v = features(first), features(second)
+        pairs[split] = (np.concatenate([np.abs(u - v), u * v], axis=1), u, v)
+    train, test = (pairs["train"][0], train_targets), (pairs["eval"][0], eval_targets)
+    scores["stsb"] = fit_probe(train, test, glue_probe_score(TASKS["stsb"]), regression=True, seed=seed)["score"]
+    _, u, v = pairs["eval"]
+    cosine = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1) + 1e-8)
+    scores["stsb_cosine"] = 100 * float(spearmanr(cosine, eval_targets).statistic)
+    return scores
+
+
+def _classification_probes(cargs, task_name: str, checkpoint: str, data: dict, seed: int) -> dict:
+    task = TASKS[task_name]
+    train_set, test_set = classification_probe_data(cargs, task, data[task_name], checkpoint, seed)
+    kwargs = dict(max_seconds=cargs.audio_clip_seconds, pooling="mean", prefix_tokens=1)
+    train = extract_features(checkpoint, task.modality, train_set, **kwargs)
+    test = extract_features(checkpoint, task.modality, test_set, **kwargs)
+    return {
+        task_name: fit_probe(train, test, _accuracy, seed=seed)["score"],
+        f"{task_name}_knn": 100 * knn_accuracy(train, test),
+    }
+
+
+def probe_data(args, modality: str, data: dict) -> dict:
+    """The task data arguments the probes of `modality` read (local files of `data_dir`)."""
+    glue = args.data_dir.rstrip("/") + "/glue/"
+    if modality == "text":
+        return {
+            task: {"train_file": f"{glue}{task}/train.tsv", "validation_file": f"{glue}{task}/dev.tsv"}
+            for task in ("sst2", "stsb")
+        }
+    if modality == "vision":
+        return {"fashion_mnist": {"train_dir": data["fashion_mnist"], "validation_dir": data["fashion_mnist"]}}
+    return {"spoken_digits": {"train_dir": data["digits_train"], "validation_dir": data["digits_validation"]}}
+
+
+def probe_checkpoint(args, modality: str, checkpoint: str, seed: int, data: dict) -> dict:
+    """Every probe of `modality` on the backbone saved in `checkpoint`: `{"scores": {probe: percent}, ...}`."""
+    cargs = comparison_arguments(args, probes=True)
+    start, tasks = time.time(), probe_data(args, modality, data)
+    if modality == "text":
+        scores = _text_probes(cargs, checkpoint, tasks, seed)
+    else:
+        task = "fashion_mnist" if modality == "vision" else "spoken_digits"
+        scores = _classification_probes(cargs, task, checkpoint, tasks, seed)
+    return {"scores": scores, "wall_time_s": time.time() - start}
+
+
+__all__ = ["probe_checkpoint", "probe_data"]
