@@ -6,6 +6,7 @@ teachers, in one fused `_foreach` update."""
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 
 def get_annealed_rate(start: float, end: float, step: int, total_steps: int) -> float:
@@ -58,19 +59,43 @@ def ema_update_(
     (one fp32 tensor per averaged pair), which is then cast into the teacher.
     """
     decay = check_decay(decay)
+    averaged, shared = _local_shards(averaged), _local_shards(shared)
     if averaged:
         teachers = [t for t, _ in averaged]
         students = [s.detach().float() if s.dtype != torch.float32 else s.detach() for _, s in averaged]
-        targets = fp32_master if fp32_master is not None else teachers
+        targets = [_local(m) for m in fp32_master] if fp32_master is not None else teachers
         if any(t.dtype != torch.float32 for t in targets):
             raise ValueError("ema_update_ needs fp32 accumulators: pass `fp32_master` for a low-precision teacher.")
         # one fused multi-tensor kernel per op instead of a Python loop over hundreds of tensors
         torch._foreach_mul_(targets, decay)
         torch._foreach_add_(targets, students, alpha=1.0 - decay)
         if fp32_master is not None:
-            torch._foreach_copy_(teachers, fp32_master)
+            torch._foreach_copy_(teachers, targets)
     if shared:
         torch._foreach_copy_([t for t, _ in shared], [s.detach() for _, s in shared])
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+
+
+def _local_shards(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """
+    Under FSDP2 parameters are `DTensor` shards (buffers stay plain tensors): each process updates its own shard of
+    the teacher from the matching shard of the student, with no communication (as DINOv2 does), which needs both to
+    be sharded alike (the same wrapping of student and teacher).
+    """
+    local = []
+    for teacher, student in pairs:
+        if isinstance(teacher, DTensor) or isinstance(student, DTensor):
+            same = isinstance(teacher, DTensor) and isinstance(student, DTensor)
+            if not same or teacher.placements != student.placements or teacher.device_mesh != student.device_mesh:
+                raise ValueError(
+                    "The teacher and the student are sharded differently (FSDP): wrap the student's and the "
+                    "teacher's layers alike (e.g. accelerate's TRANSFORMER_BASED_WRAP on the backbone's layer class)."
+                )
+        local.append((_local(teacher), _local(student)))
+    return local
 
 
 __all__ = ["check_decay", "ema_update_", "get_annealed_rate", "split_shared_parameters"]

@@ -19,6 +19,7 @@ from .backbones import (
     check_inputs,
     check_mask,
     check_teacher_shared_params,
+    encoder_layers,
     export_backbone,
     init_beit_backbone,
     num_output_positions,
@@ -131,6 +132,9 @@ class Data2VecForPretraining(PreTrainedModel):
         self.main_input_name = INPUT_NAME[self.modality]
         self.student = build_backbone(config.backbone_config)
         self.teacher = build_backbone(config.backbone_config)
+        # the unit FSDP wraps (accelerate's TRANSFORMER_BASED_WRAP reads it): the family's layer class, so that the
+        # student's and the teacher's layers are sharded alike and the EMA pairs local shards
+        self._no_split_modules = [type(encoder_layers(self.student)[0]).__name__]
         check_teacher_shared_params(self.student, config.teacher_shared_params)
         if config.mode == "data2vec2":  # data2vec 2.0: the convolutional decoder takes the regression head's place
             self.head = Data2Vec2Decoder(config)

@@ -5,6 +5,7 @@ import os
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.tensor import DTensor
 from transformers import Trainer, TrainerCallback
 
 from ..modelcard import KeepModelCardMixin
@@ -99,6 +100,8 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
         teacher = self.accelerator.unwrap_model(self.model).teacher
         digest = hashlib.blake2b(digest_size=7)
         for tensor in teacher.state_dict().values():
+            if isinstance(tensor, DTensor):  # FSDP: the whole tensor (every process gathers it, in the same order)
+                tensor = tensor.full_tensor()
             digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         mine = torch.tensor([int.from_bytes(digest.digest(), "little")], device=self.args.device)
         digests = self.accelerator.gather(mine)

@@ -102,40 +102,6 @@ _PRESETS: dict[str, dict[str, Any]] = {
         torch_threads=1,
         workers=2,
     ),
-    "standard": dict(
-        model_size="tiny",
-        seeds="0,1,2",
-        probe_points=6,
-        corpus_lines=60000,
-        tokenizer_vocab_size=8000,
-        max_seq_length=128,
-        text_steps=4000,
-        text_batch_size=32,
-        text_learning_rate=1e-3,
-        vision_steps=3000,
-        vision_batch_size=64,
-        vision_learning_rate=1e-3,
-        audio_steps=2000,
-        audio_batch_size=8,
-        audio_learning_rate=5e-4,
-        audio_max_seconds=2.0,
-        probe_train_samples=4000,
-        probe_eval_samples=None,
-        finetune_tasks="sst2,stsb,xquad,fashion_mnist,spoken_digits",
-        finetune_steps=400,
-        finetune_batch_size=32,
-        finetune_train_samples=4000,
-        finetune_eval_samples=None,
-        text_learning_rates="3e-4,1e-3",
-        vision_learning_rates="3e-4,1e-3",
-        audio_learning_rates="3e-4,1e-3",
-        qa_max_seq_length=256,
-        qa_doc_stride=64,
-        audio_clip_seconds=1.0,
-        digit_voices=64,
-        torch_threads=1,
-        workers=2,
-    ),
     "full": dict(
         model_size="base",
         seeds="0,1,2",
@@ -170,6 +136,26 @@ _PRESETS: dict[str, dict[str, Any]] = {
         torch_threads=0,
         workers=1,
     ),
+}
+
+
+# standard: the quick mode with 10x the text pretraining (at twice the length), the image and speech budgets, more
+# probe points and data, and every fine-tuning task
+_PRESETS["standard"] = {
+    **_PRESETS["quick"],
+    "probe_points": 6,
+    "corpus_lines": 60000,
+    "tokenizer_vocab_size": 8000,
+    "max_seq_length": 128,
+    "text_steps": 2000,
+    "vision_steps": 3000,
+    "audio_steps": 2500,
+    "probe_train_samples": 4000,
+    "probe_eval_samples": None,
+    "finetune_tasks": "sst2,stsb,xquad,fashion_mnist,spoken_digits",
+    "finetune_steps": 400,
+    "finetune_train_samples": 4000,
+    "finetune_eval_samples": None,
 }
 
 
