@@ -89,9 +89,10 @@ def compute_plan(args, partial: PartialResults, data: dict) -> dict:
     for modality in args.modality_list:
         settings = _key(args, modality)
         saved = partial.get("plan", modality, settings)
-        if saved is None:
+        wanted = ("data2vec",) + tuple(a for a in args.arms_of(modality) if a not in ("data2vec", "random"))
+        if saved is None or not set(wanted) <= set(saved["arms"]):  # new settings, or an arm added since
             arms = {}
-            for arm in ("data2vec",) + tuple(a for a in args.arms_of(modality) if a not in ("data2vec", "random")):
+            for arm in wanted:
                 arms[arm] = {"flops_per_step": step_flops(args, modality, arm, data)}
             budget = arms["data2vec"]["flops_per_step"] * getattr(args, f"{modality}_steps")
             for arm, entry in arms.items():
