@@ -415,6 +415,15 @@ def _setup(results: dict) -> list[str]:
             f"{config['max_seq_length']} tokens. Images: the Fashion-MNIST training images (labels unused). Speech: "
             "the recordings of `speech/` plus the training voices' synthesized digits."
         )
+    if results.get("longer_budget"):
+        longer = results["longer_budget"]
+        link = longer["report"].removeprefix("docs/")  # study.md sits in docs/
+        lines.append(
+            f"- A longer run of the same arms and seeds ([{longer['report']}]({link}), `{longer['command']}`) gives "
+            "the budget at which an arm that does not beat random init here does. Its probed points follow its own "
+            "learning-rate schedule (warmup and decay over the longer run), so a point at this run's budget is not "
+            "this run's end."
+        )
     if results["finetune"]:
         lines.append(
             f"- Fine-tuning: {config['finetune_steps']} steps, batch {config['finetune_batch_size']}, "
