@@ -54,3 +54,24 @@ def test_fsdp_wraps_the_backbone_layer_class(modality):
     model = Data2VecForPretraining(tiny_config(modality))
     for backbone in (model.student, model.teacher):
         assert {type(layer).__name__ for layer in encoder_layers(backbone)} <= set(model._no_split_modules)
+
+
+def test_ema_refuses_teacher_and_student_sharded_differently():
+    """A teacher shard paired with a differently sharded student would average the wrong values: a clear error."""
+    script = """
+import torch, torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+from d2v_hf.ema import ema_update_
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:PORT", rank=0, world_size=1)
+mesh = init_device_mesh("cpu", (1,))
+teacher = distribute_tensor(torch.zeros(4, 2), mesh, [Shard(0)])
+student = distribute_tensor(torch.ones(4, 2), mesh, [Replicate()])
+try:
+    ema_update_([(teacher, student)], [], 0.9)
+except ValueError as err:
+    print(err)
+dist.destroy_process_group()
+""".replace("PORT", str(free_port()))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "sharded differently" in result.stdout, result.stdout + result.stderr[-2000:]

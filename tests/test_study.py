@@ -38,6 +38,7 @@ def test_study_arguments_presets_and_bad_values():
         "seeds": ("0,x", "--seeds"),
         "probe_points": (0, "--probe_points"),
         "vision_learning_rates": ("1e-3,-1", "--vision_learning_rates"),
+        "longer_budget_results": ("missing/study_results.json", "--longer_budget_results missing"),
     }
     for name, (value, message) in bad.items():
         with pytest.raises(ValueError, match=message):

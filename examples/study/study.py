@@ -206,8 +206,6 @@ def _dry_run(args: StudyArguments, data: dict) -> dict:
 def run_study(args: StudyArguments, command: str | None = None) -> dict:
     """Runs steps 1-5 of the module docstring and returns the raw results (also `docs_dir/study_results.json`)."""
     check_study_inputs(args)
-    if args.longer_budget_results and not Path(args.longer_budget_results).is_file():
-        raise ValueError(f"--longer_budget_results {args.longer_budget_results}: no such file.")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)

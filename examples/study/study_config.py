@@ -7,6 +7,7 @@ field left at `None` takes its mode's value). The rest of the study reads these 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -267,6 +268,8 @@ class StudyArguments:
             rates = self.learning_rates(modality)
             if not rates or any(rate <= 0 for rate in rates):
                 raise ValueError(f"--{modality}_learning_rates {getattr(self, f'{modality}_learning_rates')!r}.")
+        if self.longer_budget_results and not Path(self.longer_budget_results).is_file():
+            raise ValueError(f"--longer_budget_results {self.longer_budget_results}: no such file.")
         if self.push_to_hub and not self.hub_org:
             raise ValueError("--push_to_hub needs --hub_org (the Hub user or organisation to upload to).")
 
