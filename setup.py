@@ -27,9 +27,10 @@ install_requires = [
 ]
 
 extras = {
-    "test": ["pytest>=8", "pytest-timeout"],
+    "deepspeed": ["deepspeed>=0.16"],  # ZeRO-2 / ZeRO-3 (examples/accelerate_configs); runs on CPU for the tests
     "quality": ["ruff>=0.6"],
 }
+extras["test"] = ["pytest>=8", "pytest-timeout"] + extras["deepspeed"]
 extras["dev"] = extras["test"] + extras["quality"]
 
 setup(

@@ -14,6 +14,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 
 from .backbone_registry import BackboneFamily, get_family
 from .configuration_data2vec_pretraining import image_side
+from .ema import is_sharded
 from .masking import audio_frame_attention_mask, audio_frame_lengths, audio_receptive_field
 
 
@@ -49,16 +50,22 @@ def build_backbone(config: PreTrainedConfig) -> PreTrainedModel:
     return backbone_class(config)(config, **pretraining_kwargs(config))
 
 
-def export_backbone(backbone: PreTrainedModel) -> PreTrainedModel:
+def export_backbone(backbone: PreTrainedModel, state_dict: dict[str, torch.Tensor] | None = None) -> PreTrainedModel:
     """
     The backbone as its family's `AutoModel` builds it (with its pooler, freshly initialised and seeded so that
-    exports are reproducible; without a mask token that is a constructor argument), holding the backbone's weights.
+    exports are reproducible; without a mask token that is a constructor argument), holding the backbone's weights,
+    or `state_dict` (the whole weights of a backbone sharded by FSDP or DeepSpeed ZeRO-3, gathered beforehand).
     """
     family, config = family_of(backbone), backbone.config
+    if state_dict is None and is_sharded(backbone):
+        raise ValueError(
+            "The backbone is sharded (FSDP or DeepSpeed ZeRO-3): each process holds a slice of its weights. Pass its "
+            "gathered weights as `state_dict` (Data2VecPretrainingTrainer.student_state_dict(), on every process)."
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         exported = backbone_class(config)(config)  # the class's defaults, as AutoModel.from_pretrained builds it
-    state = backbone.state_dict()
+    state = backbone.state_dict() if state_dict is None else state_dict
     if family.mask_token_argument:
         state = {key: value for key, value in state.items() if key != "embeddings.mask_token"}
     missing, unexpected = exported.load_state_dict(state, strict=False)

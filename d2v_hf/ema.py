@@ -4,6 +4,8 @@ Hand-written, not `torch.optim.swa_utils.AveragedModel` / timm's `ModelEmaV2`: t
 while the teacher must skip the parameters it shares with the student and keep an fp32 master for low-precision
 teachers, in one fused `_foreach` update."""
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
@@ -98,4 +100,36 @@ def _local_shards(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[
     return local
 
 
-__all__ = ["check_decay", "ema_update_", "get_annealed_rate", "split_shared_parameters"]
+def is_zero3_partitioned(module: nn.Module) -> bool:
+    """Whether DeepSpeed ZeRO-3 has partitioned the module's parameters (each process holds a slice of each)."""
+    return any(hasattr(parameter, "ds_id") for parameter in module.parameters())
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """Whether FSDP2 (`DTensor` shards) or DeepSpeed ZeRO-3 (partitions) splits the module's weights over processes."""
+    return is_zero3_partitioned(module) or any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def gathered_parameters(modules: list[nn.Module], modify: bool = False) -> contextlib.AbstractContextManager:
+    """
+    Under DeepSpeed ZeRO-3, a context in which the modules' parameters are whole on every process (with `modify`,
+    the values process 0 writes are partitioned again on exit: TRL's `SyncRefModelCallback` pattern); otherwise
+    nothing. Every process must enter it (it is a collective).
+    """
+    if not any(is_zero3_partitioned(module) for module in modules):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    parameters = [parameter for module in modules for parameter in module.parameters()]
+    return deepspeed.zero.GatheredParameters(parameters, modifier_rank=0 if modify else None)
+
+
+__all__ = [
+    "check_decay",
+    "ema_update_",
+    "gathered_parameters",
+    "get_annealed_rate",
+    "is_sharded",
+    "is_zero3_partitioned",
+    "split_shared_parameters",
+]

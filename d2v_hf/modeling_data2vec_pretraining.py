@@ -27,7 +27,7 @@ from .backbones import (
     target_modules,
 )
 from .configuration_data2vec_pretraining import Data2VecPretrainingConfig
-from .ema import check_decay, ema_update_, get_annealed_rate, split_shared_parameters
+from .ema import check_decay, ema_update_, gathered_parameters, get_annealed_rate, split_shared_parameters
 from .modeling_data2vec2 import Data2Vec2Decoder, data2vec2_predictions, init_data2vec2_image_backbone
 
 
@@ -332,8 +332,18 @@ class Data2VecForPretraining(PreTrainedModel):
         One teacher update, once per optimizer step: `teacher <- decay * teacher + (1 - decay) * student` for the
         averaged parameters (fp32 arithmetic), a copy of the student for `config.teacher_shared_params` and buffers.
         `decay` defaults to the config's schedule at the current step. Returns the decay used.
+
+        Under FSDP2 each process updates its shard of the teacher from the same shard of the student. Under DeepSpeed
+        ZeRO-3 both are gathered whole for the update and partitioned again (every process computes the same update;
+        process 0's is kept), which costs one all-gather of both models per step.
         """
         decay = check_decay(self.ema_decay_at() if decay is None else decay)
+        with gathered_parameters([self.student, self.teacher], modify=True):
+            self._ema_update(decay)
+        self.ema_num_updates += 1
+        return decay
+
+    def _ema_update(self, decay: float) -> None:
         averaged, shared = split_shared_parameters(self.teacher, self.student, self.config.teacher_shared_params)
         master = None
         if any(t.dtype != torch.float32 for t, _ in averaged):
@@ -352,8 +362,6 @@ class Data2VecForPretraining(PreTrainedModel):
                 self._ema_fp32_master = [m.to(device) for m in self._ema_fp32_master]
             master = self._ema_fp32_master
         ema_update_(averaged, shared, decay, fp32_master=master)
-        self.ema_num_updates += 1
-        return decay
 
     def _averaged_teacher_names(self) -> list[str]:
         shared = self.config.teacher_shared_params
@@ -376,15 +384,18 @@ class Data2VecForPretraining(PreTrainedModel):
         self._ema_fp32_master = [state[name].to(device=device, dtype=torch.float32).clone() for name in names]
         self._ema_fp32_master_checked = True
 
-    def export_student(self, save_directory: str | os.PathLike, **save_kwargs) -> None:
+    def export_student(
+        self, save_directory: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None, **save_kwargs
+    ) -> None:
         """
         Writes the student as a plain checkpoint of its family's class (`Data2VecTextModel`, `RobertaModel`,
         `ViTModel`, `HubertModel`, ...), which that family's `AutoModel` and task heads
         (`...ForSequenceClassification`, `...ForImageClassification`, `...ForCTC`, ...) load. The student has no
         pooler (pretraining never trains one); the export carries the freshly initialised pooler that `AutoModel`
-        builds (seeded, so exports are reproducible), so it loads with no missing weights.
+        builds (seeded, so exports are reproducible), so it loads with no missing weights. A student sharded by FSDP
+        or DeepSpeed ZeRO-3 needs its gathered weights as `state_dict` (`trainer.student_state_dict()`).
         """
-        export_backbone(self.student).save_pretrained(save_directory, **save_kwargs)
+        export_backbone(self.student, state_dict).save_pretrained(save_directory, **save_kwargs)
 
 
 AutoConfig.register("data2vec-pretraining", Data2VecPretrainingConfig, exist_ok=True)

@@ -3,6 +3,11 @@ Test helpers shared by every test module (no test module imports another): tiny 
 tokenizers built in code, the example scripts and benchmarks loaded from this checkout, and reference computations.
 """
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -308,3 +313,66 @@ def make_trainer(tmp_path, model=None, dataset_size=32, **arg_overrides):
         eval_dataset=dataset.select(range(8)),
     )
     return trainer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(num_processes: int) -> list[str]:
+    """`torchrun` on this machine: `--standalone` lets the rendezvous pick a free port itself (no port race)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_processes}"]
+
+
+def run_processes(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """
+    `subprocess.run(command, capture_output=True, text=True)` in a new session; on timeout the whole session is killed,
+    so that no worker process outlives its test (a stuck rank left behind would slow every later test).
+    """
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"timed out after {timeout} s: {command}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+            ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def accelerate_launch_command(num_processes: int) -> list[str]:
+    """
+    CPU data parallelism with accelerate. `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI
+    is installed (accelerate's simple launcher); `--multi_gpu` starts them with torchrun, and `--use_cpu` makes the
+    Trainer use the gloo backend on CPU.
+    """
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    return [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        f"--num_processes={num_processes}",
+        f"--main_process_port={free_port()}",
+    ]
+
+
+def accelerate_launch_env(config_file: str | Path) -> dict[str, str]:
+    """
+    The environment `accelerate launch --config_file CONFIG_FILE` gives each process (FSDP / DeepSpeed plugin fields,
+    mixed precision), through accelerate's own launcher functions, without starting any process.
+    """
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(config_file), "script.py"])
+    args, defaults, _ = _validate_launch_command(args)
+    if args.use_deepspeed:  # what launch_command adds before the DeepSpeed launcher
+        fields = list(defaults.deepspeed_config) + ["mixed_precision"]
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        return prepare_deepspeed_cmd_env(args)[1]
+    return prepare_multi_gpu_env(args)

@@ -1,51 +1,127 @@
 """
-Run by `torchrun --nproc_per_node 2` from `test_sharded_ema.py`: three data2vec steps of a tiny text model on two CPU
-processes (gloo), the student and the teacher either replicated (DDP) or sharded per layer with FSDP2
-(`fully_shard`), then the gathered weights and the losses are saved by rank 0.
+Run by `torchrun --nproc_per_node 2` from `test_sharded_ema.py`: data2vec steps of a tiny model on two CPU processes
+(gloo), the student and the teacher either replicated (DDP) or sharded per layer with FSDP2 (`fully_shard`, what
+accelerate's FSDP2 plugin applies with TRANSFORMER_BASED_WRAP on `_no_split_modules`); rank 0 saves the gathered
+weights and the losses.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/sharded_ema_worker.py {ddp,fsdp} OUTPUT.pt
+With `--stop_after K --checkpoint DIR` the run saves a sharded checkpoint after K steps with accelerate's own FSDP
+functions (`save_fsdp_model` / `save_fsdp_optimizer`, SHARDED_STATE_DICT: what the Trainer calls under FSDP) plus each
+process's RNG state, and stops; `--resume DIR` starts fresh processes from it and runs the remaining steps.
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/sharded_ema_worker.py {ddp,fsdp} OUTPUT.pt [options]
 """
 
+import argparse
+import os
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from accelerate import PartialState
+from accelerate.utils import FullyShardedDataParallelPlugin
+from accelerate.utils.fsdp_utils import load_fsdp_model, load_fsdp_optimizer, save_fsdp_model, save_fsdp_optimizer
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
-from d2v_hf.backbones import encoder_layers
-from d2v_hf.recipes import tiny_backbone_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` as a package, run as a script
+
+from d2v_hf import Data2VecForPretraining  # noqa: E402
+from d2v_hf.backbones import encoder_layers  # noqa: E402
+from tests.fixtures import tiny_config, tiny_inputs  # noqa: E402
 
 
-def main(mode: str, output: str, steps: int = 3, global_batch: int = 8) -> None:
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("wrapping", choices=["ddp", "fsdp"])
+    parser.add_argument("output")
+    parser.add_argument("--modality", default="text", choices=["text", "vision", "audio"])
+    parser.add_argument("--mode", default="data2vec", choices=["data2vec", "data2vec2"])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--global_batch", type=int, default=8)
+    parser.add_argument("--stop_after", type=int, default=None)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--resume", default=None)
+    parser.add_argument("--export", default=None, help="Also export the student to this folder.")
+    return parser.parse_args(argv)
+
+
+def build(args, world: int):
     torch.manual_seed(0)
-    backbone = tiny_backbone_config(
-        "text", vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=1,
-    )  # fmt: skip
-    config = Data2VecPretrainingConfig.from_preset(
-        "text", backbone, average_top_k_layers=2, mask_token_id=3, ema_decay=0.9, ema_end_decay=0.99,
-        ema_anneal_end_step=10,
-    )  # fmt: skip
-    model = Data2VecForPretraining(config)
-    if mode == "fsdp":  # student and teacher layers wrapped alike, the rest (embeddings, head) in the root group
+    overrides = {"ema_decay": 0.9, "ema_end_decay": 0.99, "ema_anneal_end_step": 10}
+    if args.mode == "data2vec2":
+        overrides.update(mode="data2vec2", clone_batch=2)
+    model = Data2VecForPretraining(tiny_config(args.modality, **overrides))
+    if args.wrapping == "fsdp":  # student and teacher layers wrapped alike, the rest (embeddings, head) in the root
         mesh = init_device_mesh("cpu", (world,))
         for layer in list(encoder_layers(model.student)) + list(encoder_layers(model.teacher)):
             fully_shard(layer, mesh=mesh)
         wrapped = fully_shard(model, mesh=mesh)
     else:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = torch.optim.AdamW(wrapped.parameters(), lr=1e-2)
-    generator, losses, per_rank = torch.Generator().manual_seed(0), [], global_batch // world
-    for _ in range(steps):
-        input_ids = torch.randint(5, 100, (global_batch, 16), generator=generator)
-        mask = torch.rand(global_batch, 16, generator=generator) < 0.3
-        mine = slice(rank * per_rank, (rank + 1) * per_rank)
-        loss = wrapped(input_ids=input_ids[mine], mask=mask[mine]).loss
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    return model, wrapped, torch.optim.AdamW(wrapped.parameters(), lr=1e-2)
+
+
+def fsdp_checkpoint_functions(accelerator: PartialState):
+    """
+    accelerate's FSDP2 checkpoint functions, as the Trainer calls them. They read the process fields of the
+    Accelerator, which the `PartialState` has (accelerate runs FSDP on GPUs only: no FSDP Accelerator on CPU).
+    """
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="SHARDED_STATE_DICT")
+
+    def save(model, optimizer, folder):
+        save_fsdp_model(plugin, accelerator, model, folder)
+        save_fsdp_optimizer(plugin, accelerator, optimizer, model, folder)
+
+    def load(model, optimizer, folder):
+        load_fsdp_model(plugin, accelerator, model, folder)
+        load_fsdp_optimizer(plugin, accelerator, optimizer, model, folder)
+
+    return save, load
+
+
+def export(model, wrapped, rank: int, folder: str) -> None:
+    """
+    The student written as one ordinary checkpoint: gathered on every process with the options accelerate's
+    `get_state_dict` uses under FSDP2 (what `trainer.student_state_dict()` calls), written by process 0. Without the
+    gathered weights `export_student` refuses the sharded student.
+    """
+    if sharded := any(isinstance(p, DTensor) for p in model.student.parameters()):
+        try:
+            model.export_student(folder + "-refused")
+        except ValueError as err:
+            assert "sharded" in str(err), err
+        else:
+            raise AssertionError("export_student wrote a sharded student")
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)
+    state = get_model_state_dict(wrapped, options=options) if sharded else model.state_dict()
+    student = {name[len("student.") :]: t for name, t in state.items() if name.startswith("student.")}
+    if rank == 0:
+        model.export_student(folder, state_dict=student)
+
+
+def main(args) -> None:
+    accelerator = PartialState(cpu=True)  # the gloo process group
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model, wrapped, optimizer = build(args, world)
+    save, load = fsdp_checkpoint_functions(accelerator)
+    start, losses = 0, []
+    if args.resume:
+        load(wrapped, optimizer, args.resume)
+        resumed = torch.load(os.path.join(args.resume, f"rng_state_{rank}.pth"), weights_only=False)
+        torch.set_rng_state(resumed["rng"])
+        start, losses = resumed["step"], resumed["losses"]
+    per_rank = args.global_batch // world
+    mine = slice(rank * per_rank, (rank + 1) * per_rank)
+    for step in range(start, args.steps):
+        # the global batch of each step depends on the step only, so a resumed run sees the same data
+        inputs = tiny_inputs(model.config, batch_size=args.global_batch, seed=step)
+        if args.mode == "data2vec2":
+            inputs.pop("mask")  # drawn by the model (M masked copies per sample)
+        loss = wrapped(**{name: value[mine] for name, value in inputs.items()}).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -53,15 +129,22 @@ def main(mode: str, output: str, steps: int = 3, global_batch: int = 8) -> None:
         mean = loss.detach().clone()
         dist.all_reduce(mean)
         losses.append(float(mean) / world)
+        if args.stop_after is not None and step + 1 == args.stop_after:
+            save(wrapped, optimizer, args.checkpoint)
+            state = {"rng": torch.get_rng_state(), "step": step + 1, "losses": losses}
+            torch.save(state, os.path.join(args.checkpoint, f"rng_state_{rank}.pth"))
+            break
     state = {
         name: (tensor.full_tensor() if isinstance(tensor, DTensor) else tensor).detach().clone()
         for name, tensor in model.state_dict().items()
     }
     sharded = sum(isinstance(p, DTensor) for p in model.teacher.parameters())
+    if args.export:
+        export(model, wrapped, rank, args.export)
     if rank == 0:
-        torch.save({"losses": losses, "state": state, "sharded_teacher_params": sharded}, output)
+        torch.save({"losses": losses, "state": state, "sharded_teacher_params": sharded}, args.output)
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(parse_args())

@@ -154,3 +154,29 @@ def test_comparison_cost_counts_the_training_step_of_each_head():
     # a forward + backward of the encoder: about 6 FLOPs per weight per token for the dense layers
     dense = 2 * (4 * 32 * 32 + 2 * 32 * 64)
     assert 6 * dense * 2 * 16 <= text[0] <= 3 * 6 * dense * 2 * 16
+
+
+def test_memory_table_counts_the_states_a_training_step_allocates():
+    """The replicated (DDP) accounting against the tensors one AdamW step of a tiny model really holds: weights of
+    student, head and teacher, gradients (counted twice: DDP's buckets copy them) and AdamW's two moments."""
+    from memory_per_gpu import ParameterCounts, bytes_per_gpu, count_parameters, main
+
+    model = Data2VecForPretraining(tiny_config("text", backbone_kwargs=NO_DROPOUT))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    model(**tiny_inputs(model.config)).loss.backward()
+    optimizer.step()
+    counts = ParameterCounts.of(model)
+    states = bytes_per_gpu(counts, "DDP", num_gpus=1)
+    assert states["weights"] == sum(p.nbytes for p in model.parameters())
+    assert states["gradients"] == 2 * sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
+    moments = [s[k] for s in optimizer.state.values() for k in ("exp_avg", "exp_avg_sq")]
+    assert states["optimizer"] == sum(m.nbytes for m in moments)
+    # the counts of a model built on the meta device are those of the real one; sharding divides by the GPUs
+    from d2v_hf import Data2VecPretrainingConfig
+    from d2v_hf.recipes import tiny_backbone_config
+
+    config = Data2VecPretrainingConfig.from_preset("text", tiny_backbone_config("text"), average_top_k_layers=2)
+    assert count_parameters("text", "tiny") == ParameterCounts.of(Data2VecForPretraining(config))
+    assert bytes_per_gpu(counts, "ZeRO-3", 8)["optimizer"] * 8 == bytes_per_gpu(counts, "ZeRO-3", 1)["optimizer"]
+    text = main(["--num_gpus", "4"])
+    assert "| FSDP2 |" in text and "text large" in text and "4 GPUs" in text

@@ -116,6 +116,18 @@ def test_last_complete_checkpoint_skips_damaged_folders(tmp_path):
         resolve_resume_checkpoint("last", tmp_path / "empty")
 
 
+def test_an_fsdp_sharded_checkpoint_is_complete_once_its_metadata_is_written(tmp_path):
+    """FSDP's SHARDED_STATE_DICT checkpoints hold `pytorch_model_fsdp_0/` (torch.distributed.checkpoint, whose
+    `.metadata` is written last), not `model.safetensors`."""
+    folder = tmp_path / "checkpoint-4"
+    (folder / "pytorch_model_fsdp_0").mkdir(parents=True)
+    (folder / "pytorch_model_fsdp_0" / "__0_0.distcp").write_bytes(b"shard")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    assert last_complete_checkpoint(tmp_path) is None
+    (folder / "pytorch_model_fsdp_0" / ".metadata").write_bytes(b"metadata")
+    assert last_complete_checkpoint(tmp_path) == str(folder)
+
+
 def nan_trainer(tmp_path, nan_at_step: int):
     """A tiny text run whose loss turns NaN at one optimizer step (as a diverging run or a bad batch would)."""
     torch.manual_seed(0)

@@ -2,17 +2,14 @@
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from .fixtures import example_script_path
+from .fixtures import accelerate_launch_command, example_script_path, run_processes
 
 
 WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
@@ -23,16 +20,6 @@ OVERRIDES = (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def accelerate_launch_command(num_processes: int) -> list[str]:
-    """
-    CPU data parallelism with accelerate. `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI
-    is installed (accelerate's simple launcher); `--multi_gpu` starts them with torchrun, and `--use_cpu` makes the
-    Trainer use the gloo backend on CPU.
-    """
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    return [accelerate, "launch", "--multi_gpu", f"--num_processes={num_processes}", "--main_process_port=29533"]
 
 
 def run(command, output_dir, per_device_batch_size, corpus):
@@ -57,7 +44,7 @@ def run(command, output_dir, per_device_batch_size, corpus):
         "--seed=0",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command + args, env=env, capture_output=True, text=True, timeout=600)
+    result = run_processes(command + args, 600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
     return [e["loss"] for e in history if "loss" in e], json.loads((output_dir / "all_results.json").read_text())

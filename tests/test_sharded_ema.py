@@ -1,45 +1,65 @@
-"""The EMA teacher under FSDP2 on two CPU processes (gloo): sharded student and teacher give the DDP run."""
+"""The EMA teacher under FSDP2 on two CPU processes (gloo): sharded student and teacher give the DDP run, and a
+sharded checkpoint resumes it exactly."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
+from .fixtures import free_port, run_processes, torchrun_command
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(mode: str, output: Path) -> dict:
+def run(wrapping: str, output: Path, *options: str) -> dict:
     worker = Path(__file__).with_name("sharded_ema_worker.py")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        command + [str(worker), mode, str(output)], env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_processes(torchrun_command(2) + [str(worker), wrapping, str(output), *options], 300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return torch.load(output)
 
 
+def assert_same_run(run, reference):
+    assert run["losses"] == pytest.approx(reference["losses"], rel=1e-5, abs=1e-6)
+    assert set(run["state"]) == set(reference["state"])
+    for name, tensor in reference["state"].items():
+        torch.testing.assert_close(run["state"][name], tensor, atol=1e-5, rtol=1e-5, msg=name)
+
+
 @pytest.mark.slow
-def test_fsdp2_sharded_teacher_equals_ddp(tmp_path):
-    ddp = run("ddp", tmp_path / "ddp.pt")
-    fsdp = run("fsdp", tmp_path / "fsdp.pt")
+@pytest.mark.parametrize(
+    "modality, mode", [("text", "data2vec"), ("vision", "data2vec2"), ("audio", "data2vec")]
+)  # fmt: skip
+def test_fsdp2_sharded_teacher_equals_ddp(tmp_path, modality, mode):
+    options = ("--modality", modality, "--mode", mode)
+    ddp = run("ddp", tmp_path / "ddp.pt", *options, "--export", str(tmp_path / "ddp-student"))
+    fsdp = run("fsdp", tmp_path / "fsdp.pt", *options, "--export", str(tmp_path / "fsdp-student"))
     assert fsdp["sharded_teacher_params"] > 0 and ddp["sharded_teacher_params"] == 0  # the teacher was sharded
-    assert fsdp["losses"] == pytest.approx(ddp["losses"], rel=1e-5, abs=1e-6)
-    assert set(fsdp["state"]) == set(ddp["state"])
-    for name, tensor in ddp["state"].items():
-        torch.testing.assert_close(fsdp["state"][name], tensor, atol=1e-5, rtol=1e-5, msg=name)
+    assert_same_run(fsdp, ddp)
     # the teachers moved (the EMA ran on the shards) and differ from the students
-    teacher = fsdp["state"]["teacher.encoder.layer.0.attention.self.query.weight"]
-    student = fsdp["state"]["student.encoder.layer.0.attention.self.query.weight"]
-    assert not torch.equal(teacher, student)
+    teacher = {k[len("teacher.") :]: v for k, v in fsdp["state"].items() if k.startswith("teacher.")}
+    student = {k[len("student.") :]: v for k, v in fsdp["state"].items() if k.startswith("student.")}
+    assert any(not torch.equal(tensor, student[name]) for name, tensor in teacher.items())
+    # the sharded run's student, gathered and exported, is the DDP run's exported student (an ordinary checkpoint)
+    exported, reference = (load_file(tmp_path / f"{run}-student" / "model.safetensors") for run in ("fsdp", "ddp"))
+    assert set(exported) == set(reference) and not (tmp_path / "fsdp-student-refused").exists()
+    for name, tensor in reference.items():
+        torch.testing.assert_close(exported[name], tensor, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_fsdp2_sharded_checkpoint_resumes_exactly(tmp_path):
+    """Save after 2 of 4 steps with accelerate's FSDP functions (what the Trainer calls), resume in new processes:
+    the losses and the gathered student, teacher and EMA count of the uninterrupted run."""
+    uninterrupted = run("fsdp", tmp_path / "whole.pt", "--steps", "4")
+    checkpoint = tmp_path / "checkpoint"
+    first = run("fsdp", tmp_path / "first.pt", "--steps", "4", "--stop_after", "2", "--checkpoint", str(checkpoint))
+    assert len(first["losses"]) == 2 and (checkpoint / "pytorch_model_fsdp_0" / ".metadata").is_file()
+    resumed = run("fsdp", tmp_path / "resumed.pt", "--steps", "4", "--resume", str(checkpoint))
+    assert_same_run(resumed, uninterrupted)
+    assert int(resumed["state"]["ema_num_updates"]) == 4
 
 
 @pytest.mark.parametrize("modality", ["text", "audio", "vision"])

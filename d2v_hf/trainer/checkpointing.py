@@ -14,6 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
+from accelerate.utils.constants import FSDP_MODEL_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..atomic_io import STAGING_PREFIX
@@ -25,13 +26,17 @@ LAST = ("last", "latest", "true")
 
 
 def is_complete_checkpoint(folder: str | os.PathLike) -> bool:
-    """A Trainer checkpoint with its weights and a readable `trainer_state.json` (written last by the Trainer)."""
+    """
+    A Trainer checkpoint with its weights (whole, or FSDP's sharded `pytorch_model_fsdp_0/` folder) and a readable
+    `trainer_state.json` (written last by the Trainer).
+    """
     folder = Path(folder)
     try:
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return False
-    return any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
+    whole = any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
+    return whole or (folder / f"{FSDP_MODEL_NAME}_0" / ".metadata").is_file()
 
 
 def last_complete_checkpoint(run_dir: str | os.PathLike) -> str | None:

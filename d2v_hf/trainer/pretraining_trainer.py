@@ -8,9 +8,11 @@ from safetensors.torch import load_file, save_file
 from torch.distributed.tensor import DTensor
 from transformers import Trainer, TrainerCallback
 
+from ..ema import gathered_parameters
 from ..modelcard import KeepModelCardMixin
 from ..modeling_data2vec_pretraining import Data2VecForPretraining
 from .checkpointing import AtomicCheckpointMixin
+from .parallelism import check_parallelism, parallelism_name
 from .pretraining_config import Data2VecPretrainingArguments
 
 
@@ -84,6 +86,13 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
         if args is not None and not isinstance(args, Data2VecPretrainingArguments):
             raise ValueError("Pass Data2VecPretrainingArguments (collapse guard and changed defaults).")
         super().__init__(model=model, args=args, **kwargs)
+        # refuse, before any step, a distributed setup the EMA teacher cannot run under
+        state = self.accelerator.state
+        fsdp, deepspeed = (state.fsdp_plugin if self.is_fsdp_enabled else None), state.deepspeed_plugin
+        self.parallelism = parallelism_name(fsdp, deepspeed)
+        check_parallelism(
+            self.parallelism, model.config.teacher_dtype, deepspeed.deepspeed_config if deepspeed else None
+        )
         self.ema_callback = EMATeacherCallback(self)
         self.add_callback(self.ema_callback)
         # running sums of (target_var, prediction_var, count) since the last log
@@ -99,10 +108,11 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
         """Every process steps its own teacher copy: check that they are bitwise identical."""
         teacher = self.accelerator.unwrap_model(self.model).teacher
         digest = hashlib.blake2b(digest_size=7)
-        for tensor in teacher.state_dict().values():
-            if isinstance(tensor, DTensor):  # FSDP: the whole tensor (every process gathers it, in the same order)
-                tensor = tensor.full_tensor()
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        with gathered_parameters([teacher]):  # ZeRO-3: whole tensors on every process
+            for tensor in teacher.state_dict().values():
+                if isinstance(tensor, DTensor):  # FSDP: the whole tensor (every process gathers it, in the same order)
+                    tensor = tensor.full_tensor()
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         mine = torch.tensor([int.from_bytes(digest.digest(), "little")], device=self.args.device)
         digests = self.accelerator.gather(mine)
         if not bool((digests == digests[0]).all()):
@@ -110,6 +120,15 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
                 f"The teachers of the {len(digests)} processes differ after training: {digests.tolist()}"
             )
         return True
+
+    def student_state_dict(self) -> dict[str, torch.Tensor]:
+        """
+        The student's whole weights, gathered under FSDP and DeepSpeed ZeRO-3 by accelerate (`get_state_dict`), for
+        [`Data2VecForPretraining.export_student`]. A collective: every process calls it; the main process gets them.
+        """
+        state = self.accelerator.get_state_dict(self.model_wrapped)  # the DeepSpeed engine under DeepSpeed
+        prefix = "student."
+        return {name[len(prefix) :]: tensor for name, tensor in (state or {}).items() if name.startswith(prefix)}
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
         """Masked positions of the optimizer step: all micro-batches, summed over all processes."""

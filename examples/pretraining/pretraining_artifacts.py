@@ -156,14 +156,17 @@ def pretraining_model_card(model: Data2VecForPretraining, name: str, data: dict,
     )
 
 
-def write_artifacts(trainer, model: Data2VecForPretraining, tokenizer, card) -> dict[str, str]:
-    """The student (with the tokenizer), the card and the plot, each written whole; returns their paths."""
+def write_artifacts(trainer, model: Data2VecForPretraining, tokenizer, card, student_state=None) -> dict[str, str]:
+    """
+    The student (with the tokenizer), the card and the plot, each written whole; returns their paths.
+    `student_state`: the student's gathered weights (`trainer.student_state_dict()`), needed when it is sharded.
+    """
     output_dir = Path(trainer.args.output_dir)
     paths = {"student": output_dir / "student", "card": output_dir / "README.md"}
     paths["plot"] = output_dir / "training_curves.png"
 
     def export(folder):
-        model.export_student(folder)
+        model.export_student(folder, state_dict=student_state)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         if model.config.modality == "vision":  # the pretraining statistics, for fine-tuning and pipelines

@@ -190,6 +190,7 @@ def main(argv=None):
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("all", metrics)
     trainer.save_state()
+    student_state = trainer.student_state_dict()  # every process: gathered under FSDP / DeepSpeed ZeRO-3
     if trainer.is_world_process_zero():
         name = training_args.hub_model_id or f"data2vec-{modality}-{model_args.model_size}"
         data = {"description": description, "hub_dataset": data_args.dataset_name}
@@ -198,7 +199,7 @@ def main(argv=None):
         )
         data["max_seq_length"] = data_args.max_seq_length if modality == "text" else None
         card = pretraining_model_card(model, name, data, trainer, tokenizer, notes, model_args.license)
-        paths = write_artifacts(trainer, model, tokenizer, card)
+        paths = write_artifacts(trainer, model, tokenizer, card, student_state)
         logger.info(
             f"Done. Full pretraining state: {training_args.output_dir}/ (checkpoints, model.safetensors); "
             f"student for fine-tuning: {paths['student']}; model card: {paths['card']}; loss curves: "
