@@ -132,9 +132,6 @@ class Data2VecForPretraining(PreTrainedModel):
         self.main_input_name = INPUT_NAME[self.modality]
         self.student = build_backbone(config.backbone_config)
         self.teacher = build_backbone(config.backbone_config)
-        # the unit FSDP wraps (accelerate's TRANSFORMER_BASED_WRAP reads it): the family's layer class, so that the
-        # student's and the teacher's layers are sharded alike and the EMA pairs local shards
-        self._no_split_modules = [type(encoder_layers(self.student)[0]).__name__]
         check_teacher_shared_params(self.student, config.teacher_shared_params)
         if config.mode == "data2vec2":  # data2vec 2.0: the convolutional decoder takes the regression head's place
             self.head = Data2Vec2Decoder(config)
@@ -145,6 +142,11 @@ class Data2VecForPretraining(PreTrainedModel):
         self._ema_fp32_master = None
         self._ema_fp32_master_checked = False
         self.post_init()
+        # the unit FSDP wraps (accelerate's TRANSFORMER_BASED_WRAP reads it): the family's layer class only, so that
+        # the student's and the teacher's layers are wrapped alike. Set after `post_init`, which would add the
+        # backbone's own list (with its embeddings class: accelerate then wraps the embeddings and fails to wrap the
+        # input embeddings inside them, which it wraps on its own)
+        self._no_split_modules = {type(encoder_layers(self.student)[0]).__name__}
         if self.modality == "vision":
             # the released image recipes' own initialisation (the Hugging Face one zeroes CLS and mask tokens)
             if config.mode == "data2vec2":
@@ -179,7 +181,12 @@ class Data2VecForPretraining(PreTrainedModel):
         return self
 
     def get_input_embeddings(self):
-        return self.student.get_input_embeddings()
+        """The student's input embeddings; `None` for a speech student, which has none (its feature encoder is a CNN):
+        transformers raises there, which would stop accelerate's FSDP2 preparation (it asks every model)."""
+        try:
+            return self.student.get_input_embeddings()
+        except NotImplementedError:
+            return None
 
     def forward(
         self,

@@ -1,8 +1,8 @@
 """
 Run by `torchrun --nproc_per_node 2` from `test_sharded_ema.py`: data2vec steps of a tiny model on two CPU processes
-(gloo), the student and the teacher either replicated (DDP) or sharded per layer with FSDP2 (`fully_shard`, what
-accelerate's FSDP2 plugin applies with TRANSFORMER_BASED_WRAP on `_no_split_modules`); rank 0 saves the gathered
-weights and the losses.
+(gloo), the student and the teacher either replicated (DDP) or sharded with accelerate's own FSDP2 preparation
+(`fsdp2_prepare_model`, what the Trainer applies with examples/accelerate_configs/fsdp2.yaml; accelerate runs FSDP on
+GPUs only, so a stand-in gives it the Accelerator fields it reads); rank 0 saves the gathered weights and the losses.
 
 With `--stop_after K --checkpoint DIR` the run saves a sharded checkpoint after K steps with accelerate's own FSDP
 functions (`save_fsdp_model` / `save_fsdp_optimizer`, SHARDED_STATE_DICT: what the Trainer calls under FSDP) plus each
@@ -15,15 +15,21 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import FullyShardedDataParallelPlugin
-from accelerate.utils.fsdp_utils import load_fsdp_model, load_fsdp_optimizer, save_fsdp_model, save_fsdp_optimizer
+from accelerate.utils.fsdp_utils import (
+    fsdp2_prepare_model,
+    load_fsdp_model,
+    load_fsdp_optimizer,
+    save_fsdp_model,
+    save_fsdp_optimizer,
+)
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 
@@ -55,11 +61,17 @@ def build(args, world: int):
     if args.mode == "data2vec2":
         overrides.update(mode="data2vec2", clone_batch=2)
     model = Data2VecForPretraining(tiny_config(args.modality, **overrides))
-    if args.wrapping == "fsdp":  # student and teacher layers wrapped alike, the rest (embeddings, head) in the root
-        mesh = init_device_mesh("cpu", (world,))
-        for layer in list(encoder_layers(model.student)) + list(encoder_layers(model.teacher)):
-            fully_shard(layer, mesh=mesh)
-        wrapped = fully_shard(model, mesh=mesh)
+    if args.wrapping == "fsdp":
+        # accelerate's own FSDP2 wrapping, as the Trainer applies it with examples/accelerate_configs/fsdp2.yaml
+        # (TRANSFORMER_BASED_WRAP on `_no_split_modules`: student and teacher layers alike, then the input
+        # embeddings, then the root); it reads these fields of the Accelerator
+        plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
+        accelerator = SimpleNamespace(
+            state=SimpleNamespace(fsdp_plugin=plugin), mixed_precision="no", is_main_process=dist.get_rank() == 0
+        )
+        wrapped = fsdp2_prepare_model(accelerator, model)
+        layers = list(encoder_layers(model.student)) + list(encoder_layers(model.teacher))
+        assert all(isinstance(layer, FSDPModule) for layer in layers), "the layers are not FSDP units"
     else:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     return model, wrapped, torch.optim.AdamW(wrapped.parameters(), lr=1e-2)
