@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import torch
 from transformers import CONFIG_MAPPING, Data2VecTextConfig, Data2VecTextModel
 
@@ -337,8 +338,11 @@ def run_processes(command: list[str], timeout: float, **kwargs) -> subprocess.Co
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # torchrun may start its workers in sessions of their own: kill every descendant, then the session
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
             os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
+            stdout, stderr = process.communicate(timeout=60)
             raise AssertionError(
                 f"timed out after {timeout} s: {command}\n{stdout[-3000:]}\n{stderr[-3000:]}"
             ) from None

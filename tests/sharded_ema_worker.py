@@ -155,8 +155,14 @@ def main(args) -> None:
         export(model, wrapped, rank, args.export)
     if rank == 0:
         torch.save({"losses": losses, "state": state, "sharded_teacher_params": sharded}, args.output)
+    dist.barrier()
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(parse_args())
+    # skip the interpreter's teardown: destroying DDP's reducer there can deadlock with gloo's worker thread (it
+    # waits for the GIL the exiting main thread holds), which leaves the process hanging after its work is done
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
