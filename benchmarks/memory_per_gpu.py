@@ -57,16 +57,14 @@ class ParameterCounts:
 def count_parameters(modality: str, size: str, mode: str = "data2vec") -> ParameterCounts:
     """Builds the pretraining model of `modality` at `size` (base, large or tiny) on the meta device and counts."""
     config = Data2VecPretrainingConfig.from_preset(modality, mode=mode)
-    if size != "base":
-        backbone = config.backbone_config.to_dict()
-        if size == "large":
-            backbone.update(LARGE)
-            backbone = type(config.backbone_config)(**backbone)
-        else:
-            backbone = tiny_backbone_config(modality)
-        config = Data2VecPretrainingConfig.from_preset(
-            modality, backbone, mode=mode, average_top_k_layers=min(config.average_top_k_layers, 2)
-        )
+    if size == "large":
+        backbone = type(config.backbone_config)(**{**config.backbone_config.to_dict(), **LARGE})
+        config = Data2VecPretrainingConfig.from_preset(modality, backbone, mode=mode)
+    elif size == "tiny":  # 4 layers, fewer than the preset's top-K (K does not change the parameter count)
+        backbone = tiny_backbone_config(modality)
+        config = Data2VecPretrainingConfig.from_preset(modality, backbone, mode=mode, average_top_k_layers=2)
+    elif size != "base":
+        raise ValueError(f"size {size!r}; expected base, large or tiny.")
     with torch.device("meta"):
         model = Data2VecForPretraining(config)
     return ParameterCounts.of(model)

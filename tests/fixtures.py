@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 from transformers import CONFIG_MAPPING, Data2VecTextConfig, Data2VecTextModel
@@ -314,6 +315,25 @@ def make_trainer(tmp_path, model=None, dataset_size=32, **arg_overrides):
         eval_dataset=dataset.select(range(8)),
     )
     return trainer
+
+
+# a tiny text run of run_pretraining.py that two launchers must train alike (DDP, DeepSpeed, one process)
+CORPUS_WORDS = (
+    "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
+)
+TINY_RUN_OVERRIDES = (
+    "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2,"
+    # no dropout: runs on different numbers of processes draw their dropout masks in a different order
+    "backbone.hidden_dropout_prob=0,backbone.attention_probs_dropout_prob=0"
+)
+
+
+def write_word_corpus(path: Path, lines: int = 400) -> Path:
+    """A text file of `lines` random sentences of CORPUS_WORDS (8 to 29 words), seeded."""
+    rng = np.random.default_rng(0)
+    text = "\n".join(" ".join(rng.choice(CORPUS_WORDS, size=rng.integers(8, 30))) for _ in range(lines))
+    path.write_text(text + "\n")
+    return path
 
 
 def free_port() -> int:

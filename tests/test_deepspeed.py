@@ -11,30 +11,32 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from .fixtures import REPO, accelerate_launch_command, example_script_path, run_processes, torchrun_command
+from .fixtures import (
+    REPO,
+    TINY_RUN_OVERRIDES,
+    accelerate_launch_command,
+    example_script_path,
+    run_processes,
+    torchrun_command,
+    write_word_corpus,
+)
 
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed"),
 ]
-WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
-OVERRIDES = (
-    "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2,"
-    "backbone.hidden_dropout_prob=0,backbone.attention_probs_dropout_prob=0"
-)
 CONFIGS = REPO / "examples" / "accelerate_configs"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
 
 
 def arguments(corpus, output_dir, *extra) -> list[str]:
     return [
-        "--modality=text", "--model_size=tiny", f"--config_overrides={OVERRIDES}", f"--train_file={corpus}",
+        "--modality=text", "--model_size=tiny", f"--config_overrides={TINY_RUN_OVERRIDES}", f"--train_file={corpus}",
         "--train_tokenizer", "--tokenizer_vocab_size=300", "--max_seq_length=32", f"--output_dir={output_dir}",
         "--per_device_train_batch_size=4", "--learning_rate=1e-3", "--logging_steps=1", "--max_steps=3",
         "--eval_strategy=no", "--train_sampling_strategy=sequential", "--seed=0", "--report_to=none", *extra,
@@ -58,9 +60,7 @@ def assert_ok(result):
 def runs(tmp_path_factory):
     """The DDP run and the ZeRO-2 / ZeRO-3 runs of the same 3 steps (global batch 8), each in its folder."""
     root = tmp_path_factory.mktemp("deepspeed")
-    rng = np.random.default_rng(0)
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(WORDS, size=rng.integers(8, 30))) for _ in range(400)) + "\n")
+    corpus = write_word_corpus(root / "corpus.txt")
     script = str(example_script_path("run_pretraining"))
     assert_ok(run(accelerate_launch_command(2) + [script, "--use_cpu"] + arguments(corpus, root / "ddp")))
     for stage in (2, 3):
@@ -88,7 +88,7 @@ def test_zero_run_equals_ddp(runs, stage):
 def test_zero3_resume_equals_the_uninterrupted_run(runs, tmp_path):
     """A ZeRO-3 run with a bf16 teacher (its fp32 EMA master gathered, saved in each checkpoint and restored) saves at
     step 2; resuming that checkpoint in new processes ends on the uninterrupted run's weights, bitwise."""
-    corpus, bf16_teacher = runs / "corpus.txt", f"--config_overrides={OVERRIDES},teacher_dtype=bfloat16"
+    corpus, bf16_teacher = runs / "corpus.txt", f"--config_overrides={TINY_RUN_OVERRIDES},teacher_dtype=bfloat16"
     assert_ok(deepspeed_run("deepspeed_zero3", corpus, tmp_path / "whole", "--save_steps=2", bf16_teacher))
     master = load_file(tmp_path / "whole" / "checkpoint-2" / "ema_fp32.safetensors")
     assert master and all(t.dtype == torch.float32 and t.numel() > 0 for t in master.values())  # whole, not slices

@@ -4,20 +4,18 @@ import json
 import os
 import sys
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from .fixtures import accelerate_launch_command, example_script_path, run_processes
-
-
-WORDS = "the teacher sees the whole sentence while the student sees a masked copy and regresses its layers".split()
-OVERRIDES = (
-    "backbone.hidden_size=32,backbone.intermediate_size=64,backbone.num_hidden_layers=2,average_top_k_layers=2,"
-    # no dropout: the two runs draw their dropout masks in a different order
-    "backbone.hidden_dropout_prob=0,backbone.attention_probs_dropout_prob=0"
+from .fixtures import (
+    TINY_RUN_OVERRIDES,
+    accelerate_launch_command,
+    example_script_path,
+    run_processes,
+    write_word_corpus,
 )
+
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +26,7 @@ def run(command, output_dir, per_device_batch_size, corpus):
         "--use_cpu",
         "--modality=text",
         "--model_size=tiny",
-        f"--config_overrides={OVERRIDES}",
+        f"--config_overrides={TINY_RUN_OVERRIDES}",
         f"--train_file={corpus}",
         "--train_tokenizer",
         "--tokenizer_vocab_size=300",
@@ -51,9 +49,7 @@ def run(command, output_dir, per_device_batch_size, corpus):
 
 
 def test_two_processes_match_one_process(tmp_path):
-    rng = np.random.default_rng(0)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(WORDS, size=rng.integers(8, 30))) for _ in range(400)) + "\n")
+    corpus = write_word_corpus(tmp_path / "corpus.txt")
     two_losses, two = run(accelerate_launch_command(2), tmp_path / "two", 4, corpus)
     one_losses, one = run([sys.executable], tmp_path / "one", 8, corpus)
     assert two["teacher_ranks_identical"] == 1.0 and "teacher_ranks_identical" not in one

@@ -89,9 +89,10 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
         # refuse, before any step, a distributed setup the EMA teacher cannot run under
         state = self.accelerator.state
         fsdp, deepspeed = (state.fsdp_plugin if self.is_fsdp_enabled else None), state.deepspeed_plugin
-        self.parallelism = parallelism_name(fsdp, deepspeed)
         check_parallelism(
-            self.parallelism, model.config.teacher_dtype, deepspeed.deepspeed_config if deepspeed else None
+            parallelism_name(fsdp, deepspeed),
+            model.config.teacher_dtype,
+            deepspeed.deepspeed_config if deepspeed else None,
         )
         self.ema_callback = EMATeacherCallback(self)
         self.add_callback(self.ema_callback)
