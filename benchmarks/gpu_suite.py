@@ -3,10 +3,15 @@ Every throughput measurement in one call: the three modalities, every step varia
 pretraining model, (b) data2vec 1.0, (c) data2vec 2.0, (d) the straightforward 1.0 step), torch.compile off and on,
 peak memory, the 2.0 teacher amortisation and the cost of each piece of the 2.0 forward (sparse student and its
 gather, the decoder's scatter and convolutions, the teacher), and the speed levers of the 1.0 step, each alone and
-together (a bf16 teacher copy, fused AdamW, gradient checkpointing at twice the batch, all of them with
-torch.compile), each against the straightforward step (d) measured in the same process. Writes one markdown table
-per run and `README.md` (the hardware line and the ratios of (b) and (c) to (d) and to Hugging Face's model (a))
-into a folder.
+together (a bf16 teacher copy, fused AdamW, the fused head + loss, gradient checkpointing at twice the batch,
+torch.compile, CUDA graphs), each against the straightforward step (d) measured in the same process.
+
+The sections run in order of importance (text first, eager before compiled, the 2.0 tables before the other
+modalities compiled) within
+`--time_budget_s`; a section that would start after the budget is listed as skipped, and a section that fails is
+listed with its error while the others go on. Each table is written as soon as it is measured: one markdown file per
+table and `README.md` (the hardware line, the ratios of (b) and (c) to (d) and to Hugging Face's model (a), every
+lever table, the sections' wall-clock) in the output folder.
 
 # one GPU, base size, bf16, the sizes of docs/benchmarks.md (aimed at under 8 minutes on an H100/H200)
 bash benchmarks/gpu_suite.sh outputs/gpu_suite
@@ -16,6 +21,9 @@ bash benchmarks/gpu_suite.sh outputs/gpu_suite_smoke --smoke
 
 import argparse
 import gc
+import sys
+import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -31,24 +39,33 @@ from reference_steps import (
 )
 
 
-MODALITIES = ("text", "audio", "vision")
+MODALITIES = ("text", "vision", "audio")
+ALL_LEVERS = {"teacher_dtype": "bf16", "fused_adamw": True, "fused_head_loss": True}
 # the levers of the data2vec 1.0 step: (name, BenchmarkSetup fields); the batch factor doubles the batch
-LEVERS = (
+EAGER_LEVERS = (
     ("none", {}),
     ("bf16 teacher copy", {"teacher_dtype": "bf16"}),
     ("fused AdamW", {"fused_adamw": True}),
+    ("fused head + loss", {"fused_head_loss": True}),
     ("gradient checkpointing, 2x batch", {"gradient_checkpointing": True, "batch_factor": 2}),
-    ("all of them + torch.compile", {"teacher_dtype": "bf16", "fused_adamw": True, "compile": True}),
+    ("bf16 teacher + fused AdamW + fused head + loss", ALL_LEVERS),
 )
+# "all of them + torch.compile" is (b) of the compiled variants table, whose row the levers table takes over
+COMPILED_LEVERS = (
+    ("all of them + torch.compile + CUDA graphs", {**ALL_LEVERS, "compile": True, "compile_mode": "reduce-overhead"}),
+    ("torch.compile (+ fused head + loss: one graph)", {"compile": True, "fused_head_loss": True}),
+)
+LEVER_HEADER = [
+    "| lever | (b) tokens/s | (d) tokens/s | (b) vs (d) | (b) peak memory (MiB) | (d) peak memory (MiB) | (b) loss "
+    "| graphs |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+]
 
 
-def levers_table(modality: str, batch_size, length, backend: str, common: dict) -> str:
-    """Each lever alone and together: (b) data2vec 1.0 against (d) the straightforward step, same process."""
-    lines = [
-        "| lever | (b) tokens/s | (d) tokens/s | (b) vs (d) | (b) peak memory (MiB) | (b) loss |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, fields in LEVERS:
+def lever_rows(modality: str, batch_size, length, backend: str, common: dict, levers) -> list[str]:
+    """Each lever: (b) data2vec 1.0 with it against (d) the straightforward step, timed interleaved, same process."""
+    lines = []
+    for name, fields in levers:
         fields = dict(fields)
         factor = fields.pop("batch_factor", 1)
         setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
@@ -56,15 +73,24 @@ def levers_table(modality: str, batch_size, length, backend: str, common: dict) 
         if factor != 1:
             setup = BenchmarkSetup(**{**setup.__dict__, "batch_size": setup.batch_size * factor})
         results = {r.variant: r for r in run_benchmark(setup, ("straightforward", "data2vec"))}
-        fast, reference = results["data2vec"], results["straightforward"]
-        lines.append(
-            f"| {name} | {fast.tokens_per_s:,.0f} | {reference.tokens_per_s:,.0f} | "
-            f"{fast.tokens_per_s / reference.tokens_per_s:.2f}x | {fast.peak_memory_bytes / 2**20:,.0f} | "
-            f"{fast.loss:.4f} |"
-        )
+        lines.append(lever_row(name, results["data2vec"], results["straightforward"]))
         del results
-        gc.collect()
-    return "\n".join(lines)
+        _free(setup.device)
+    return lines
+
+
+def lever_row(name: str, fast, reference) -> str:
+    return (
+        f"| {name} | {fast.tokens_per_s:,.0f} | {reference.tokens_per_s:,.0f} | "
+        f"{fast.tokens_per_s / reference.tokens_per_s:.2f}x | {fast.peak_memory_bytes / 2**20:,.0f} | "
+        f"{reference.peak_memory_bytes / 2**20:,.0f} | {fast.loss:.4f} | {fast.graphs or '-'} |"
+    )
+
+
+def _free(device: str):
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def parse_args(argv=None):
@@ -73,6 +99,10 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny models on CPU, compile backend 'eager', 1 step")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant (median reported)")
     parser.add_argument("--peak_tflops", type=float, default=989.0, help="bf16 dense peak of the GPU (H100/H200)")
+    parser.add_argument(
+        "--time_budget_s", type=float, default=450.0, help="no section starts after this many seconds (skipped)"
+    )
+    parser.add_argument("--modalities", default=",".join(MODALITIES), help="comma-separated subset, in order")
     return parser.parse_args(argv)
 
 
@@ -83,75 +113,158 @@ def ratio(results, numerator: str, denominator: str) -> str:
     return f"{by_variant[numerator].tokens_per_s / by_variant[denominator].tokens_per_s:.2f}x"
 
 
+class Suite:
+    """The output folder: each section's table as a file, and README.md rewritten after every section."""
+
+    def __init__(self, out: Path, header: list[str], budget_s: float):
+        self.out, self.header, self.budget_s = out, header, budget_s
+        self.start = time.perf_counter()
+        self.ratios = [
+            "| modality | torch.compile | (b) 1.0 vs (d) straightforward | (c) 2.0 vs (d) | (b) vs (a) HF "
+            "| (c) vs (a) |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        self.levers: dict[str, list[str]] = {}
+        self.log = ["| section | wall-clock (s) | status |", "|---|---:|---|"]
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def section(self, name: str, function, *args) -> None:
+        """Runs one section unless the budget is spent; an error is recorded, not raised (the rest still runs)."""
+        if self.elapsed() > self.budget_s:
+            self.log.append(f"| {name} | - | skipped: the time budget of {self.budget_s:.0f} s was spent |")
+        else:
+            start = time.perf_counter()
+            try:
+                function(*args)
+                status = "done"
+            except Exception as error:  # noqa: BLE001 - one failing measurement must not lose the others
+                traceback.print_exc()
+                status = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            self.log.append(f"| {name} | {time.perf_counter() - start:,.1f} | {status} |")
+        self.write_readme()
+
+    def write(self, name: str, text: str) -> None:
+        (self.out / name).write_text(text + "\n", encoding="utf-8")
+
+    def add_lever_rows(self, modality: str, rows: list[str], dtype: str) -> None:
+        """Appends to the modality's levers table (README and `{modality}_levers.md`)."""
+        table = self.levers.setdefault(modality, [])
+        table += rows
+        self.write(f"{modality}_levers.md", "\n".join([f"{modality}, {dtype}", "", *LEVER_HEADER, *table]))
+
+    def write_readme(self) -> None:
+        lines = [*self.header, *self.ratios, "", "## Speed levers of the data2vec 1.0 step (alone, then together)", ""]
+        lines.append(
+            "(b) data2vec 1.0 with the lever, (d) the straightforward step, timed interleaved in the same process; "
+            "graphs: the graphs torch.compile made of (b)'s step (1: no graph break)."
+        )
+        for modality, rows in self.levers.items():
+            lines += ["", f"### {modality}", "", *LEVER_HEADER, *rows]
+        lines += ["", "## Sections", "", *self.log, "", f"Total wall-clock: {self.elapsed():,.0f} s."]
+        lines += ["", "Per-run tables (tokens/s, step time, peak memory, FLOPs, MFU): the other files of this folder."]
+        self.write("README.md", "\n".join(lines))
+
+
 def main(argv=None) -> Path:
     args = parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"--modalities has {unknown}; expected a subset of {list(MODALITIES)}.")
     if args.smoke:
         torch.set_num_threads(1)
         common = dict(size="tiny", device="cpu", dtype="fp32", steps=1, warmup=1, clone_batch=2)
         shapes = {"text": (2, 16), "audio": (2, 4000), "vision": (2, 28)}
         peak = measure_matmul_flops("cpu", "fp32", size=256)
-        backend = "eager"
+        backend, clone_batches = "eager", (1, 2)
+        peak_line = f"MFU peak: {peak / 1e9:.1f} GFLOP/s measured on a 256^3 fp32 matmul"
     else:
         if not torch.cuda.is_available():
             raise ValueError("The GPU suite needs a CUDA device; --smoke runs it on CPU at tiny size.")
         common = dict(size="base", device="cuda", dtype="bf16", steps=args.steps, warmup=2, clone_batch=8)
         shapes = {modality: (None, None) for modality in MODALITIES}  # docs/benchmarks.md's shapes
         peak = args.peak_tflops * 1e12
-        backend = "inductor"
-    device = common["device"]
-    summary = [
+        measured = measure_matmul_flops("cuda", "bf16")
+        backend, clone_batches = "inductor", (1, 2, 4, 8)
+        peak_line = (
+            f"MFU peak: {args.peak_tflops:.0f} TFLOP/s (--peak_tflops); an 8192^3 bf16 matmul ran at "
+            f"{measured / 1e12:.0f} TFLOP/s here"
+        )
+    command = "python benchmarks/gpu_suite.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    header = [
         "# GPU throughput suite" + (" (smoke run: tiny models on CPU)" if args.smoke else ""),
         "",
-        f"Hardware: {hardware_line(device)}",
-        f"Command: python benchmarks/gpu_suite.py --output_dir {args.output_dir}" + (" --smoke" if args.smoke else ""),
+        f"Hardware: {hardware_line(common['device'])}",
+        f"Command: {command}",
+        f"{peak_line}; {'bf16 autocast' if common['dtype'] == 'bf16' else 'fp32'}, median of {common['steps']} steps "
+        f"after {common['warmup']} warm-up steps",
         "",
-        "| modality | torch.compile | (b) 1.0 vs (d) straightforward | (c) 2.0 vs (d) | (b) vs (a) HF | (c) vs (a) |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    summary_levers = []
-    for modality in MODALITIES:
+    suite = Suite(out, header, args.time_budget_s)
+
+    def main_table(modality: str, compiled: bool):
         batch_size, length = shapes[modality]
-        for compiled in (False, True):
-            setup = BenchmarkSetup(
-                modality=modality,
-                batch_size=batch_size,
-                length=length,
-                compile=compiled,
-                compile_backend=backend,
-                **common,
-            )
-            results = run_benchmark(setup, VARIANTS)
-            name = f"{modality}_{'compiled' if compiled else 'eager'}"
-            table = format_table(results, peak)
-            header = f"{modality}, batch {setup.batch_size} x length {setup.length}, {setup.dtype}, compile={compiled}"
-            (out / f"{name}.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
-            summary.append(
-                f"| {modality} | {'on' if compiled else 'off'} | {ratio(results, 'data2vec', 'straightforward')} | "
-                f"{ratio(results, 'data2vec2', 'straightforward')} | {ratio(results, 'data2vec', 'hf')} | "
-                f"{ratio(results, 'data2vec2', 'hf')} |"
-            )
-            del results
-            gc.collect()
-            if device == "cuda":
-                torch.cuda.empty_cache()
-        amortisation = teacher_amortisation(
-            BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, **common),
-            clone_batches=(1, 2) if args.smoke else (1, 2, 4, 8),
+        # compiled, (b) runs with every lever (the levers table shows each alone); (d) stays the eager reference
+        fields = {**ALL_LEVERS, "compile": True} if compiled else {}
+        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
+                               **{**common, **fields})  # fmt: skip
+        results = run_benchmark(setup, VARIANTS)
+        name = f"{modality}_{'compiled' if compiled else 'eager'}"
+        what = "(a), (b) with every lever and (c) compiled, (d) eager" if compiled else "eager"
+        header = f"{modality}, batch {setup.batch_size} x length {setup.length}, {setup.dtype}, {what}"
+        suite.write(f"{name}.md", f"{header}\n\n{format_table(results, peak)}")
+        suite.ratios.append(
+            f"| {modality} | {'on, (b) with every lever' if compiled else 'off'} | "
+            f"{ratio(results, 'data2vec', 'straightforward')} | {ratio(results, 'data2vec2', 'straightforward')} | "
+            f"{ratio(results, 'data2vec', 'hf')} | {ratio(results, 'data2vec2', 'hf')} |"
         )
-        (out / f"{modality}_amortisation.md").write_text(amortisation + "\n", encoding="utf-8")
-        breakdown = data2vec2_breakdown(
-            BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, **common)
-        )
-        (out / f"{modality}_data2vec2_breakdown.md").write_text(breakdown + "\n", encoding="utf-8")
-        levers = levers_table(modality, batch_size, length, backend, common)
-        (out / f"{modality}_levers.md").write_text(f"{modality}, {common['dtype']}\n\n{levers}\n", encoding="utf-8")
-        summary_levers.append(f"### {modality}\n\n{levers}\n")
-    summary += ["", "## Speed levers of the data2vec 1.0 step (each alone, then together)", "", *summary_levers]
-    summary += ["", "Per-run tables (tokens/s, step time, peak memory, FLOPs, MFU): the other files of this folder."]
-    (out / "README.md").write_text("\n".join(summary) + "\n", encoding="utf-8")
-    print("\n".join(summary))
+        if compiled:
+            by_variant = {r.variant: r for r in results}
+            row = lever_row("all of them + torch.compile", by_variant["data2vec"], by_variant["straightforward"])
+            suite.add_lever_rows(modality, [row], common["dtype"])
+        del results
+        _free(common["device"])
+
+    def data2vec2_tables(modality: str):
+        batch_size, length = shapes[modality]
+        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, **common)
+        suite.write(f"{modality}_amortisation.md", teacher_amortisation(setup, clone_batches=clone_batches))
+        _free(common["device"])
+        suite.write(f"{modality}_data2vec2_breakdown.md", data2vec2_breakdown(setup))
+        _free(common["device"])
+
+    def levers(modality: str, table):
+        batch_size, length = shapes[modality]
+        chosen = [lever for lever in table if common["device"] == "cuda" or "CUDA graphs" not in lever[0]]
+        for lever in chosen:  # one row at a time, so that a failing lever keeps the rows before it
+            rows = lever_rows(modality, batch_size, length, backend, common, [lever])
+            suite.add_lever_rows(modality, rows, common["dtype"])
+
+    # in order of importance: text (the 2x target), eager then compiled, the others eager, the 2.0 tables, then
+    # the others compiled; the CUDA graphs lever of text comes before the levers of lesser interest
+    first, others = modalities[:1], modalities[1:]
+    for modality in first:
+        suite.section(f"{modality}: variants, eager", main_table, modality, False)
+        suite.section(f"{modality}: eager levers", levers, modality, EAGER_LEVERS)
+    for modality in others:
+        suite.section(f"{modality}: variants, eager", main_table, modality, False)
+    for modality in first:
+        suite.section(f"{modality}: variants, compiled", main_table, modality, True)
+        suite.section(f"{modality}: CUDA graphs", levers, modality, COMPILED_LEVERS[:1])
+    for modality in others:
+        suite.section(f"{modality}: eager levers", levers, modality, EAGER_LEVERS)
+    for modality in modalities:
+        suite.section(f"{modality}: 2.0 amortisation and breakdown", data2vec2_tables, modality)
+    for modality in others:
+        suite.section(f"{modality}: variants, compiled", main_table, modality, True)
+    for modality in modalities:
+        remaining = COMPILED_LEVERS[1:] if modality in first else COMPILED_LEVERS
+        suite.section(f"{modality}: compiled levers", levers, modality, remaining)
+    print((out / "README.md").read_text(encoding="utf-8"))
     return out
 
 

@@ -76,6 +76,9 @@ class BenchmarkSetup:
     gradient_checkpointing: bool = False
     teacher_dtype: str = "fp32"  # "bf16": the data2vec variants keep a bf16 teacher copy (config.teacher_dtype)
     fused_adamw: bool = False  # torch.optim.AdamW(fused=True), as TrainingArguments(optim="adamw_torch_fused")
+    fused_head_loss: bool = False  # data2vec 1.0: head and loss at every position, weighted (config.fused_head_loss)
+    # torch.compile's mode: "reduce-overhead" replays CUDA graphs (TrainingArguments(torch_compile_mode=...))
+    compile_mode: str = "default"
 
     def __post_init__(self):
         if self.modality not in ("text", "audio", "vision"):
@@ -84,6 +87,10 @@ class BenchmarkSetup:
             raise ValueError(f"size={self.size!r}; expected tiny or base.")
         if self.dtype not in ("fp32", "bf16"):
             raise ValueError(f"dtype={self.dtype!r}; expected fp32 or bf16.")
+        if self.compile_mode not in ("default", "reduce-overhead", "max-autotune-no-cudagraphs"):
+            raise ValueError(
+                f"compile_mode={self.compile_mode!r}; expected default, reduce-overhead or max-autotune-no-cudagraphs."
+            )
         if self.teacher_dtype not in ("fp32", "bf16"):
             raise ValueError(f"teacher_dtype={self.teacher_dtype!r}; expected fp32 or bf16.")
         default_batch, default_length = DEFAULT_SHAPES[(self.modality, self.size)]
@@ -103,6 +110,7 @@ class BenchmarkResult:
     flops_per_step: float
     peak_memory_bytes: int
     loss: float
+    graphs: int = 0  # graphs torch.compile made of the step (1: no graph break); 0 when not compiled
 
     @property
     def tokens_per_s(self) -> float:
@@ -216,6 +224,8 @@ def data2vec_config(setup: BenchmarkSetup, variant: str) -> Data2VecPretrainingC
         overrides.update(mode="data2vec2", clone_batch=setup.clone_batch)
     if setup.teacher_dtype == "bf16" and variant != "straightforward":
         overrides["teacher_dtype"] = "bfloat16"
+    if setup.fused_head_loss and variant == "data2vec":
+        overrides["fused_head_loss"] = True
     if variant == "straightforward":
         overrides["target_feature"] = "block"  # output_hidden_states exposes block outputs; same compute
     return Data2VecPretrainingConfig.from_preset(setup.modality, backbone, **overrides)
@@ -337,6 +347,9 @@ def _loss(variant, model, inputs):
 
 def train_step(variant: str, model, inputs: dict, optimizer, setup: BenchmarkSetup) -> torch.Tensor:
     """Forward, backward, optimizer step, and the teacher's EMA step for the data2vec variants."""
+    cuda_graphs = setup.compile and setup.compile_mode == "reduce-overhead" and variant != "straightforward"
+    if cuda_graphs:  # a new iteration: the graphs' output memory of the last one may be reused
+        torch.compiler.cudagraph_mark_step_begin()
     with _autocast(setup):
         loss = _loss(variant, model, inputs)
     loss.backward()
@@ -346,7 +359,7 @@ def train_step(variant: str, model, inputs: dict, optimizer, setup: BenchmarkSet
         python_loop_ema_(model)
     elif variant != "hf":
         model.ema_step()
-    return loss.detach()
+    return loss.detach().clone() if cuda_graphs else loss.detach()
 
 
 def _forward_backward(variant, model, inputs, setup):
@@ -380,6 +393,7 @@ class _Prepared:
     flops: int
     memory: int
     loss: float = float("nan")
+    graphs: int = 0
 
 
 def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None = None) -> _Prepared:
@@ -399,18 +413,38 @@ def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None
         model = (hf_baseline(setup) if variant == "hf" else Data2VecForPretraining(config)).to(device).train()
         inputs, tokens = make_batch(setup, variant, config)
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        fused = True if setup.fused_adamw else None  # None: torch's default (foreach)
+        # None: torch's default (foreach); the straightforward step (d) keeps it, as it keeps every other default
+        fused = True if setup.fused_adamw and variant != "straightforward" else None
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=fused)
         flops = count_flops(_forward_backward, variant, model, inputs, setup)
         optimizer.zero_grad(set_to_none=True)
         if setup.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         compiled = setup.compile and variant != "straightforward"
-        runner = torch.compile(model, backend=setup.compile_backend) if compiled else model
+        runner, graphs = model, []
+        if compiled:
+            runner = torch.compile(model, backend=_counting_backend(setup, graphs))
         for _ in range(max(1, setup.warmup)):
             train_step(variant, runner, inputs, optimizer, setup)
         synchronize(device)
-    return _Prepared(variant, model, runner, inputs, optimizer, tokens, flops, memory.used)
+    return _Prepared(variant, model, runner, inputs, optimizer, tokens, flops, memory.used, graphs=len(graphs))
+
+
+def _counting_backend(setup: BenchmarkSetup, graphs: list):
+    """
+    The setup's compile backend (inductor in `setup.compile_mode`, or a named one), noting each graph dynamo hands
+    it: a backend of its own per variant, so that no variant reuses another's compiled code and the count is its own.
+    """
+    if setup.compile_backend == "inductor":
+        inner = torch._TorchCompileInductorWrapper(setup.compile_mode, None, False)  # what torch.compile(mode=) uses
+    else:
+        inner = torch._dynamo.lookup_backend(setup.compile_backend)
+
+    def backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return inner(graph_module, example_inputs)
+
+    return backend
 
 
 def flops_table(setup: BenchmarkSetup, variants=VARIANTS) -> str:
@@ -454,6 +488,7 @@ def run_benchmark(setup: BenchmarkSetup, variants=VARIANTS) -> list[BenchmarkRes
             p.flops,
             p.memory,
             float(p.loss),
+            p.graphs,
         )
         for p in prepared
     ]

@@ -131,7 +131,10 @@ def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
     """
     Validates the modality's inputs and returns `(main_input, padding_mask)`, where `padding_mask` is a bool
     `(batch, seq)` tensor over the backbone's OUTPUT positions (tokens / feature frames / patches), True where real.
+    The checks of values (token range, finiteness) are skipped while `torch.compile` traces: they read the data,
+    which would break its graph at every step (as Transformers skips its own under `is_torchdynamo_compiling`).
     """
+    eager = not torch.compiler.is_compiling()
     modality, backbone = config.modality, config.backbone_config
     expected = INPUT_NAME[modality]
     foreign = [name for name, value in inputs.items() if value is not None and name != expected]
@@ -148,7 +151,7 @@ def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
         raise ValueError(f"`{expected}` holds no example (shape {tuple(main.shape)}): the batch is empty.")
     if modality == "text" and (main.dtype.is_floating_point or main.dtype == torch.bool):
         raise ValueError(f"input_ids must be integer token ids; got dtype {main.dtype} (e.g. `input_ids.long()`).")
-    if modality != "text" and not bool(torch.isfinite(main).all()):
+    if eager and modality != "text" and not bool(torch.isfinite(main).all()):
         # one NaN would reach the loss, the student's weights and, through the EMA, the teacher for good
         example = int((~torch.isfinite(main)).flatten(1).any(1).nonzero()[0])
         raise ValueError(f"{expected} contains NaN or inf values (example {example} of the batch); check the data.")
@@ -156,7 +159,7 @@ def check_inputs(config, inputs: dict) -> tuple[torch.Tensor, torch.Tensor | Non
     if modality == "text":
         if main.dim() != 2:
             raise ValueError(f"input_ids must be (batch, seq_len); got shape {tuple(main.shape)}.")
-        if main.numel() and (main.min() < 0 or main.max() >= backbone.vocab_size):
+        if eager and main.numel() and (main.min() < 0 or main.max() >= backbone.vocab_size):
             bad = main.max().item() if main.max() >= backbone.vocab_size else main.min().item()
             raise ValueError(f"input_ids contains token id {bad} outside the vocabulary (size {backbone.vocab_size}).")
         max_len = backbone.max_position_embeddings
@@ -209,7 +212,8 @@ def num_output_positions(config, main_input: torch.Tensor) -> int:
 def check_mask(mask, shape: tuple[int, int], real: torch.Tensor | None, what: str, hint: str = "") -> torch.BoolTensor:
     """
     Validates the student's mask (1.0: `(batch, positions)`; 2.0: one row per masked copy) and returns it as bool.
-    `real` (bool, same shape) marks the positions that may be masked; `what` names them in errors.
+    `real` (bool, same shape) marks the positions that may be masked; `what` names them in errors. The checks of
+    values are skipped while `torch.compile` traces (see [`check_inputs`]).
     """
     if mask is None:
         raise ValueError(f"`mask` is required: a bool tensor (batch, {what}) that is True at masked positions.")
@@ -217,9 +221,13 @@ def check_mask(mask, shape: tuple[int, int], real: torch.Tensor | None, what: st
         hint = hint or f"the input has {shape[0]} x {shape[1]} {what}"
         raise ValueError(f"mask has shape {tuple(mask.shape)}; {hint}: expected {tuple(shape)}.")
     if mask.dtype != torch.bool:
-        if mask.dtype.is_floating_point or ((mask != 0) & (mask != 1)).any():
+        if mask.dtype.is_floating_point:
             raise ValueError(f"mask must be boolean (or 0/1 integers); got dtype {mask.dtype}.")
+        if not torch.compiler.is_compiling() and ((mask != 0) & (mask != 1)).any():
+            raise ValueError("mask must be boolean (or 0/1 integers); got values other than 0 and 1.")
         mask = mask.bool()
+    if torch.compiler.is_compiling():
+        return mask
     if not mask.any():
         raise ValueError("mask has no masked position in the batch: there is nothing to regress.")
     if real is not None and (mask & ~real.to(mask.device)).any():

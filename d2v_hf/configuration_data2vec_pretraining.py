@@ -133,6 +133,12 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             refreshes from an fp32 master (fairseq's `ema_fp32`; saved as `ema_fp32.safetensors` in checkpoints),
             so that a bf16-autocast step does not cast the teacher's weights at every forward; its targets differ
             from an fp32 teacher's by bf16 rounding (the targets are normalised and averaged in fp32).
+        fused_head_loss (`bool`, *optional*, defaults to `False`):
+            data2vec 1.0: run the regression head and the loss at every position and weight the loss by the mask,
+            instead of gathering the masked positions first. The loss and its gradients are the same (up to
+            summation order); the step has no data-dependent shape, so `torch.compile` traces it as one graph and
+            fuses the loss into the head, at the cost of the head on unmasked positions (a `D x D` linear layer: about
+            1% of a base step). The output then has no `predictions` / `targets` (they would be every position's).
 
     Parameters of the collapse guard:
         min_target_var (`float`, *optional*, defaults to 0.1):
@@ -203,6 +209,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     min_pred_var: float = 0.01
     # Parameters of speed
     teacher_dtype: str = "float32"
+    fused_head_loss: bool = False
 
     def __post_init__(self, **kwargs):
         if self.backbone_config is None:
@@ -323,6 +330,11 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
                 )
         if self.teacher_dtype not in TEACHER_DTYPES:
             raise ValueError(f"teacher_dtype={self.teacher_dtype!r}; expected one of {TEACHER_DTYPES}.")
+        if self.fused_head_loss and self.mode == "data2vec2":
+            raise ValueError(
+                "fused_head_loss=True is a data2vec 1.0 lever; mode='data2vec2' predicts with its decoder at the "
+                "masked positions of each copy (set fused_head_loss=False)."
+            )
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; expected one of {MODES}.")
         if self.mode == "data2vec2":

@@ -88,11 +88,36 @@ def instance_norm_over_time(x: torch.Tensor, padding: torch.Tensor | None = None
     return (x - mean) / torch.sqrt(var + eps)
 
 
-def feature_std(x: torch.Tensor) -> torch.Tensor:
-    """fairseq's `compute_var`: mean over channels of the per-channel std over positions."""
-    if x.shape[0] < 2:
-        return x.new_zeros(())
-    return torch.sqrt(x.float().var(dim=0) + 1e-6).mean()
+def feature_std(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """
+    fairseq's `compute_var`: mean over channels of the per-channel std over positions; with `mask` (bool, `x`'s
+    leading dims), over the positions where it is True, computed without gathering them (no data-dependent shape).
+    """
+    if mask is None:
+        if x.shape[0] < 2:
+            return x.new_zeros(())
+        return torch.sqrt(x.float().var(dim=0) + 1e-6).mean()
+    weights = mask.unsqueeze(-1).to(torch.float32)
+    count = weights.sum()
+    mean = (x.float() * weights).sum(tuple(range(mask.dim()))) / count.clamp(min=1)
+    var = ((x.float() - mean).square() * weights).sum(tuple(range(mask.dim()))) / (count - 1).clamp(min=1)
+    return torch.where(count >= 2, torch.sqrt(var + 1e-6).mean(), 0.0)
+
+
+class TargetFeatureTap:
+    """
+    The forward hook that records the teacher's per-layer target features. It is registered once, on the top-K
+    target modules, and records only while [`Data2VecForPretraining.compute_targets`] runs: hooks registered and
+    removed at every call would break the graph of `torch.compile` (and recompile it), persistent ones are traced.
+    """
+
+    def __init__(self):
+        self.recording = False
+        self.features: list[torch.Tensor] = []
+
+    def __call__(self, module, args, output):
+        if self.recording:
+            self.features.append(output[0] if isinstance(output, tuple) else output)
 
 
 class Data2VecForPretraining(PreTrainedModel):
@@ -141,6 +166,7 @@ class Data2VecForPretraining(PreTrainedModel):
         self.register_buffer("ema_num_updates", torch.zeros((), dtype=torch.long))
         self._ema_fp32_master = None
         self._ema_fp32_master_checked = False
+        self._target_tap, self._target_tap_key, self._target_tap_handles = TargetFeatureTap(), None, []
         self.post_init()
         # the unit FSDP wraps (accelerate's TRANSFORMER_BASED_WRAP reads it): the family's layer class only, so that
         # the student's and the teacher's layers are wrapped alike. Set after `post_init`, which would add the
@@ -168,6 +194,7 @@ class Data2VecForPretraining(PreTrainedModel):
             averaged, _ = split_shared_parameters(self.teacher, self.student, config.teacher_shared_params)
             self._ema_fp32_master = [student.detach().float().clone() for _, student in averaged]
             self.teacher.to(getattr(torch, config.teacher_dtype))
+        self._teacher_feature_tap()  # here rather than at the first step, which torch.compile may be tracing
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -233,6 +260,17 @@ class Data2VecForPretraining(PreTrainedModel):
             targets = self.compute_targets(**{self.main_input_name: main_input, "attention_mask": attention_mask})
 
             # 3. regress the targets at the masked positions only
+            if self.config.fused_head_loss:
+                # head and loss at every position, the loss weighted by the mask: no gather, no data-dependent
+                # shape, so torch.compile traces one graph and fuses the loss into the head's output
+                predictions = self.head(hidden_states)
+                num_masked = mask.sum()
+                loss = self.regression_loss(predictions, targets, mask) / num_masked
+                with torch.no_grad():
+                    target_var, prediction_var = feature_std(targets, mask), feature_std(predictions, mask)
+                return Data2VecForPretrainingOutput(
+                    loss=loss, target_var=target_var, prediction_var=prediction_var, num_masked=num_masked
+                )
             predictions = self.head(hidden_states[mask])
             targets = targets[mask]
         num_masked = mask.sum()
@@ -280,25 +318,22 @@ class Data2VecForPretraining(PreTrainedModel):
         config = self.config
         main_input, padding = check_inputs(config, unmasked_inputs)
         attention_mask = unmasked_inputs.get("attention_mask")
-        modules = target_modules(self.teacher, config.target_feature)[-config.average_top_k_layers :]
-        features = []
-
-        def record(module, args, output):
-            features.append(output[0] if isinstance(output, tuple) else output)
-
-        handles = [module.register_forward_hook(record) for module in modules]
+        tap = self._teacher_feature_tap()
         teacher_dtype = next(self.teacher.parameters()).dtype
         if main_input.is_floating_point() and main_input.dtype != teacher_dtype:  # audio / pixels into a bf16 teacher
             main_input = main_input.to(teacher_dtype)
+        self.teacher.eval()
+        tap.features.clear()  # what an interrupted call may have left
+        tap.recording = True
         try:
-            self.teacher.eval()
             if self.modality == "vision":
                 self.teacher(main_input)
             else:
                 self.teacher(main_input, attention_mask=attention_mask)
         finally:
-            for handle in handles:
-                handle.remove()
+            tap.recording = False
+        features = list(tap.features)
+        tap.features.clear()
         if self.modality == "vision":
             features = [feature[:, prefix_tokens(config.backbone_config) :] for feature in features]
 
@@ -317,14 +352,32 @@ class Data2VecForPretraining(PreTrainedModel):
             target = instance_norm_over_time(target, padding)
         return target
 
-    def regression_loss(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Sum over masked positions of the per-position loss (L2 or smooth L1, reduced over channels, scaled)."""
+    def _teacher_feature_tap(self) -> TargetFeatureTap:
+        """The tap on the teacher's top-K target modules, registered once (again only if the config changed)."""
+        key = (self.config.target_feature, self.config.average_top_k_layers)
+        if self._target_tap_key != key:
+            for handle in self._target_tap_handles:
+                handle.remove()
+            modules = target_modules(self.teacher, key[0])[-key[1] :]
+            self._target_tap_handles = [module.register_forward_hook(self._target_tap) for module in modules]
+            self._target_tap_key = key
+        return self._target_tap
+
+    def regression_loss(
+        self, predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """
+        Sum over masked positions of the per-position loss (L2 or smooth L1, reduced over channels, scaled): over all
+        rows of `predictions`, or, with `mask`, over the positions where it is True (the other rows count zero).
+        """
         predictions = predictions.float()
         if self.config.loss_beta == 0:
             loss = F.mse_loss(predictions, targets, reduction="none")
         else:
             loss = F.smooth_l1_loss(predictions, targets, reduction="none", beta=self.config.loss_beta)
         loss = loss.sum(-1) if self.config.loss_channel_reduction == "sum" else loss.mean(-1)
+        if mask is not None:  # `where`, not a product: padded positions may hold non-finite targets
+            loss = torch.where(mask, loss, 0.0)
         return loss.sum() * self.config.effective_loss_scale
 
     def ema_decay_at(self, step: int | None = None) -> float:

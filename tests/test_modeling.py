@@ -221,6 +221,11 @@ def test_bad_mask(modality):
         model(**inputs, mask=torch.zeros_like(mask))
     with pytest.raises(ValueError, match="mask` is required"):
         model(**inputs)
+    with pytest.raises(ValueError, match="got dtype torch.float32"):
+        model(**inputs, mask=mask.float())
+    with pytest.raises(ValueError, match="got values other than 0 and 1"):
+        model(**inputs, mask=mask.long() * 2)
+    assert model(**inputs, mask=mask.long()).loss.isfinite()  # 0/1 integers are taken
 
 
 def test_mask_on_padding_is_rejected():

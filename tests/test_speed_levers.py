@@ -115,3 +115,122 @@ def test_training_levers_give_the_reference_run(lever, tmp_path):
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-5, rtol=1e-5)
     for a, b in zip(reference.model.parameters(), fast.model.parameters()):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+def _loss_and_grads(model, inputs):
+    torch.manual_seed(0)  # the same dropout draws in both runs (audio keeps its feature projection's dropout)
+    model.zero_grad(set_to_none=True)
+    out = model(**inputs)
+    out.loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_fused_head_loss_gives_the_reference_loss_gradients_and_monitors(modality):
+    kwargs = dict(backbone_kwargs=audio_kwargs(modality))
+    torch.manual_seed(0)
+    reference = Data2VecForPretraining(tiny_config(modality, **kwargs))
+    torch.manual_seed(0)
+    fused = Data2VecForPretraining(tiny_config(modality, fused_head_loss=True, **kwargs))
+    make_teacher_differ(reference)
+    fused.load_state_dict(reference.state_dict())
+    inputs = tiny_inputs(reference.config)  # text: padded rows, so unmasked padded positions are weighted out
+    expected, expected_grads = _loss_and_grads(reference, inputs)
+    out, grads = _loss_and_grads(fused, inputs)
+    torch.testing.assert_close(out.loss, expected.loss, atol=1e-5, rtol=1e-5)  # fp32 sums in another order
+    torch.testing.assert_close(out.target_var, expected.target_var, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.prediction_var, expected.prediction_var, atol=1e-5, rtol=1e-5)
+    assert out.num_masked == expected.num_masked and out.predictions is None
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_fused_head_loss_is_refused_for_data2vec2():
+    with pytest.raises(ValueError, match="fused_head_loss=True is a data2vec 1.0 lever"):
+        tiny_config("text", mode="data2vec2", fused_head_loss=True)
+
+
+def test_target_tap_is_registered_once_and_records_only_for_targets():
+    import copy
+
+    model = Data2VecForPretraining(tiny_config("text", backbone_kwargs=NO_DROPOUT))
+    inputs = tiny_inputs(model.config)
+    unmasked = {k: v for k, v in inputs.items() if k != "mask"}
+    hooks = lambda m: sum(len(module._forward_hooks) for module in m.teacher.modules())  # noqa: E731
+    before = hooks(model)
+    first = model.compute_targets(**unmasked)
+    assert hooks(model) == before == model.config.average_top_k_layers
+    model.teacher(unmasked["input_ids"])  # the teacher run outside compute_targets records nothing
+    assert model._target_tap.features == []
+    torch.testing.assert_close(model.compute_targets(**unmasked), first, atol=0, rtol=0)
+    # a copy records into its own tap
+    twin = copy.deepcopy(model)
+    torch.testing.assert_close(twin.compute_targets(**unmasked), first, atol=0, rtol=0)
+    assert twin._target_tap is not model._target_tap and model._target_tap.features == []
+    # a changed K re-registers on the new top-K modules
+    model.config.average_top_k_layers = 1
+    assert model.compute_targets(**unmasked).shape == first.shape and hooks(model) == 1
+
+
+def _graph_breaks_in_d2v_hf(explanation) -> list[str]:
+    """The graph breaks whose innermost user frame is in the package's own code."""
+    breaks = []
+    for reason in explanation.break_reasons:
+        frame = reason.user_stack[-1] if reason.user_stack else None
+        if frame is not None and "/d2v_hf/" in frame.filename:
+            breaks.append(f"{frame.filename}:{frame.lineno}: {reason.reason.splitlines()[0]}")
+    return breaks
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_compiled_step_has_no_graph_break_of_its_own_and_gives_the_eager_step(modality):
+    """
+    torch.compile traces the whole 1.0 step (student, teacher targets, head, loss) as one graph for text and images;
+    audio keeps the breaks of Transformers' own audio code (LayerDrop's random branch, the feature encoder's
+    `requires_grad` switch), none of d2v_hf's. The compiled step (aot_eager: the traced forward and backward graphs,
+    run without code generation) gives the eager loss and gradients.
+    """
+    explain = torch._dynamo.explain
+    torch.manual_seed(0)
+    config = tiny_config(modality, fused_head_loss=True, backbone_kwargs=audio_kwargs(modality))
+    model = Data2VecForPretraining(config).train()
+    inputs = tiny_inputs(config)
+    explanation = explain(model)(**inputs)
+    assert _graph_breaks_in_d2v_hf(explanation) == []
+    if modality != "audio":
+        assert explanation.graph_count == 1, [r.reason for r in explanation.break_reasons]
+    torch._dynamo.reset()
+    expected, expected_grads = _loss_and_grads(model, inputs)
+    compiled = torch.compile(model, backend="aot_eager")
+    out, grads = _loss_and_grads(compiled, inputs)
+    torch._dynamo.reset()
+    torch.testing.assert_close(out.loss, expected.loss, atol=1e-5, rtol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name.removeprefix("_orig_mod.")], atol=1e-5, rtol=1e-4)
+
+
+def test_the_unfused_step_breaks_the_graph_where_it_gathers_masked_positions():
+    """The test above can fail: without the lever, the gather of masked positions is a break in d2v_hf's code."""
+    model = Data2VecForPretraining(tiny_config("text", backbone_kwargs=NO_DROPOUT)).train()
+    explanation = torch._dynamo.explain(model)(**tiny_inputs(model.config))
+    torch._dynamo.reset()
+    assert any("modeling_data2vec_pretraining.py" in b for b in _graph_breaks_in_d2v_hf(explanation))
+
+
+def test_fused_head_loss_through_the_compiled_trainer_gives_the_reference_run(tmp_path):
+    """The switch users set (`config_overrides fused_head_loss=True`) with `--torch_compile`: the reference losses."""
+    torch.manual_seed(0)
+    reference = make_trainer(tmp_path / "reference")
+    reference.train()
+    torch.manual_seed(0)
+    model = Data2VecForPretraining(tiny_config("text", backbone_kwargs=NO_DROPOUT, fused_head_loss=True))
+    fast = make_trainer(tmp_path / "fast", model, **LEVER_ARGUMENTS["torch_compile"])
+    fast.train()
+    losses = [[e["loss"] for e in t.state.log_history if "loss" in e] for t in (reference, fast)]
+    assert len(losses[1]) == 4
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-5, rtol=1e-5)
+    monitors = [[e["target_var"] for e in t.state.log_history if "target_var" in e] for t in (reference, fast)]
+    assert len(monitors[1]) == 4
+    torch.testing.assert_close(torch.tensor(monitors[1]), torch.tensor(monitors[0]), atol=1e-4, rtol=1e-4)
