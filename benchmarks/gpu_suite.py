@@ -4,7 +4,8 @@ pretraining model, (b) data2vec 1.0, (c) data2vec 2.0, (d) the straightforward 1
 peak memory, the 2.0 teacher amortisation and the cost of each piece of the 2.0 forward (sparse student and its
 gather, the decoder's scatter and convolutions, the teacher), and the speed levers of the 1.0 step, each alone and
 together (a bf16 teacher copy, fused AdamW, the fused head + loss, gradient checkpointing at twice the batch,
-torch.compile, CUDA graphs), each against the straightforward step (d) measured in the same process.
+torch.compile, CUDA graphs), each against the straightforward step (d) measured in the same process, and last
+the profile of a few steps (`profile_step.py`).
 
 The sections run in order of importance (text first, eager before compiled, the 2.0 tables before the other
 modalities compiled) within
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from measurement import hardware_line, measure_matmul_flops
+from profile_step import profile_step
 from reference_steps import (
     VARIANTS,
     BenchmarkSetup,
@@ -54,6 +56,13 @@ EAGER_LEVERS = (
 COMPILED_LEVERS = (
     ("all of them + torch.compile + CUDA graphs", {**ALL_LEVERS, "compile": True, "compile_mode": "reduce-overhead"}),
     ("torch.compile (+ fused head + loss: one graph)", {"compile": True, "fused_head_loss": True}),
+)
+# where the time goes (benchmarks/profile_step.py), last: (modality, variant, compiled with every lever)
+PROFILES = (
+    ("text", "data2vec", True),
+    ("vision", "data2vec", False),
+    ("vision", "hf", False),
+    ("audio", "data2vec", True),
 )
 LEVER_HEADER = [
     "| lever | (b) tokens/s | (d) tokens/s | (b) vs (d) | (b) peak memory (MiB) | (d) peak memory (MiB) | (b) loss "
@@ -244,6 +253,15 @@ def main(argv=None) -> Path:
             rows = lever_rows(modality, batch_size, length, backend, common, [lever])
             suite.add_lever_rows(modality, rows, common["dtype"])
 
+    def profile(modality: str, variant: str, compiled: bool):
+        batch_size, length = shapes[modality]
+        fields = {**ALL_LEVERS, "compile": True} if compiled else {}
+        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
+                               **{**common, **fields})  # fmt: skip
+        name = f"{modality}_{variant}_{'compiled' if compiled else 'eager'}_profile.md"
+        suite.write(name, profile_step(setup, variant, steps=common["steps"]))
+        _free(common["device"])
+
     # in order of importance: text (the 2x target), eager then compiled, the others eager, the 2.0 tables, then
     # the others compiled; the CUDA graphs lever of text comes before the levers of lesser interest
     first, others = modalities[:1], modalities[1:]
@@ -264,6 +282,10 @@ def main(argv=None) -> Path:
     for modality in modalities:
         remaining = COMPILED_LEVERS[1:] if modality in first else COMPILED_LEVERS
         suite.section(f"{modality}: compiled levers", levers, modality, remaining)
+    for modality, variant, compiled in PROFILES:
+        if modality in modalities:
+            what = f"{variant}, {'every lever, compiled' if compiled else 'eager'}"
+            suite.section(f"{modality}: profile of {what}", profile, modality, variant, compiled)
     print((out / "README.md").read_text(encoding="utf-8"))
     return out
 

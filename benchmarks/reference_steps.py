@@ -3,7 +3,7 @@ Pretraining throughput, side by side in one process (the measured steps of `benc
 
 - (a) Hugging Face's own pretraining model of the same backbone: `RobertaForMaskedLM` (text),
   `Wav2Vec2ForPreTraining` (audio), `BeitForMaskedImageModeling` (vision);
-- (b) the data2vec 1.0 step of [`Data2VecForPretraining`] (top-K targets from forward hooks, fused EMA);
+- (b) the data2vec 1.0 step of [`Data2VecForPretraining`] (top-K targets from a persistent forward hook, fused EMA);
 - (c) the data2vec 2.0 step (`config.mode="data2vec2"`);
 - (d) a straightforward data2vec 1.0 step ([`straightforward_loss`]: the teacher with `output_hidden_states=True`,
   a Python loop EMA [`python_loop_ema_`]), also the reference the fast path is tested against.

@@ -118,12 +118,14 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
         for m in ("text", "audio", "vision")
         for kind in ("amortisation", "compiled", "data2vec2_breakdown", "eager", "levers")
     ]
-    assert names == sorted(["README.md", *expected])
+    profiles = ["text_data2vec_compiled", "vision_data2vec_eager", "vision_hf_eager", "audio_data2vec_compiled"]
+    assert names == sorted(["README.md", *expected, *(f"{name}_profile.md" for name in profiles)])
+    assert "aten::" in (out / "vision_hf_eager_profile.md").read_text()
     summary = (out / "README.md").read_text()
     assert summary.count("| on, (b) with every lever |") == 3 and summary.count("| off |") == 3
     assert "Hardware: CPU" in summary and "## Speed levers" in summary
     sections = [line for line in summary.splitlines() if line.startswith("| ") and line.endswith(" done |")]
-    assert len(sections) == 16 and "failed" not in summary and "skipped" not in summary
+    assert len(sections) == 20 and "failed" not in summary and "skipped" not in summary
     breakdown = (out / "vision_data2vec2_breakdown.md").read_text()
     for row in (
         "| whole forward (loss) |",
@@ -186,3 +188,12 @@ def test_memory_table_counts_the_states_a_training_step_allocates():
     assert bytes_per_gpu(counts, "ZeRO-3", 8)["optimizer"] * 8 == bytes_per_gpu(counts, "ZeRO-3", 1)["optimizer"]
     text = main(["--num_gpus", "4"])
     assert "| FSDP2 |" in text and "text large" in text and "4 GPUs" in text
+
+
+def test_profile_step_writes_the_busiest_operators(tmp_path):
+    import profile_step
+
+    out = tmp_path / "profile.md"
+    report = profile_step.main(["--modality", "text", "--batch_size", "2", "--length", "16", "--steps", "1",
+                                "--levers", "all", "--output", str(out)])  # fmt: skip
+    assert out.read_text() == report and "(b) data2vec 1.0" in report and "aten::addmm" in report

@@ -19,13 +19,18 @@ def audio_kwargs(modality):
     return dict(hidden_dropout=0.0, attention_dropout=0.0, layerdrop=0.0) if modality == "audio" else NO_DROPOUT
 
 
-@pytest.mark.parametrize("modality", MODALITIES)
-def test_bf16_teacher_keeps_an_exact_fp32_master_and_close_targets(modality):
+def reference_and_lever(modality: str, **lever):
+    """Two tiny models of the same initialisation, without dropout: the reference one and one with `lever` set."""
     kwargs = dict(backbone_kwargs=audio_kwargs(modality))
     torch.manual_seed(0)
     reference = Data2VecForPretraining(tiny_config(modality, **kwargs))
     torch.manual_seed(0)
-    fast = Data2VecForPretraining(tiny_config(modality, teacher_dtype="bfloat16", **kwargs))
+    return reference, Data2VecForPretraining(tiny_config(modality, **lever, **kwargs))
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_bf16_teacher_keeps_an_exact_fp32_master_and_close_targets(modality):
+    reference, fast = reference_and_lever(modality, teacher_dtype="bfloat16")
     assert all(p.dtype == torch.bfloat16 for p in fast.teacher.parameters())
     assert all(p.dtype == torch.float32 for p in fast.student.parameters())
     # the same student moves in both; the EMA of the fast one runs on its fp32 master
@@ -128,11 +133,7 @@ def _loss_and_grads(model, inputs):
 
 @pytest.mark.parametrize("modality", MODALITIES)
 def test_fused_head_loss_gives_the_reference_loss_gradients_and_monitors(modality):
-    kwargs = dict(backbone_kwargs=audio_kwargs(modality))
-    torch.manual_seed(0)
-    reference = Data2VecForPretraining(tiny_config(modality, **kwargs))
-    torch.manual_seed(0)
-    fused = Data2VecForPretraining(tiny_config(modality, fused_head_loss=True, **kwargs))
+    reference, fused = reference_and_lever(modality, fused_head_loss=True)
     make_teacher_differ(reference)
     fused.load_state_dict(reference.state_dict())
     inputs = tiny_inputs(reference.config)  # text: padded rows, so unmasked padded positions are weighted out
@@ -234,3 +235,24 @@ def test_fused_head_loss_through_the_compiled_trainer_gives_the_reference_run(tm
     monitors = [[e["target_var"] for e in t.state.log_history if "target_var" in e] for t in (reference, fast)]
     assert len(monitors[1]) == 4
     torch.testing.assert_close(torch.tensor(monitors[1]), torch.tensor(monitors[0]), atol=1e-4, rtol=1e-4)
+
+
+def test_full_text_blocks_reach_attention_without_a_mask(monkeypatch):
+    """Packed blocks (no padding): no mask reaches SDPA (flash-eligible on a GPU); a padded row does give one."""
+    import torch.nn.functional as F
+
+    seen, sdpa = [], F.scaled_dot_product_attention
+
+    def spy(*args, attn_mask=None, **kwargs):
+        seen.append(attn_mask)
+        return sdpa(*args, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    model = Data2VecForPretraining(tiny_config("text", backbone_kwargs=NO_DROPOUT))
+    assert model.config.backbone_config._attn_implementation == "sdpa"
+    model(**tiny_inputs(model.config, pad=False))
+    layers = model.config.backbone_config.num_hidden_layers
+    assert len(seen) == 2 * layers and all(mask is None for mask in seen)  # student and teacher
+    seen.clear()
+    model(**tiny_inputs(model.config, pad=True))
+    assert seen and all(mask is not None for mask in seen)

@@ -1,6 +1,7 @@
 """The study (examples/study/run_study.py): its arguments, its arms' building blocks, its decision rule and report,
 and a slice of it end to end on real data (every arm of every modality, a few steps)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,9 +11,11 @@ import torch
 from d2v_hf.data import espeak_ng_available
 
 from .fixtures import load_example  # noqa: F401  (puts examples/study on sys.path)
+from layer_probes import layer_report, layer_scores  # noqa: E402
 from study import run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
+from study_data import prepare_data  # noqa: E402
 from study_report import decide, paired_difference, study_report_markdown, write_study_report  # noqa: E402
 
 
@@ -233,6 +236,22 @@ def test_study_slice_every_arm(shared_data, tmp_path):
     # a second call finds every run done and only rewrites the report
     again = run_study(args, command="pytest slice")
     assert again["modalities"] == json.loads(json.dumps(results["modalities"]))
+
+    # the layer probes (examples/study/layer_probes.py) read the same final checkpoints: their last layer gives the
+    # study's own probe scores, and every layer from the embeddings up is scored
+    text_args = dataclasses.replace(args, modalities="text", seeds="0")
+    scores = layer_scores(text_args, prepare_data(text_args))
+    assert set(scores) == set(ARMS["text"])
+    text = results["modalities"]["text"]["arms"]
+    for arm, seeds in scores.items():
+        by_layer = seeds["0"]
+        assert sorted(by_layer) == [0, 1, 2, 3, 4]
+        probes = text[arm]["seeds"]["0"]["probes"]
+        final = probes[str(max(map(int, probes)))]
+        for probe, value in by_layer[4].items():
+            assert value == pytest.approx(final[probe], abs=1e-6), (arm, probe)
+    markdown = layer_report(scores, "pytest layers")
+    assert "pytest layers" in markdown and markdown.count("| 4 |") == 3
 
 
 @pytest.mark.real_data

@@ -221,7 +221,8 @@ def tokenize_and_group(
     """Tokenizes texts and packs them into blocks of exactly `max_seq_length` tokens (run_mlm's `group_texts`).
 
     Layout: texts are tokenized without special tokens and concatenated into one stream, with the tokenizer's eos
-    (`</s>`) after every text as a document separator (as fairseq's RoBERTa/data2vec `--sample-break-mode none`).
+    (`</s>`) after every text as a document separator (as fairseq's data2vec 2.0 text task, `sample_break_mode:
+    none`; the 1.0 recipe's `complete_doc` layout is not built, see docs/faithfulness.md).
     The stream is cut into chunks of `max_seq_length - 2` tokens and each block is `<s> chunk </s>` (bos/cls first,
     eos/sep last; when the tokenizer has neither, chunks are `max_seq_length` tokens). A text ending right at the
     end of a chunk therefore gives `</s></s>`, as in RoBERTa sentence pairs. As in run_mlm, the tail of each batch

@@ -81,20 +81,27 @@ def text_features(
     max_length: int = 128,
     batch_size: int = 64,
     pooling: str = "cls",
+    layer: int | None = None,
 ) -> np.ndarray:
     """
     Frozen features of sentences (or sentence pairs, encoded together as the fine-tuning scripts do) with the
     checkpoint's own tokenizer: the first token's last-layer state (`pooling="cls"`: `<s>` / `[CLS]`, which the text
     classification heads of BERT, RoBERTa, XLM-R and data2vec read) or the mean over the real tokens (`"mean"`).
+    `layer` reads another layer's states instead of the last: 0 the embeddings, `i` the output of layer `i`.
     """
     model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
+    if layer is not None and not 0 <= layer <= model.config.num_hidden_layers:
+        raise ValueError(f"layer={layer}; {checkpoint} has layers 0 (embeddings) to {model.config.num_hidden_layers}.")
     features = []
     for start in range(0, len(first), batch_size):
         pair = (first[start : start + batch_size],)
         if second is not None:
             pair += (second[start : start + batch_size],)
         batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        features.append(pool(model(**batch).last_hidden_state, pooling, batch["attention_mask"].bool()).numpy())
+        with torch.no_grad():
+            output = model(**batch, output_hidden_states=layer is not None)
+        hidden = output.last_hidden_state if layer is None else output.hidden_states[layer]
+        features.append(pool(hidden, pooling, batch["attention_mask"].bool()).numpy())
     return np.concatenate(features)
 
 

@@ -130,6 +130,11 @@ def checkpoints_along(args, partial, modality: str, arm: str, seed: int, data: d
         folder = Path(args.output_dir) / "random" / modality / f"seed{seed}"
         return {0: random_backbone(args, modality, seed, folder, tokenizer)}
     record = partial.get("pretraining", f"{modality}|{arm}|{seed}", _key(args, modality))
+    if record is None:
+        raise ValueError(
+            f"{args.output_dir} holds no finished {modality} {arm} pretraining run of seed {seed} with these "
+            "settings; run run_study.py with the same flags first."
+        )
     return {int(step): path for step, path in record["snapshots"].items()}
 
 

@@ -22,9 +22,11 @@ def _accuracy(predictions, targets) -> float:
     return 100 * float(np.mean(predictions == targets))
 
 
-def _text_probes(cargs, checkpoint: str, data: dict, seed: int) -> dict:
+def text_probes(cargs, checkpoint: str, data: dict, seed: int, layer: int | None = None) -> dict:
+    """SST-2 and STS-B probes of a text backbone, on its last layer or on `layer` (see `probes.text_features`)."""
+
     def features(texts):
-        return text_features(checkpoint, texts, max_length=cargs.max_seq_length, pooling="mean")
+        return text_features(checkpoint, texts, max_length=cargs.max_seq_length, pooling="mean", layer=layer)
 
     train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["sst2"], data["sst2"], seed)
     train, test = (features(train_texts[0]), train_targets), (features(eval_texts[0]), eval_targets)
@@ -74,11 +76,11 @@ def probe_checkpoint(args, modality: str, checkpoint: str, seed: int, data: dict
     cargs = comparison_arguments(args, probes=True)
     start, tasks = time.time(), probe_data(args, modality, data)
     if modality == "text":
-        scores = _text_probes(cargs, checkpoint, tasks, seed)
+        scores = text_probes(cargs, checkpoint, tasks, seed)
     else:
         task = "fashion_mnist" if modality == "vision" else "spoken_digits"
         scores = _classification_probes(cargs, task, checkpoint, tasks, seed)
     return {"scores": scores, "wall_time_s": time.time() - start}
 
 
-__all__ = ["probe_checkpoint", "probe_data"]
+__all__ = ["probe_checkpoint", "probe_data", "text_probes"]
