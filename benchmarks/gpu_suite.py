@@ -8,13 +8,14 @@ torch.compile, CUDA graphs), each against the straightforward step (d) measured 
 the profile of a few steps (`profile_step.py`).
 
 The sections run in order of importance (text first, eager before compiled, the 2.0 tables before the other
-modalities compiled) within
-`--time_budget_s`; a section that would start after the budget is listed as skipped, and a section that fails is
-listed with its error while the others go on. Each table is written as soon as it is measured: one markdown file per
-table and `README.md` (the hardware line, the ratios of (b) and (c) to (d) and to Hugging Face's model (a), every
-lever table, the sections' wall-clock) in the output folder.
+modalities compiled) within `--time_budget_s`; a section that would start after the budget is listed as skipped,
+and a section that fails is listed with its error while the others go on. On one H200 the default budget covers
+text (eager and compiled), every eager table and the 2.0 tables (about 7 minutes); compilation takes 40-60 s per
+compiled model, so every section takes about 20 minutes (`--time_budget_s 1500`). Each table is written as soon
+as it is measured: one markdown file per table and `README.md` (the hardware line, the ratios of (b) and (c) to (d)
+and to Hugging Face's model (a), every lever table, the sections' wall-clock) in the output folder.
 
-# one GPU, base size, bf16, the sizes of docs/benchmarks.md (aimed at under 8 minutes on an H100/H200)
+# one GPU, base size, bf16, the sizes of docs/benchmarks.md (the default budget: about 7 minutes on an H200)
 bash benchmarks/gpu_suite.sh outputs/gpu_suite
 # the same code at tiny size on CPU, torch.compile with its "eager" backend (CI runs this)
 bash benchmarks/gpu_suite.sh outputs/gpu_suite_smoke --smoke

@@ -6,8 +6,9 @@ not. Reads a finished study run (`run_study.py` with the same flags), pretrains 
 `{docs_dir}/study_text_layers.md` (the command, then per layer and arm the SST-2 and STS-B probes, mean ± std over
 seeds, and the paired difference against random initialisation with its 95% bootstrap interval).
 
+    # the 8x-text run of docs/study_longer (about 20 minutes on 2 CPU cores)
     python examples/study/layer_probes.py --mode quick --data_dir ../shared/data --text_steps 3200 \
-        --output_dir outputs/study-longer --docs_dir docs/study_longer
+        --probe_points 8 --modalities text --output_dir outputs/study-longer --docs_dir docs/study_longer
 """
 
 import json
