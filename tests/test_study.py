@@ -57,6 +57,12 @@ def test_study_refuses_missing_data_before_writing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_layer_probes_name_a_missing_study_run(tmp_path):
+    args = StudyArguments(data_dir=str(tmp_path), modalities="text", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="holds no finished text data2vec pretraining run of seed 0"):
+        layer_scores(args, {"tokenizer": str(tmp_path / "tokenizer")})
+
+
 def test_study_without_espeak_ng_names_the_tool(tmp_path, monkeypatch):
     import study_data
 
