@@ -33,6 +33,7 @@ import torch
 from measurement import hardware_line, measure_matmul_flops
 from profile_step import profile_step
 from reference_steps import (
+    ALL_LEVERS,
     VARIANTS,
     BenchmarkSetup,
     data2vec2_breakdown,
@@ -43,7 +44,7 @@ from reference_steps import (
 
 
 MODALITIES = ("text", "vision", "audio")
-ALL_LEVERS = {"teacher_dtype": "bf16", "fused_adamw": True, "fused_head_loss": True}
+EVERY_LEVER_COMPILED = {**ALL_LEVERS, "compile": True}
 # the levers of the data2vec 1.0 step: (name, BenchmarkSetup fields); the batch factor doubles the batch
 EAGER_LEVERS = (
     ("none", {}),
@@ -55,7 +56,7 @@ EAGER_LEVERS = (
 )
 # "all of them + torch.compile" is (b) of the compiled variants table, whose row the levers table takes over
 COMPILED_LEVERS = (
-    ("all of them + torch.compile + CUDA graphs", {**ALL_LEVERS, "compile": True, "compile_mode": "reduce-overhead"}),
+    ("all of them + torch.compile + CUDA graphs", {**EVERY_LEVER_COMPILED, "compile_mode": "reduce-overhead"}),
     ("torch.compile (+ fused head + loss: one graph)", {"compile": True, "fused_head_loss": True}),
 )
 # where the time goes (benchmarks/profile_step.py), last: (modality, variant, compiled with every lever)
@@ -70,23 +71,6 @@ LEVER_HEADER = [
     "| graphs |",
     "|---|---:|---:|---:|---:|---:|---:|---:|",
 ]
-
-
-def lever_rows(modality: str, batch_size, length, backend: str, common: dict, levers) -> list[str]:
-    """Each lever: (b) data2vec 1.0 with it against (d) the straightforward step, timed interleaved, same process."""
-    lines = []
-    for name, fields in levers:
-        fields = dict(fields)
-        factor = fields.pop("batch_factor", 1)
-        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
-                               **{**common, **fields})  # fmt: skip
-        if factor != 1:
-            setup = BenchmarkSetup(**{**setup.__dict__, "batch_size": setup.batch_size * factor})
-        results = {r.variant: r for r in run_benchmark(setup, ("straightforward", "data2vec"))}
-        lines.append(lever_row(name, results["data2vec"], results["straightforward"]))
-        del results
-        _free(setup.device)
-    return lines
 
 
 def lever_row(name: str, fast, reference) -> str:
@@ -216,12 +200,18 @@ def main(argv=None) -> Path:
     ]
     suite = Suite(out, header, args.time_budget_s)
 
-    def main_table(modality: str, compiled: bool):
+    def setup_for(modality: str, batch_factor: int = 1, **fields) -> BenchmarkSetup:
+        """The suite's setup of `modality` (its shape, backend and common fields) with `fields` set."""
         batch_size, length = shapes[modality]
-        # compiled, (b) runs with every lever (the levers table shows each alone); (d) stays the eager reference
-        fields = {**ALL_LEVERS, "compile": True} if compiled else {}
         setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
                                **{**common, **fields})  # fmt: skip
+        if batch_factor == 1:
+            return setup
+        return BenchmarkSetup(**{**setup.__dict__, "batch_size": setup.batch_size * batch_factor})
+
+    def main_table(modality: str, compiled: bool):
+        # compiled, (b) runs with every lever (the levers table shows each alone); (d) stays the eager reference
+        setup = setup_for(modality, **(EVERY_LEVER_COMPILED if compiled else {}))
         results = run_benchmark(setup, VARIANTS)
         name = f"{modality}_{'compiled' if compiled else 'eager'}"
         what = "(a), (b) with every lever and (c) compiled, (d) eager" if compiled else "eager"
@@ -240,25 +230,25 @@ def main(argv=None) -> Path:
         _free(common["device"])
 
     def data2vec2_tables(modality: str):
-        batch_size, length = shapes[modality]
-        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, **common)
+        setup = setup_for(modality)
         suite.write(f"{modality}_amortisation.md", teacher_amortisation(setup, clone_batches=clone_batches))
         _free(common["device"])
         suite.write(f"{modality}_data2vec2_breakdown.md", data2vec2_breakdown(setup))
         _free(common["device"])
 
     def levers(modality: str, table):
-        batch_size, length = shapes[modality]
+        """Each lever: (b) data2vec 1.0 with it against (d) the straightforward step, timed interleaved."""
         chosen = [lever for lever in table if common["device"] == "cuda" or "CUDA graphs" not in lever[0]]
-        for lever in chosen:  # one row at a time, so that a failing lever keeps the rows before it
-            rows = lever_rows(modality, batch_size, length, backend, common, [lever])
-            suite.add_lever_rows(modality, rows, common["dtype"])
+        for name, fields in chosen:  # one row at a time, so that a failing lever keeps the rows before it
+            setup = setup_for(modality, **fields)
+            results = {r.variant: r for r in run_benchmark(setup, ("straightforward", "data2vec"))}
+            row = lever_row(name, results["data2vec"], results["straightforward"])
+            suite.add_lever_rows(modality, [row], common["dtype"])
+            del results
+            _free(common["device"])
 
     def profile(modality: str, variant: str, compiled: bool):
-        batch_size, length = shapes[modality]
-        fields = {**ALL_LEVERS, "compile": True} if compiled else {}
-        setup = BenchmarkSetup(modality=modality, batch_size=batch_size, length=length, compile_backend=backend,
-                               **{**common, **fields})  # fmt: skip
+        setup = setup_for(modality, **(EVERY_LEVER_COMPILED if compiled else {}))
         name = f"{modality}_{variant}_{'compiled' if compiled else 'eager'}_profile.md"
         suite.write(name, profile_step(setup, variant, steps=common["steps"]))
         _free(common["device"])

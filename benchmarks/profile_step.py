@@ -19,13 +19,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from measurement import hardware_line, synchronize
-from reference_steps import VARIANTS, BenchmarkSetup, prepare_variant, train_step, variant_name
+from reference_steps import ALL_LEVERS, VARIANTS, BenchmarkSetup, prepare_variant, train_step, variant_name
 
 
-LEVERS = {
-    "none": {},
-    "all": {"teacher_dtype": "bf16", "fused_adamw": True, "fused_head_loss": True},
-}
+LEVERS = {"none": {}, "all": ALL_LEVERS}
 
 
 def profile_step(setup: BenchmarkSetup, variant: str, steps: int = 3, rows: int = 25) -> str:

@@ -56,6 +56,8 @@ DEFAULT_SHAPES = {  # (batch size, length): tokens / raw audio samples / image s
     ("vision", "base"): (32, 224),
 }
 VARIANTS = ("hf", "data2vec", "data2vec2", "straightforward")
+# the levers of the data2vec 1.0 step that change neither the batch nor compilation (each a BenchmarkSetup field)
+ALL_LEVERS = {"teacher_dtype": "bf16", "fused_adamw": True, "fused_head_loss": True}
 
 
 @dataclass
@@ -595,6 +597,7 @@ def data2vec2_breakdown(setup: BenchmarkSetup) -> str:
 
 
 __all__ = [
+    "ALL_LEVERS",
     "BenchmarkResult",
     "BenchmarkSetup",
     "data2vec2_breakdown",

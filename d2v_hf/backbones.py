@@ -215,6 +215,7 @@ def check_mask(mask, shape: tuple[int, int], real: torch.Tensor | None, what: st
     `real` (bool, same shape) marks the positions that may be masked; `what` names them in errors. The checks of
     values are skipped while `torch.compile` traces (see [`check_inputs`]).
     """
+    eager = not torch.compiler.is_compiling()
     if mask is None:
         raise ValueError(f"`mask` is required: a bool tensor (batch, {what}) that is True at masked positions.")
     if tuple(mask.shape) != tuple(shape):
@@ -223,10 +224,10 @@ def check_mask(mask, shape: tuple[int, int], real: torch.Tensor | None, what: st
     if mask.dtype != torch.bool:
         if mask.dtype.is_floating_point:
             raise ValueError(f"mask must be boolean (or 0/1 integers); got dtype {mask.dtype}.")
-        if not torch.compiler.is_compiling() and ((mask != 0) & (mask != 1)).any():
+        if eager and ((mask != 0) & (mask != 1)).any():
             raise ValueError("mask must be boolean (or 0/1 integers); got values other than 0 and 1.")
         mask = mask.bool()
-    if torch.compiler.is_compiling():
+    if not eager:
         return mask
     if not mask.any():
         raise ValueError("mask has no masked position in the batch: there is nothing to regress.")

@@ -97,10 +97,10 @@ def feature_std(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
         if x.shape[0] < 2:
             return x.new_zeros(())
         return torch.sqrt(x.float().var(dim=0) + 1e-6).mean()
-    weights = mask.unsqueeze(-1).to(torch.float32)
+    x, weights, positions = x.float(), mask.unsqueeze(-1).to(torch.float32), tuple(range(mask.dim()))
     count = weights.sum()
-    mean = (x.float() * weights).sum(tuple(range(mask.dim()))) / count.clamp(min=1)
-    var = ((x.float() - mean).square() * weights).sum(tuple(range(mask.dim()))) / (count - 1).clamp(min=1)
+    mean = (x * weights).sum(positions) / count.clamp(min=1)
+    var = ((x - mean).square() * weights).sum(positions) / (count - 1).clamp(min=1)
     return torch.where(count >= 2, torch.sqrt(var + 1e-6).mean(), 0.0)
 
 
@@ -245,6 +245,7 @@ class Data2VecForPretraining(PreTrainedModel):
         inputs = {"input_ids": input_ids, "input_values": input_values, "pixel_values": pixel_values}
         inputs.update({k: v for k, v in kwargs.items() if k in ("input_ids", "input_values", "pixel_values")})
         main_input, padding = check_inputs(self.config, {**inputs, "attention_mask": attention_mask})
+        loss_mask = None  # set when the loss is taken over every position, weighted by the mask
         if self.config.mode == "data2vec2":
             # 1-3. data2vec 2.0: M masked copies, sparse student, conv decoder, one teacher pass per sample
             predictions, targets, mask, cls_loss = data2vec2_predictions(self, main_input, attention_mask, mask)
@@ -263,28 +264,22 @@ class Data2VecForPretraining(PreTrainedModel):
             if self.config.fused_head_loss:
                 # head and loss at every position, the loss weighted by the mask: no gather, no data-dependent
                 # shape, so torch.compile traces one graph and fuses the loss into the head's output
-                predictions = self.head(hidden_states)
-                num_masked = mask.sum()
-                loss = self.regression_loss(predictions, targets, mask) / num_masked
-                with torch.no_grad():
-                    target_var, prediction_var = feature_std(targets, mask), feature_std(predictions, mask)
-                return Data2VecForPretrainingOutput(
-                    loss=loss, target_var=target_var, prediction_var=prediction_var, num_masked=num_masked
-                )
-            predictions = self.head(hidden_states[mask])
-            targets = targets[mask]
+                predictions, loss_mask = self.head(hidden_states), mask
+            else:
+                predictions, targets = self.head(hidden_states[mask]), targets[mask]
         num_masked = mask.sum()
-        loss = self.regression_loss(predictions, targets) / num_masked
+        loss = self.regression_loss(predictions, targets, loss_mask) / num_masked
         if cls_loss is not None:  # 2.0 images: the global CLS term (already weighted, see config.cls_loss)
             loss = loss + cls_loss
 
         # 4. collapse monitors
         with torch.no_grad():
-            target_var, prediction_var = feature_std(targets), feature_std(predictions)
+            target_var, prediction_var = feature_std(targets, loss_mask), feature_std(predictions, loss_mask)
+        gathered = loss_mask is None  # the fused path's tensors hold every position: not returned
         return Data2VecForPretrainingOutput(
             loss=loss,
-            predictions=predictions,
-            targets=targets,
+            predictions=predictions if gathered else None,
+            targets=targets if gathered else None,
             target_var=target_var,
             prediction_var=prediction_var,
             num_masked=num_masked,
