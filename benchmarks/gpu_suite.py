@@ -73,11 +73,12 @@ LEVER_HEADER = [
 ]
 
 
-def lever_row(name: str, fast, reference) -> str:
+def lever_row(name: str, fast, reference, compiled: bool) -> str:
+    """A levers-table row; `graphs` is 0 for a compiled step that dynamo left eager (e.g. its recompile limit)."""
     return (
         f"| {name} | {fast.tokens_per_s:,.0f} | {reference.tokens_per_s:,.0f} | "
         f"{fast.tokens_per_s / reference.tokens_per_s:.2f}x | {fast.peak_memory_bytes / 2**20:,.0f} | "
-        f"{reference.peak_memory_bytes / 2**20:,.0f} | {fast.loss:.4f} | {fast.graphs or '-'} |"
+        f"{reference.peak_memory_bytes / 2**20:,.0f} | {fast.loss:.4f} | {fast.graphs if compiled else '-'} |"
     )
 
 
@@ -130,6 +131,10 @@ class Suite:
             self.log.append(f"| {name} | - | skipped: the time budget of {self.budget_s:.0f} s was spent |")
         else:
             start = time.perf_counter()
+            # each section compiles its own models: without a reset, the entries of earlier compiles of the same
+            # forward can reach dynamo's recompile limit, after which a step silently runs eager (seen in the smoke
+            # suite after other compiled tests: graphs 0)
+            torch._dynamo.reset()
             try:
                 function(*args)
                 status = "done"
@@ -224,7 +229,8 @@ def main(argv=None) -> Path:
         )
         if compiled:
             by_variant = {r.variant: r for r in results}
-            row = lever_row("all of them + torch.compile", by_variant["data2vec"], by_variant["straightforward"])
+            fast, reference = by_variant["data2vec"], by_variant["straightforward"]
+            row = lever_row("all of them + torch.compile", fast, reference, compiled=True)
             suite.add_lever_rows(modality, [row], common["dtype"])
         del results
         _free(common["device"])
@@ -242,7 +248,7 @@ def main(argv=None) -> Path:
         for name, fields in chosen:  # one row at a time, so that a failing lever keeps the rows before it
             setup = setup_for(modality, **fields)
             results = {r.variant: r for r in run_benchmark(setup, ("straightforward", "data2vec"))}
-            row = lever_row(name, results["data2vec"], results["straightforward"])
+            row = lever_row(name, results["data2vec"], results["straightforward"], setup.compile)
             suite.add_lever_rows(modality, [row], common["dtype"])
             del results
             _free(common["device"])
