@@ -112,7 +112,7 @@ class BenchmarkResult:
     flops_per_step: float
     peak_memory_bytes: int
     loss: float
-    graphs: int = 0  # graphs torch.compile made of the step (1: no graph break); 0 when not compiled
+    graphs: int = 0  # graphs torch.compile made of the step (1: no graph break); 0: not compiled, or left eager
 
     @property
     def tokens_per_s(self) -> float:
