@@ -113,6 +113,7 @@ class BenchmarkResult:
     peak_memory_bytes: int
     loss: float
     graphs: int = 0  # graphs torch.compile made of the step (1: no graph break); 0: not compiled, or left eager
+    first_step_s: float = float("nan")  # the first (warm-up) step: compilation included
 
     @property
     def tokens_per_s(self) -> float:
@@ -396,6 +397,7 @@ class _Prepared:
     memory: int
     loss: float = float("nan")
     graphs: int = 0
+    first_step_s: float = float("nan")
 
 
 def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None = None) -> _Prepared:
@@ -426,10 +428,14 @@ def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None
         runner, graphs = model, []
         if compiled:
             runner = torch.compile(model, backend=_counting_backend(setup, graphs))
+        first_step_s = None
         for _ in range(max(1, setup.warmup)):
+            start = time.perf_counter()
             train_step(variant, runner, inputs, optimizer, setup)
-        synchronize(device)
-    return _Prepared(variant, model, runner, inputs, optimizer, tokens, flops, memory.used, graphs=len(graphs))
+            synchronize(device)
+            first_step_s = first_step_s or time.perf_counter() - start  # the first: compilation included
+    prepared = (variant, model, runner, inputs, optimizer, tokens, flops, memory.used)
+    return _Prepared(*prepared, graphs=len(graphs), first_step_s=first_step_s)
 
 
 def _counting_backend(setup: BenchmarkSetup, graphs: list):
@@ -491,6 +497,7 @@ def run_benchmark(setup: BenchmarkSetup, variants=VARIANTS) -> list[BenchmarkRes
             p.memory,
             float(p.loss),
             p.graphs,
+            p.first_step_s,
         )
         for p in prepared
     ]

@@ -236,6 +236,55 @@ def check_mask(mask, shape: tuple[int, int], real: torch.Tensor | None, what: st
     return mask
 
 
+def packed_text_inputs(
+    config, input_ids: torch.Tensor, position_ids: torch.Tensor, padding: torch.Tensor | None, attn_implementation: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Packed text rows (several samples in a row, `position_ids` counting from 0 within each; see
+    `tokenize_and_group(pack_documents=True)`): returns the backbone's `(attention_mask, position_ids)`. The mask is
+    4D `(batch, 1, seq, seq)` and lets a token attend only within its own sample (padding forms a group of its own, so
+    no row of the softmax is empty); it is boolean for SDPA, additive for eager attention. The position ids are
+    shifted past the padding index where the family's learned positions start there (RoBERTa), as Transformers
+    numbers an unpacked row.
+    """
+    if config.modality != "text" or config.mode != "data2vec":
+        raise ValueError(
+            f"position_ids (packed samples) are supported for data2vec 1.0 text only; this model is {config.mode} "
+            f"{config.modality}."
+        )
+    if config.instance_norm_target_layer or config.instance_norm_targets:
+        raise ValueError(
+            "position_ids (packed samples) with instance-normalised targets would normalise over several samples at "
+            "once; use layer-normalised targets (the text recipe's) or unpacked data."
+        )
+    if attn_implementation not in ("sdpa", "eager"):
+        raise ValueError(
+            f"position_ids (packed samples) need attn_implementation 'sdpa' or 'eager' (a 4D mask); the backbone "
+            f"uses {attn_implementation!r}."
+        )
+    if tuple(position_ids.shape) != tuple(input_ids.shape) or position_ids.dtype.is_floating_point:
+        raise ValueError(
+            f"position_ids must be integers of input_ids' shape {tuple(input_ids.shape)}; got "
+            f"{tuple(position_ids.shape)} ({position_ids.dtype})."
+        )
+    real = torch.ones_like(input_ids, dtype=torch.bool) if padding is None else padding.to(input_ids.device)
+    if not torch.compiler.is_compiling():
+        starts = position_ids == 0
+        follows = position_ids[:, 1:] == position_ids[:, :-1] + 1
+        if (position_ids < 0).any() or not bool(starts[:, 0][real[:, 0]].all()):
+            raise ValueError("position_ids must start at 0 in every row and never be negative.")
+        if not bool((starts[:, 1:] | follows | ~real[:, 1:]).all()):
+            raise ValueError("position_ids must count up by 1 within a sample and restart at 0 at the next one.")
+    # sample index of every token: a new sample where the count restarts; padding gets -1, a group of its own
+    sample = torch.where(real, torch.cumsum((position_ids == 0).long(), dim=1), -1)
+    allowed = (sample.unsqueeze(-1) == sample.unsqueeze(-2)).unsqueeze(1)
+    if attn_implementation == "eager":
+        blocked = torch.finfo(torch.float32).min
+        allowed = torch.zeros(allowed.shape, device=allowed.device).masked_fill(~allowed, blocked)
+    offset = config.backbone_config.pad_token_id + 1 if family_of(config.backbone_config).text_position_offset else 0
+    return allowed, position_ids + offset
+
+
 def _check_attention_mask(attention_mask: torch.Tensor, shape) -> torch.Tensor:
     if tuple(attention_mask.shape) != tuple(shape[:2]):
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected {tuple(shape[:2])}.")
@@ -255,6 +304,7 @@ __all__ = [
     "family_of",
     "init_beit_backbone",
     "num_output_positions",
+    "packed_text_inputs",
     "prefix_tokens",
     "pretraining_kwargs",
     "target_modules",

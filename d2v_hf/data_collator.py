@@ -62,6 +62,19 @@ def pad_input_ids(tokenizer: PreTrainedTokenizerBase, examples: list[dict], pad_
     return batch["input_ids"].long(), batch["attention_mask"].long()
 
 
+def pad_position_ids(examples: list[dict], length: int) -> torch.Tensor:
+    """The packed rows' `position_ids` (0 at the start of every sample), right-padded with 0 to `length`."""
+    if any("position_ids" not in example for example in examples):
+        raise ValueError("Some examples have position_ids and some do not: mix packed and unpacked data.")
+    rows = [list(example["position_ids"]) for example in examples]
+    for row, example in zip(rows, examples):
+        if len(row) != len(example["input_ids"]):
+            raise ValueError(
+                f"An example has {len(row)} position_ids for {len(example['input_ids'])} input_ids; they must match."
+            )
+    return torch.tensor([row + [0] * (length - len(row)) for row in rows], dtype=torch.long)
+
+
 def pad_and_normalize_audio(clips: list[np.ndarray], normalize: bool = True, min_length: int = 0):
     """
     Right-pads raw mono clips to the longest one (at least `min_length` samples) with `Wav2Vec2FeatureExtractor`,
@@ -133,6 +146,8 @@ class DataCollatorForData2VecText:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": torch.cat(masks)}
         if students:
             batch["student_input_ids"] = torch.cat(students)
+        if "position_ids" in examples[0]:  # packed samples (tokenize_and_group's pack_documents)
+            batch["position_ids"] = pad_position_ids(examples, input_ids.shape[1])
         return batch
 
 
@@ -233,6 +248,11 @@ class DataCollatorForData2Vec2Text:
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         check_examples(examples, self)
+        if "position_ids" in examples[0]:
+            raise ValueError(
+                "These examples pack several samples per row (position_ids, pack_documents=True), a data2vec 1.0 "
+                "layout; data2vec 2.0 trains on unpacked rows: drop pack_documents."
+            )
         input_ids, attention_mask = pad_input_ids(self.tokenizer, examples, self.pad_to_multiple_of)
         ids = [list(example["input_ids"]) for example in examples]
         clone_batch = self.config.clone_batch

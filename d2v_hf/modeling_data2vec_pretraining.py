@@ -23,6 +23,7 @@ from .backbones import (
     export_backbone,
     init_beit_backbone,
     num_output_positions,
+    packed_text_inputs,
     prefix_tokens,
     target_modules,
 )
@@ -106,8 +107,8 @@ def feature_std(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
 
 class TargetFeatureTap:
     """
-    The forward hook that records the teacher's per-layer target features. It is registered once, on the top-K
-    target modules, and records only while [`Data2VecForPretraining.compute_targets`] runs: hooks registered and
+    The forward hook that records the teacher's per-layer target features. It is registered once, on the target
+    module of every layer, and records only while [`Data2VecForPretraining.compute_targets`] runs: hooks registered and
     removed at every call would break the graph of `torch.compile` (and recompile it), persistent ones are traced.
     """
 
@@ -223,6 +224,7 @@ class Data2VecForPretraining(PreTrainedModel):
         pixel_values: torch.FloatTensor | None = None,
         mask: torch.BoolTensor | None = None,
         student_input_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
         return_loss: bool = True,
         **kwargs,
     ) -> Data2VecForPretrainingOutput:
@@ -239,6 +241,11 @@ class Data2VecForPretraining(PreTrainedModel):
             student_input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
                 Text only: the corrupted student input (BERT 80/10/10 masking). Without it, every masked position
                 gets `config.mask_token_id`. Every position of `mask` is scored either way (paper, fairseq#4229).
+            position_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
+                Text, data2vec 1.0: rows that pack several samples, the position of each token within its sample
+                (0 where a sample starts; `tokenize_and_group(pack_documents=True)` makes them). Each token then
+                attends only within its sample, in student and teacher alike, so the loss and targets are those of
+                the samples padded one per row, without computing the padding.
             return_loss (`bool`, *optional*, defaults to `True`):
                 Always computed; the argument tells [`~transformers.Trainer`] that evaluation yields a loss.
         """
@@ -247,6 +254,8 @@ class Data2VecForPretraining(PreTrainedModel):
         main_input, padding = check_inputs(self.config, {**inputs, "attention_mask": attention_mask})
         loss_mask = None  # set when the loss is taken over every position, weighted by the mask
         if self.config.mode == "data2vec2":
+            if position_ids is not None:
+                packed_text_inputs(self.config, main_input, position_ids, padding, "sdpa")  # raises: 1.0 text only
             # 1-3. data2vec 2.0: M masked copies, sparse student, conv decoder, one teacher pass per sample
             predictions, targets, mask, cls_loss = data2vec2_predictions(self, main_input, attention_mask, mask)
         else:
@@ -254,11 +263,20 @@ class Data2VecForPretraining(PreTrainedModel):
             shape = (main_input.shape[0], num_output_positions(self.config, main_input))
             mask = check_mask(mask, shape, padding, POSITION_NAME[self.modality])
 
+            student_attention, student_positions = attention_mask, None
+            if position_ids is not None:  # packed samples: attention within each sample only
+                student_attention, student_positions = packed_text_inputs(
+                    self.config, main_input, position_ids, padding, self.student.config._attn_implementation
+                )
+
             # 1. student forward on the masked input (mask token / learned mask embedding / mask token)
-            hidden_states = self._student_forward(main_input, attention_mask, mask, student_input_ids)
+            hidden_states = self._student_forward(
+                main_input, student_attention, mask, student_input_ids, student_positions
+            )
 
             # 2. teacher targets on the unmasked input: average of the top-K normalised layers (paper Sec. 3.3)
-            targets = self.compute_targets(**{self.main_input_name: main_input, "attention_mask": attention_mask})
+            unmasked = {self.main_input_name: main_input, "attention_mask": attention_mask}
+            targets = self.compute_targets(**unmasked, position_ids=position_ids)
 
             # 3. regress the targets at the masked positions only
             if self.config.fused_head_loss:
@@ -285,7 +303,9 @@ class Data2VecForPretraining(PreTrainedModel):
             num_masked=num_masked,
         )
 
-    def _student_forward(self, main_input, attention_mask, mask, student_input_ids):
+    def _student_forward(self, main_input, attention_mask, mask, student_input_ids, position_ids=None):
+        if self.modality != "text" and position_ids is not None:
+            packed_text_inputs(self.config, main_input, position_ids, None, "sdpa")  # raises: text only
         if self.modality == "text":
             if student_input_ids is None:
                 if self.config.mask_token_id is None:
@@ -296,7 +316,9 @@ class Data2VecForPretraining(PreTrainedModel):
                     f"student_input_ids has shape {tuple(student_input_ids.shape)}; input_ids has "
                     f"{tuple(main_input.shape)}."
                 )
-            return self.student(input_ids=student_input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.student(
+                input_ids=student_input_ids, attention_mask=attention_mask, position_ids=position_ids
+            ).last_hidden_state
         if self.modality == "audio":
             out = self.student(main_input, attention_mask=attention_mask, mask_time_indices=mask)
             return out.last_hidden_state
@@ -305,14 +327,19 @@ class Data2VecForPretraining(PreTrainedModel):
         return hidden_states[:, prefix_tokens(self.config.backbone_config) :]
 
     @torch.no_grad()
-    def compute_targets(self, **unmasked_inputs) -> torch.FloatTensor:
+    def compute_targets(self, position_ids: torch.LongTensor | None = None, **unmasked_inputs) -> torch.FloatTensor:
         """
         Teacher targets at every position, `(batch, seq, hidden)` in fp32 (vision: patches only, no CLS): the
         chosen feature of each of the top K layers, normalised per layer, averaged, then optionally normalised again.
+        `position_ids`: packed text samples, as in [`~Data2VecForPretraining.forward`].
         """
         config = self.config
         main_input, padding = check_inputs(config, unmasked_inputs)
-        attention_mask = unmasked_inputs.get("attention_mask")
+        attention_mask, teacher_kwargs = unmasked_inputs.get("attention_mask"), {}
+        if position_ids is not None:
+            attention_mask, teacher_kwargs["position_ids"] = packed_text_inputs(
+                config, main_input, position_ids, padding, self.teacher.config._attn_implementation
+            )
         tap = self._teacher_feature_tap()
         teacher_dtype = next(self.teacher.parameters()).dtype
         if main_input.is_floating_point() and main_input.dtype != teacher_dtype:  # audio / pixels into a bf16 teacher
@@ -324,11 +351,19 @@ class Data2VecForPretraining(PreTrainedModel):
             if self.modality == "vision":
                 self.teacher(main_input)
             else:
-                self.teacher(main_input, attention_mask=attention_mask)
+                self.teacher(main_input, attention_mask=attention_mask, **teacher_kwargs)
         finally:
             tap.recording = False
         features = list(tap.features)
         tap.features.clear()
+        if len(features) != len(self._target_tap_handles):
+            # a compiled teacher that skipped the hooks would otherwise give wrong targets without a word
+            raise RuntimeError(
+                f"The teacher's target tap recorded {len(features)} of its {len(self._target_tap_handles)} layers: "
+                "the teacher ran without its forward hooks (a torch.compile that drops them?). Run the teacher "
+                "eagerly or compile the whole model (--torch_compile)."
+            )
+        features = features[-config.average_top_k_layers :]
         if self.modality == "vision":
             features = [feature[:, prefix_tokens(config.backbone_config) :] for feature in features]
 
@@ -348,12 +383,17 @@ class Data2VecForPretraining(PreTrainedModel):
         return target
 
     def _teacher_feature_tap(self) -> TargetFeatureTap:
-        """The tap on the teacher's top-K target modules, registered once (again only if the config changed)."""
-        key = (self.config.target_feature, self.config.average_top_k_layers)
+        """
+        The tap on the target module of every teacher layer (`compute_targets` keeps the top K), registered once
+        (again only if `target_feature` changed). Every layer, not only the top K: layers compiled one by one
+        (accelerate's regional compilation) share one compiled code, and dynamo does not tell a layer with a hook
+        from one without, so a tap on some layers only would be lost on the others.
+        """
+        key = self.config.target_feature
         if self._target_tap_key != key:
             for handle in self._target_tap_handles:
                 handle.remove()
-            modules = target_modules(self.teacher, key[0])[-key[1] :]
+            modules = target_modules(self.teacher, key)
             self._target_tap_handles = [module.register_forward_hook(self._target_tap) for module in modules]
             self._target_tap_key = key
         return self._target_tap

@@ -119,13 +119,16 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
         for kind in ("amortisation", "compiled", "data2vec2_breakdown", "eager", "levers")
     ]
     profiles = ["text_data2vec_compiled", "vision_data2vec_eager", "vision_hf_eager", "audio_data2vec_compiled"]
-    assert names == sorted(["README.md", *expected, *(f"{name}_profile.md" for name in profiles)])
+    assert names == sorted(["README.md", "text_packing.md", *expected, *(f"{name}_profile.md" for name in profiles)])
     assert "aten::" in (out / "vision_hf_eager_profile.md").read_text()
     summary = (out / "README.md").read_text()
     assert summary.count("| on, (b) with every lever |") == 3 and summary.count("| off |") == 3
     assert "Hardware: CPU" in summary and "## Speed levers" in summary
     sections = [line for line in summary.splitlines() if line.startswith("| ") and line.endswith(" done |")]
-    assert len(sections) == 20 and "failed" not in summary and "skipped" not in summary
+    assert len(sections) == 21 and "failed" not in summary and "skipped" not in summary
+    packing = (out / "text_packing.md").read_text()
+    assert "| padded, one document per row |" in packing
+    assert "| packed rows, attention within each document |" in packing
     breakdown = (out / "vision_data2vec2_breakdown.md").read_text()
     for row in (
         "| whole forward (loss) |",
@@ -141,8 +144,9 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
         assert "| gradient checkpointing, 2x batch |" in levers and "nan" not in levers
         compiled = [line for line in levers.splitlines() if "torch.compile" in line]
         assert len(compiled) == 2 and "CUDA graphs" not in levers  # CUDA graphs: on a GPU only
+        graphs = [int(line.split(" | ")[-2]) for line in compiled]  # the columns: ..., graphs, first step
         if modality != "audio":  # one graph per step (audio: Transformers' LayerDrop and feature encoder break it)
-            assert all(line.endswith("| 1 |") for line in compiled), compiled
+            assert graphs == [1, 1], compiled
     for name in expected:
         if name.endswith(("compiled.md", "eager.md")):
             table = (out / name).read_text()

@@ -133,6 +133,20 @@ def test_bad_text_inputs_write_nothing(tmp_path):
         assert not out.exists(), name
 
 
+def test_packed_documents_train_and_bad_layout_flags_write_nothing(text_file, tmp_path):
+    out = tmp_path / "packed"
+    layout = ("--sample_break_mode=complete_doc", "--pack_documents", "--eval_strategy=no", "--max_steps=2")
+    run_pretraining.main(text_args(text_file, out, *layout))
+    assert len(losses(out)) == 2 and all(np.isfinite(loss) for loss in losses(out).values())
+    for flags, pattern in {
+        ("--pack_documents",): "--pack_documents packs the samples of --sample_break_mode complete_doc",
+        ("--sample_break_mode=eos",): "--sample_break_mode 'eos'",
+    }.items():
+        with pytest.raises(ValueError, match=pattern):
+            run_pretraining.main(text_args(text_file, tmp_path / "bad", "--max_steps=1", *flags))
+        assert not (tmp_path / "bad").exists()
+
+
 def test_bad_audio_and_image_inputs(tmp_path):
     out = tmp_path / "out"
     audio_dir = tmp_path / "audio"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from d2v_hf import Data2VecForPretraining
+from d2v_hf.backbones import encoder_layers
 
 from .fixtures import NO_DROPOUT, make_teacher_differ, make_trainer, tiny_config, tiny_inputs
 
@@ -115,6 +116,8 @@ def test_training_levers_give_the_reference_run(lever, tmp_path):
     fast.train()
     if lever == "gradient_checkpointing":
         assert any(getattr(m, "gradient_checkpointing", False) for m in fast.model.student.modules())
+    if lever == "torch_compile":
+        torch._dynamo.reset()
     losses = [[e["loss"] for e in t.state.log_history if "loss" in e] for t in (reference, fast)]
     assert len(losses[0]) == 4
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-5, rtol=1e-5)
@@ -162,7 +165,7 @@ def test_target_tap_is_registered_once_and_records_only_for_targets():
     hooks = lambda m: sum(len(module._forward_hooks) for module in m.teacher.modules())  # noqa: E731
     before = hooks(model)
     first = model.compute_targets(**unmasked)
-    assert hooks(model) == before == model.config.average_top_k_layers
+    assert hooks(model) == before == model.config.backbone_config.num_hidden_layers  # one per layer, top K kept
     model.teacher(unmasked["input_ids"])  # the teacher run outside compute_targets records nothing
     assert model._target_tap.features == []
     torch.testing.assert_close(model.compute_targets(**unmasked), first, atol=0, rtol=0)
@@ -170,9 +173,37 @@ def test_target_tap_is_registered_once_and_records_only_for_targets():
     twin = copy.deepcopy(model)
     torch.testing.assert_close(twin.compute_targets(**unmasked), first, atol=0, rtol=0)
     assert twin._target_tap is not model._target_tap and model._target_tap.features == []
-    # a changed K re-registers on the new top-K modules
+    # a changed K keeps the tap and averages the new top K; a changed target feature moves the tap
     model.config.average_top_k_layers = 1
-    assert model.compute_targets(**unmasked).shape == first.shape and hooks(model) == 1
+    top = model.compute_targets(**unmasked)
+    assert top.shape == first.shape and not torch.allclose(top, first) and hooks(model) == before
+    model.config.target_feature = "block"
+    assert model.compute_targets(**unmasked).shape == first.shape and hooks(model) == before
+    assert all(len(layer._forward_hooks) == 1 for layer in encoder_layers(model.teacher))
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_regional_compilation_gives_the_eager_loss(modality):
+    """
+    accelerate's regional compilation (`compile_regions`, `ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1` with
+    `--torch_compile`) compiles the layers one by one into one shared code: with a tap on the top K layers only, the
+    layers below (compiled first, without a hook) would hand their code to the tapped ones and no target be recorded.
+    (It still recompiles at every teacher layer: dynamo guards on the length of the tap's list. Whole-model
+    compilation is the supported path.)
+    """
+    from accelerate.utils import compile_regions
+
+    torch._dynamo.reset()
+    kwargs = dict(backbone_kwargs=audio_kwargs(modality), num_layers=4, average_top_k_layers=2)
+    torch.manual_seed(0)
+    model = Data2VecForPretraining(tiny_config(modality, **kwargs))
+    make_teacher_differ(model)
+    inputs = tiny_inputs(model.config)
+    expected = model(**inputs).loss
+    regional = compile_regions(model, backend="eager")
+    assert any(isinstance(m, torch._dynamo.eval_frame.OptimizedModule) for m in regional.teacher.modules())
+    torch.testing.assert_close(regional(**inputs).loss, expected, atol=1e-5, rtol=1e-4)
+    torch._dynamo.reset()
 
 
 def _graph_breaks_in_d2v_hf(explanation) -> list[str]:

@@ -15,7 +15,7 @@ from layer_probes import layer_report, layer_scores  # noqa: E402
 from study import run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
-from study_data import prepare_data  # noqa: E402
+from study_data import prepare_data, read_text_corpus  # noqa: E402
 from study_report import decide, paired_difference, study_report_markdown, write_study_report  # noqa: E402
 
 
@@ -42,6 +42,7 @@ def test_study_arguments_presets_and_bad_values():
         "probe_points": (0, "--probe_points"),
         "vision_learning_rates": ("1e-3,-1", "--vision_learning_rates"),
         "longer_budget_results": ("missing/study_results.json", "--longer_budget_results missing"),
+        "text_corpus": ("wiki", "--text_corpus 'wiki'"),
     }
     for name, (value, message) in bad.items():
         with pytest.raises(ValueError, match=message):
@@ -55,6 +56,23 @@ def test_study_refuses_missing_data_before_writing(tmp_path):
     with pytest.raises(ValueError, match="fashion-mnist"):
         run_study(args)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.real_data
+def test_glue_text_corpus_reads_the_training_sentences_and_remakes_the_tokenizer(shared_data, tmp_path):
+    lines = read_text_corpus(shared_data, "glue")
+    assert len(lines) == 67349 + 2 * 5749  # every SST-2 sentence, both STS-B sentences of every pair
+    assert lines[0] == "hide new secretions from the parental units" and "A plane is taking off." in lines
+    assert not any(line in ("0", "1") for line in lines[:1000])  # the labels stay out
+    args = StudyArguments(data_dir=str(shared_data), output_dir=str(tmp_path), modalities="text", corpus_lines=300,
+                          tokenizer_vocab_size=400, text_corpus="glue")  # fmt: skip
+    first = prepare_data(args)
+    assert first["corpus_info"]["lines"] == 300 and "SST-2" in first["corpus_info"]["source"]
+    # a resumed study with another corpus remakes the corpus and the tokenizer
+    args = dataclasses.replace(args, text_corpus="gcide")
+    second = prepare_data(args)
+    assert second["corpus_info"]["source"].startswith("`gcide_en.txt.gz`")
+    assert (tmp_path / "corpus.txt").read_text().splitlines()[0] != lines[0]
 
 
 def test_layer_probes_name_a_missing_study_run(tmp_path):

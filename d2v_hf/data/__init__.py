@@ -34,7 +34,7 @@ from .spoken_digits import (
     espeak_ng_available,
     synthesize_spoken_digits,
 )
-from .text import load_text_dataset, tokenize_and_group
+from .text import load_text_dataset, pack_samples, tokenize_and_group
 from .tokenization import SPECIAL_TOKENS, train_bpe_tokenizer
 
 
@@ -61,6 +61,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_folder",
     "load_text_dataset",
+    "pack_samples",
     "resample",
     "read_audio",
     "read_idx",

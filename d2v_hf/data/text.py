@@ -209,6 +209,26 @@ def load_text_dataset(
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
+def pack_samples(samples: list[list[int]], max_seq_length: int) -> dict:
+    """
+    Packs whole samples, in order, into rows of at most `max_seq_length` tokens (a row is closed when the next sample
+    does not fit); `position_ids` count from 0 within each sample. Order-preserving rather than best-fit: one pass,
+    the same rows for the same data, streaming included.
+    """
+    rows, positions, row, row_positions = [], [], [], []
+    for sample in samples:
+        if row and len(row) + len(sample) > max_seq_length:
+            rows.append(row)
+            positions.append(row_positions)
+            row, row_positions = [], []
+        row.extend(sample)
+        row_positions.extend(range(len(sample)))
+    if row:
+        rows.append(row)
+        positions.append(row_positions)
+    return {"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows], "position_ids": positions}
+
+
 def tokenize_and_group(
     dataset: Dataset | IterableDataset,
     tokenizer,
@@ -217,17 +237,27 @@ def tokenize_and_group(
     streaming: bool = False,
     batch_size: int = 1000,
     num_proc: int | None = None,
+    sample_break_mode: str = "none",
+    pack_documents: bool = False,
 ) -> Dataset | IterableDataset:
     """Tokenizes texts and packs them into blocks of exactly `max_seq_length` tokens (run_mlm's `group_texts`).
 
-    Layout: texts are tokenized without special tokens and concatenated into one stream, with the tokenizer's eos
-    (`</s>`) after every text as a document separator (as fairseq's data2vec 2.0 text task, `sample_break_mode:
-    none`; the 1.0 recipe's `complete_doc` layout is not built, see docs/faithfulness.md).
+    Layout (`sample_break_mode="none"`, the default): texts are tokenized without special tokens and concatenated
+    into one stream, with the tokenizer's eos (`</s>`) after every text as a document separator (as fairseq's
+    data2vec 2.0 text task, `sample_break_mode: none`).
     The stream is cut into chunks of `max_seq_length - 2` tokens and each block is `<s> chunk </s>` (bos/cls first,
     eos/sep last; when the tokenizer has neither, chunks are `max_seq_length` tokens). A text ending right at the
     end of a chunk therefore gives `</s></s>`, as in RoBERTa sentence pairs. As in run_mlm, the tail of each batch
     of `batch_size` texts that does not fill a whole block is dropped, so every block is full and
     `attention_mask` is all ones.
+
+    `sample_break_mode="complete_doc"` (the data2vec 1.0 text recipe's layout): a sample never crosses a text's
+    boundary. Each text is cut into chunks of at most `max_seq_length - 2` tokens and each chunk is a sample
+    `<s> chunk </s>` of its own length, padded by the collator. With `pack_documents=True` those samples are packed,
+    whole and in order, into rows of at most `max_seq_length` tokens with a `position_ids` column that starts again at
+    0 at every sample: the model lets each token attend only within its own sample (see
+    [`Data2VecForPretraining.forward`]), so a packed batch gives the padded batch's targets and loss without
+    computing the padding.
 
     Args:
         dataset (`Dataset` or `IterableDataset`): the texts, e.g. from [`load_text_dataset`].
@@ -238,10 +268,15 @@ def tokenize_and_group(
             is one.
         batch_size (`int`, *optional*, defaults to 1000): texts concatenated together before chunking.
         num_proc (`int`, *optional*): processes for `Dataset.map` (ignored when streaming).
+        sample_break_mode (`str`, *optional*, defaults to `"none"`): `"none"` (one stream cut into full blocks) or
+            `"complete_doc"` (samples never cross a text's boundary), as fairseq's option of that name.
+        pack_documents (`bool`, *optional*, defaults to `False`): with `"complete_doc"`, pack whole samples into rows
+            of at most `max_seq_length` tokens, with `position_ids`.
 
     Returns:
-        `Dataset` or `IterableDataset`: columns `input_ids` and `attention_mask`, lists of `max_seq_length` ints; all
-        other columns are removed.
+        `Dataset` or `IterableDataset`: columns `input_ids` and `attention_mask` (lists of `max_seq_length` ints, or
+        of at most that many with `"complete_doc"`), and `position_ids` when `pack_documents`; all other columns are
+        removed.
 
     Raises:
         ValueError: an unusable `max_seq_length`, a missing `text_column` (lists the columns), or (non-streaming)
@@ -261,10 +296,20 @@ def tokenize_and_group(
     if model_max is not None and model_max < 1e9 and max_seq_length > model_max:
         raise ValueError(f"max_seq_length={max_seq_length} exceeds tokenizer.model_max_length={model_max}")
 
+    if sample_break_mode not in ("none", "complete_doc"):
+        raise ValueError(f"sample_break_mode={sample_break_mode!r}; expected 'none' or 'complete_doc'.")
+    if pack_documents and sample_break_mode != "complete_doc":
+        raise ValueError("pack_documents=True packs the samples of sample_break_mode='complete_doc'; set it.")
+
     def group(batch):
         texts = [t for t in batch[text_column] if t]
         # verbose=False: long unsplit texts are expected here and are chunked below, so skip the length warning.
         encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+        if sample_break_mode == "complete_doc":
+            samples = [prefix + ids[i : i + budget] + suffix for ids in encoded for i in range(0, len(ids), budget)]
+            if pack_documents:
+                return pack_samples(samples, max_seq_length)
+            return {"input_ids": samples, "attention_mask": [[1] * len(sample) for sample in samples]}
         stream = []
         for ids in encoded:
             stream.extend(ids)
@@ -284,6 +329,8 @@ def tokenize_and_group(
         num_proc=num_proc,
         desc=f"Tokenizing and grouping into blocks of {max_seq_length}",
     )
+    if len(grouped) == 0 and sample_break_mode == "complete_doc":
+        raise ValueError("no sample could be made: every text is empty")
     if len(grouped) == 0:
         raise ValueError(
             f"no block of {max_seq_length} tokens could be made: each batch of {batch_size} texts has fewer than "
@@ -292,4 +339,4 @@ def tokenize_and_group(
     return grouped
 
 
-__all__ = ["load_text_dataset", "tokenize_and_group"]
+__all__ = ["load_text_dataset", "pack_samples", "tokenize_and_group"]

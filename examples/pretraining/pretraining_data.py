@@ -82,7 +82,12 @@ def text_sources(data_args, model_args):
 def build_text_datasets(texts, validation, tokenizer, data_args, seed: int):
     if validation is None:
         texts, validation = _split(texts, data_args, seed)
-    group = dict(max_seq_length=data_args.max_seq_length, text_column=data_args.text_column)
+    group = dict(
+        max_seq_length=data_args.max_seq_length,
+        text_column=data_args.text_column,
+        sample_break_mode=data_args.sample_break_mode,
+        pack_documents=data_args.pack_documents,
+    )
     train = tokenize_and_group(texts, tokenizer, streaming=data_args.streaming, **group)
     if validation is not None:
         validation = tokenize_and_group(validation, tokenizer, streaming=data_args.streaming, **group)

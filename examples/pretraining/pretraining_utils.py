@@ -97,11 +97,31 @@ class Data2VecDataArguments:
     audio_column: str = field(default="audio", metadata={"help": "Audio column of Hub datasets."})
     image_column: str = field(default="image", metadata={"help": "Image column of Hub datasets."})
     max_seq_length: int = field(default=128, metadata={"help": "Text: tokens per training block."})
+    sample_break_mode: str = field(
+        default="none",
+        metadata={
+            "help": "Text: none (one stream cut into full blocks) or complete_doc (a sample never crosses a text's "
+            "boundary: the data2vec 1.0 recipe's layout, padded)."
+        },
+    )
+    pack_documents: bool = field(
+        default=False,
+        metadata={
+            "help": "Text, with complete_doc: pack whole samples into rows of max_seq_length, each token attending "
+            "within its own sample only (the padded batch's loss without computing its padding; data2vec 1.0)."
+        },
+    )
     max_audio_seconds: float = field(default=15.0, metadata={"help": "Audio: longer clips are cropped."})
     image_size: int | None = field(default=None, metadata={"help": "Vision: input size (default: the backbone's)."})
     streaming: bool = field(default=False, metadata={"help": "Read the data lazily (needs --max_steps)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate the training set."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate the validation set."})
+
+    def __post_init__(self):
+        if self.sample_break_mode not in ("none", "complete_doc"):
+            raise ValueError(f"--sample_break_mode {self.sample_break_mode!r}; expected none or complete_doc.")
+        if self.pack_documents and self.sample_break_mode != "complete_doc":
+            raise ValueError("--pack_documents packs the samples of --sample_break_mode complete_doc; pass both.")
 
     @property
     def uses_embedded_default(self) -> bool:

@@ -61,6 +61,15 @@ PROBES = {
 }
 MAIN_PROBE = {modality: probes[0][0] for modality, probes in PROBES.items()}
 
+# The text arms' pretraining corpora: GCIDE's dictionary prose, or the training sentences of the GLUE tasks the text
+# arms are probed on (labels unused), the in-domain choice the other modalities make (images pretrain on the
+# Fashion-MNIST training images, speech on the recordings plus the training voices' digits).
+TEXT_CORPORA = {
+    "gcide": "`gcide_en.txt.gz` (dictionary prose)",
+    "glue": "the SST-2 and STS-B training sentences (labels unused)",
+}
+
+
 # Fine-tuning tasks (names of comparison_tasks.TASKS) per modality.
 FINETUNE_TASKS = {"text": ("sst2", "stsb", "xquad"), "vision": ("fashion_mnist",), "audio": ("spoken_digits",)}
 MODALITY_OF_TASK = {task: modality for modality, tasks in FINETUNE_TASKS.items() for task in tasks}
@@ -73,6 +82,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         model_size="tiny",
         seeds="0,1,2",
         probe_points=4,
+        text_corpus="gcide",
         corpus_lines=12000,
         tokenizer_vocab_size=4000,
         max_seq_length=64,
@@ -107,6 +117,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         model_size="base",
         seeds="0,1,2",
         probe_points=10,
+        text_corpus="gcide",
         corpus_lines=None,
         tokenizer_vocab_size=32000,
         max_seq_length=256,
@@ -187,6 +198,10 @@ class StudyArguments:
     )
     model_size: str | None = field(default=None, metadata=_help("tiny (4 x 64) or base (12 x 768)."))
     probe_points: int | None = field(default=None, metadata=_help("Probed checkpoints along each pretraining run."))
+    text_corpus: str | None = field(
+        default=None,
+        metadata=_help("Text: pretraining corpus, gcide (dictionary prose) or glue (SST-2 + STS-B train sentences)."),
+    )
     corpus_lines: int | None = field(default=None, metadata=_help("Text: corpus lines used (evenly spaced); 0 = all."))
     tokenizer_vocab_size: int | None = field(default=None, metadata=_help("Text: BPE vocabulary size."))
     max_seq_length: int | None = field(default=None, metadata=_help("Text: pretraining block and GLUE length."))
@@ -246,6 +261,8 @@ class StudyArguments:
                 setattr(self, f"{modality}_batch_size", 4)
             self.audio_max_seconds = 1.0
             self.probe_points = 1  # the backbone saved once, at step 2
+        if self.text_corpus not in TEXT_CORPORA:
+            raise ValueError(f"--text_corpus {self.text_corpus!r}; expected one of {', '.join(TEXT_CORPORA)}.")
         unknown_modalities = sorted(set(self.modality_list) - set(MODALITIES))
         if unknown_modalities or not self.modality_list:
             raise ValueError(f"--modalities {self.modalities!r}; expected some of {', '.join(MODALITIES)}.")
@@ -306,8 +323,8 @@ class StudyArguments:
 
 # The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
-    "text": ("model_size", "corpus_lines", "tokenizer_vocab_size", "max_seq_length", "text_steps", "text_batch_size",
-             "text_learning_rate", "probe_points"),
+    "text": ("model_size", "text_corpus", "corpus_lines", "tokenizer_vocab_size", "max_seq_length", "text_steps",
+             "text_batch_size", "text_learning_rate", "probe_points"),
     "vision": ("model_size", "vision_steps", "vision_batch_size", "vision_learning_rate", "probe_points"),
     "audio": ("model_size", "audio_steps", "audio_batch_size", "audio_learning_rate", "audio_max_seconds",
               "probe_points"),
@@ -334,4 +351,5 @@ __all__ = [
     "PROBES",
     "PROBE_FIELDS",
     "StudyArguments",
+    "TEXT_CORPORA",
 ]

@@ -7,7 +7,9 @@ runs share with `compare_checkpoints.py`.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import json
 import os
 from pathlib import Path
 
@@ -16,13 +18,14 @@ from d2v_hf.data._common import scan_folder
 
 from comparison import CompareArguments
 from comparison_tasks import TASKS, task_data
+from study_config import TEXT_CORPORA
 
 
 def check_study_inputs(args) -> None:
     """Missing data or tools fail before anything runs or is written."""
     data = Path(args.data_dir)
     needed = {
-        "text": [data / "corpus" / "gcide_en.txt.gz", data / "glue" / "sst2", data / "glue" / "stsb"],
+        "text": [*text_corpus_files(data, args.text_corpus), data / "glue" / "sst2", data / "glue" / "stsb"],
         "vision": [data / "vision" / "fashion-mnist"],
         "audio": [data / "speech"],
     }
@@ -38,16 +41,36 @@ def check_study_inputs(args) -> None:
         )
 
 
-def prepare_corpus(corpus_file: str | os.PathLike, output_file: str | os.PathLike, max_lines: int | None) -> dict:
+def text_corpus_files(data_dir: str | os.PathLike, text_corpus: str) -> list[Path]:
+    data = Path(data_dir)
+    if text_corpus == "gcide":
+        return [data / "corpus" / "gcide_en.txt.gz"]
+    return [data / "glue" / "sst2" / "train.tsv", data / "glue" / "stsb" / "train.tsv"]
+
+
+def read_text_corpus(data_dir: str | os.PathLike, text_corpus: str) -> list[str]:
+    """The non-empty lines of `text_corpus` (a key of `TEXT_CORPORA`), in file order."""
+    if text_corpus == "gcide":
+        with gzip.open(text_corpus_files(data_dir, text_corpus)[0], "rt", encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+        return [line for line in lines if line and not line.startswith("00-database")]
+    lines = []
+    for path in text_corpus_files(data_dir, text_corpus):  # GLUE's TSV files: a header, no quoting
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        columns = [column for column in ("sentence", "sentence1", "sentence2") if rows and column in rows[0]]
+        if not columns:
+            raise ValueError(f"{path}: no sentence column (expected sentence, or sentence1 and sentence2).")
+        lines += [row[column].strip() for row in rows for column in columns if (row[column] or "").strip()]
+    return lines
+
+
+def prepare_corpus(lines: list[str], source: str, output_file: str | os.PathLike, max_lines: int | None) -> dict:
     """
-    Writes `max_lines` evenly spaced non-empty lines of `corpus_file` (gzip or plain text, one paragraph a line) to
-    `output_file` (all lines when `max_lines` is `None`). GCIDE is sorted alphabetically, so even spacing keeps the
-    whole vocabulary range. Returns a description (lines, words, characters).
+    Writes `max_lines` evenly spaced lines of `lines` to `output_file` (all when `max_lines` is `None`). GCIDE is
+    sorted alphabetically, so even spacing keeps the whole vocabulary range. Returns a description (source, lines,
+    words, characters).
     """
-    opener = gzip.open if str(corpus_file).endswith(".gz") else open
-    with opener(corpus_file, "rt", encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    lines = [line for line in lines if line and not line.startswith("00-database")]
     if max_lines is not None and max_lines < len(lines):
         stride = len(lines) / max_lines
         lines = [lines[int(i * stride)] for i in range(max_lines)]
@@ -55,7 +78,7 @@ def prepare_corpus(corpus_file: str | os.PathLike, output_file: str | os.PathLik
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {
-        "source": Path(corpus_file).name,
+        "source": source,
         "lines": len(lines),
         "words": sum(len(line.split()) for line in lines),
         "chars": sum(len(line) for line in lines),
@@ -93,12 +116,20 @@ def prepare_data(args) -> dict:
     data: dict = {"fashion_mnist": str(Path(args.data_dir) / "vision" / "fashion-mnist")}
     if "text" in args.modality_list:
         data["corpus"], data["tokenizer"] = str(out / "corpus.txt"), str(out / "tokenizer")
-        if not Path(data["tokenizer"], "tokenizer_config.json").is_file():
-            data["corpus_info"] = prepare_corpus(
-                Path(args.data_dir) / "corpus" / "gcide_en.txt.gz", data["corpus"], args.corpus_lines
+        # the corpus and tokenizer are made once per setting: a resumed study with another corpus remakes them
+        settings = {key: getattr(args, key) for key in ("text_corpus", "corpus_lines", "tokenizer_vocab_size")}
+        made_for = out / "corpus_settings.json"
+        if not made_for.is_file() or json.loads(made_for.read_text()).get("settings") != settings:
+            info = prepare_corpus(
+                read_text_corpus(args.data_dir, args.text_corpus),
+                TEXT_CORPORA[args.text_corpus],
+                data["corpus"],
+                args.corpus_lines,
             )
             lines = Path(data["corpus"]).read_text(encoding="utf-8").splitlines()
             train_bpe_tokenizer(lines, vocab_size=args.tokenizer_vocab_size).save_pretrained(data["tokenizer"])
+            made_for.write_text(json.dumps({"settings": settings, "corpus": info}, indent=1))
+        data["corpus_info"] = json.loads(made_for.read_text())["corpus"]
     if "audio" in args.modality_list:
         digits = task_data(comparison_arguments(args), TASKS["spoken_digits"])  # synthesized once
         data.update(digits_train=digits["train_dir"], digits_validation=digits["validation_dir"])
@@ -112,4 +143,11 @@ def prepare_data(args) -> dict:
     return data
 
 
-__all__ = ["check_study_inputs", "comparison_arguments", "prepare_corpus", "prepare_data"]
+__all__ = [
+    "check_study_inputs",
+    "comparison_arguments",
+    "prepare_corpus",
+    "prepare_data",
+    "read_text_corpus",
+    "text_corpus_files",
+]

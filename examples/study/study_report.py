@@ -409,8 +409,9 @@ def _setup(results: dict) -> list[str]:
     ]
     if results.get("corpus"):
         corpus = results["corpus"]
+        source = corpus["source"] if " " in corpus["source"] else f"`{corpus['source']}`"  # a file name: code
         lines.append(
-            f"- Text data: {corpus['lines']:,} evenly spaced lines of `{corpus['source']}` ({corpus['words']:,} "
+            f"- Text data: {corpus['lines']:,} evenly spaced lines of {source} ({corpus['words']:,} "
             f"words), a {config['tokenizer_vocab_size']}-token byte-level BPE tokenizer trained on them, blocks of "
             f"{config['max_seq_length']} tokens. Images: the Fashion-MNIST training images (labels unused). Speech: "
             "the recordings of `speech/` plus the training voices' synthesized digits."
