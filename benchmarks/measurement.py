@@ -100,6 +100,23 @@ def measure_matmul_flops(device: str = "cpu", dtype: str = "fp32", size: int | N
     return 2 * size**3 / best
 
 
+def counting_backend(name: str, mode: str, graphs: list):
+    """
+    torch.compile's backend `name` (inductor in `mode`, or a named one), noting each graph dynamo hands it: a backend
+    of its own per compiled model, so that no model reuses another's compiled code and the count is its own.
+    """
+    if name == "inductor":
+        inner = torch._TorchCompileInductorWrapper(mode, None, False)  # what torch.compile(mode=) uses
+    else:
+        inner = torch._dynamo.lookup_backend(name)
+
+    def backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return inner(graph_module, example_inputs)
+
+    return backend
+
+
 def hardware_line(device: str) -> str:
     import transformers
 

@@ -45,6 +45,10 @@ def parse_args(argv=None):
         "--peak_tflops", type=float, default=None, help="default: 989 (H100 bf16) on CUDA, a measured matmul on CPU"
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (not the straightforward d)")
+    parser.add_argument(
+        "--compile_regions", action="store_true", help="compile each repeated layer once instead (implies --compile)"
+    )
+    parser.add_argument("--fused_head_loss", action="store_true", help="data2vec 1.0: config.fused_head_loss")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--amortisation", action="store_true", help="also the 2.0 teacher cost for M in 1, 2, 4, 8")
     parser.add_argument(
@@ -74,6 +78,8 @@ def main(argv=None) -> str:
         steps=args.steps,
         warmup=args.warmup,
         compile=args.compile,
+        compile_regions=args.compile_regions,
+        fused_head_loss=args.fused_head_loss,
         gradient_checkpointing=args.gradient_checkpointing,
     )
     variants = [v for v in args.variants.split(",") if v]

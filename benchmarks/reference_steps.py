@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import compile_regions
 
 from d2v_hf import (
     Data2VecForPretraining,
@@ -43,7 +44,7 @@ from d2v_hf.modeling_data2vec2 import (
 )
 from d2v_hf.modeling_data2vec_pretraining import instance_norm_over_time
 
-from measurement import PeakMemory, count_flops, synchronize, timed
+from measurement import PeakMemory, count_flops, counting_backend, synchronize, timed
 
 
 TINY_TEXT_VOCAB = 4000  # the demo's tokenizer; the HF default of 30,522 would make tiny MLM all LM head
@@ -81,6 +82,8 @@ class BenchmarkSetup:
     fused_head_loss: bool = False  # data2vec 1.0: head and loss at every position, weighted (config.fused_head_loss)
     # torch.compile's mode: "reduce-overhead" replays CUDA graphs (TrainingArguments(torch_compile_mode=...))
     compile_mode: str = "default"
+    # each repeated layer compiled once (accelerate's compile_regions; --torch_compile_regions); implies compile
+    compile_regions: bool = False
 
     def __post_init__(self):
         if self.modality not in ("text", "audio", "vision"):
@@ -93,6 +96,7 @@ class BenchmarkSetup:
             raise ValueError(
                 f"compile_mode={self.compile_mode!r}; expected default, reduce-overhead or max-autotune-no-cudagraphs."
             )
+        self.compile = self.compile or self.compile_regions
         if self.teacher_dtype not in ("fp32", "bf16"):
             raise ValueError(f"teacher_dtype={self.teacher_dtype!r}; expected fp32 or bf16.")
         default_batch, default_length = DEFAULT_SHAPES[(self.modality, self.size)]
@@ -427,7 +431,8 @@ def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None
         compiled = setup.compile and variant != "straightforward"
         runner, graphs = model, []
         if compiled:
-            runner = torch.compile(model, backend=_counting_backend(setup, graphs))
+            backend = counting_backend(setup.compile_backend, setup.compile_mode, graphs)
+            runner = (compile_regions if setup.compile_regions else torch.compile)(model, backend=backend)
         first_step_s = None
         for _ in range(max(1, setup.warmup)):
             start = time.perf_counter()
@@ -436,23 +441,6 @@ def prepare_variant(setup: BenchmarkSetup, variant: str, clone_batch: int | None
             first_step_s = first_step_s or time.perf_counter() - start  # the first: compilation included
     prepared = (variant, model, runner, inputs, optimizer, tokens, flops, memory.used)
     return _Prepared(*prepared, graphs=len(graphs), first_step_s=first_step_s)
-
-
-def _counting_backend(setup: BenchmarkSetup, graphs: list):
-    """
-    The setup's compile backend (inductor in `setup.compile_mode`, or a named one), noting each graph dynamo hands
-    it: a backend of its own per variant, so that no variant reuses another's compiled code and the count is its own.
-    """
-    if setup.compile_backend == "inductor":
-        inner = torch._TorchCompileInductorWrapper(setup.compile_mode, None, False)  # what torch.compile(mode=) uses
-    else:
-        inner = torch._dynamo.lookup_backend(setup.compile_backend)
-
-    def backend(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return inner(graph_module, example_inputs)
-
-    return backend
 
 
 def flops_table(setup: BenchmarkSetup, variants=VARIANTS) -> str:
@@ -508,8 +496,8 @@ def format_table(results: list[BenchmarkResult], peak_flops: float) -> str:
     base = results[0]
     lines = [
         "| step | tokens/s | step time (ms) | peak memory (MiB) | GFLOP/step | MFU | tokens/s vs (a) | memory vs (a) "
-        "|",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| first step (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         mfu = r.flops_per_step / r.step_time_s / peak_flops
@@ -517,7 +505,7 @@ def format_table(results: list[BenchmarkResult], peak_flops: float) -> str:
         lines.append(
             f"| {r.name} | {r.tokens_per_s:,.0f} | {r.step_time_s * 1e3:,.1f} | {r.peak_memory_bytes / 2**20:,.0f} "
             f"| {r.flops_per_step / 1e9:,.2f} | {mfu:.1%} | {r.tokens_per_s / base.tokens_per_s:.2f}x "
-            f"| {memory_ratio:.2f}x |"
+            f"| {memory_ratio:.2f}x | {r.first_step_s:,.1f} |"
         )
     return "\n".join(lines)
 

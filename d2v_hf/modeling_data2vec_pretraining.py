@@ -110,15 +110,33 @@ class TargetFeatureTap:
     The forward hook that records the teacher's per-layer target features. It is registered once, on the target
     module of every layer, and records only while [`Data2VecForPretraining.compute_targets`] runs: hooks registered and
     removed at every call would break the graph of `torch.compile` (and recompile it), persistent ones are traced.
+    Each module keeps its own feature (an attribute set at registration): a list shared by the layers would make
+    torch.compile guard on its length, so that layers compiled one by one (regional compilation) recompile at each.
     """
+
+    slot = "_d2v_target_feature"
 
     def __init__(self):
         self.recording = False
-        self.features: list[torch.Tensor] = []
+        self.modules: list[nn.Module] = []
+
+    def attach(self, modules: list[nn.Module]) -> list:
+        """Hooks the tap on `modules` (in layer order); returns the hook handles."""
+        self.modules = list(modules)
+        for module in self.modules:
+            setattr(module, self.slot, None)
+        return [module.register_forward_hook(self) for module in self.modules]
 
     def __call__(self, module, args, output):
         if self.recording:
-            self.features.append(output[0] if isinstance(output, tuple) else output)
+            setattr(module, self.slot, output[0] if isinstance(output, tuple) else output)
+
+    def collect(self) -> list:
+        """The features recorded since the last call, in layer order (`None` for a layer that recorded none)."""
+        features = [getattr(module, self.slot) for module in self.modules]
+        for module in self.modules:
+            setattr(module, self.slot, None)
+        return features
 
 
 class Data2VecForPretraining(PreTrainedModel):
@@ -345,7 +363,7 @@ class Data2VecForPretraining(PreTrainedModel):
         if main_input.is_floating_point() and main_input.dtype != teacher_dtype:  # audio / pixels into a bf16 teacher
             main_input = main_input.to(teacher_dtype)
         self.teacher.eval()
-        tap.features.clear()  # what an interrupted call may have left
+        tap.collect()  # what an interrupted call may have left
         tap.recording = True
         try:
             if self.modality == "vision":
@@ -354,14 +372,14 @@ class Data2VecForPretraining(PreTrainedModel):
                 self.teacher(main_input, attention_mask=attention_mask, **teacher_kwargs)
         finally:
             tap.recording = False
-        features = list(tap.features)
-        tap.features.clear()
-        if len(features) != len(self._target_tap_handles):
+        features = tap.collect()
+        if any(feature is None for feature in features):
             # a compiled teacher that skipped the hooks would otherwise give wrong targets without a word
+            missing = sum(feature is None for feature in features)
             raise RuntimeError(
-                f"The teacher's target tap recorded {len(features)} of its {len(self._target_tap_handles)} layers: "
-                "the teacher ran without its forward hooks (a torch.compile that drops them?). Run the teacher "
-                "eagerly or compile the whole model (--torch_compile)."
+                f"The teacher's target tap recorded nothing in {missing} of its {len(features)} layers: the teacher "
+                "ran without its forward hooks (a torch.compile that drops them?). Run the teacher eagerly or "
+                "compile the whole model (--torch_compile)."
             )
         features = features[-config.average_top_k_layers :]
         if self.modality == "vision":
@@ -393,8 +411,7 @@ class Data2VecForPretraining(PreTrainedModel):
         if self._target_tap_key != key:
             for handle in self._target_tap_handles:
                 handle.remove()
-            modules = target_modules(self.teacher, key)
-            self._target_tap_handles = [module.register_forward_hook(self._target_tap) for module in modules]
+            self._target_tap_handles = self._target_tap.attach(target_modules(self.teacher, key))
             self._target_tap_key = key
         return self._target_tap
 

@@ -103,6 +103,7 @@ LEVER_ARGUMENTS = {
     "gradient_checkpointing": {"gradient_checkpointing": True},
     # the eager backend runs torch.compile's tracing (dynamo) in seconds; inductor is the GPU suite's
     "torch_compile": {"torch_compile": True, "torch_compile_backend": "eager"},
+    "torch_compile_regions": {"torch_compile_regions": True, "torch_compile_backend": "eager"},
 }
 
 
@@ -116,7 +117,11 @@ def test_training_levers_give_the_reference_run(lever, tmp_path):
     fast.train()
     if lever == "gradient_checkpointing":
         assert any(getattr(m, "gradient_checkpointing", False) for m in fast.model.student.modules())
-    if lever == "torch_compile":
+    if lever.startswith("torch_compile"):
+        from accelerate.utils import has_compiled_regions, is_compiled_module
+
+        regional = has_compiled_regions(fast.model_wrapped) and not is_compiled_module(fast.model_wrapped)
+        assert regional == (lever == "torch_compile_regions") and fast.args.torch_compile
         torch._dynamo.reset()
     losses = [[e["loss"] for e in t.state.log_history if "loss" in e] for t in (reference, fast)]
     assert len(losses[0]) == 4
@@ -167,12 +172,12 @@ def test_target_tap_is_registered_once_and_records_only_for_targets():
     first = model.compute_targets(**unmasked)
     assert hooks(model) == before == model.config.backbone_config.num_hidden_layers  # one per layer, top K kept
     model.teacher(unmasked["input_ids"])  # the teacher run outside compute_targets records nothing
-    assert model._target_tap.features == []
+    assert model._target_tap.collect() == [None] * before
     torch.testing.assert_close(model.compute_targets(**unmasked), first, atol=0, rtol=0)
     # a copy records into its own tap
     twin = copy.deepcopy(model)
     torch.testing.assert_close(twin.compute_targets(**unmasked), first, atol=0, rtol=0)
-    assert twin._target_tap is not model._target_tap and model._target_tap.features == []
+    assert twin._target_tap is not model._target_tap and model._target_tap.collect() == [None] * before
     # a changed K keeps the tap and averages the new top K; a changed target feature moves the tap
     model.config.average_top_k_layers = 1
     top = model.compute_targets(**unmasked)
@@ -188,8 +193,7 @@ def test_regional_compilation_gives_the_eager_loss(modality):
     accelerate's regional compilation (`compile_regions`, `ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1` with
     `--torch_compile`) compiles the layers one by one into one shared code: with a tap on the top K layers only, the
     layers below (compiled first, without a hook) would hand their code to the tapped ones and no target be recorded.
-    (It still recompiles at every teacher layer: dynamo guards on the length of the tap's list. Whole-model
-    compilation is the supported path.)
+    With a list shared by the layers, each layer recompiled (dynamo guards on its length): each module keeps its own.
     """
     from accelerate.utils import compile_regions
 
@@ -200,9 +204,20 @@ def test_regional_compilation_gives_the_eager_loss(modality):
     make_teacher_differ(model)
     inputs = tiny_inputs(model.config)
     expected = model(**inputs).loss
-    regional = compile_regions(model, backend="eager")
+    graphs = []
+
+    def counting(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    regional = compile_regions(model, backend=counting)
     assert any(isinstance(m, torch._dynamo.eval_frame.OptimizedModule) for m in regional.teacher.modules())
     torch.testing.assert_close(regional(**inputs).loss, expected, atol=1e-5, rtol=1e-4)
+    before = len(graphs)
+    regional(**inputs)
+    assert len(graphs) == before  # nothing recompiles at the next step
+    if modality == "text":  # embeddings and layer, student (with grad) and teacher, the head: not one per layer
+        assert len(graphs) <= 6, len(graphs)
     torch._dynamo.reset()
 
 

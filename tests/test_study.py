@@ -17,6 +17,7 @@ from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2ve
 from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
 from study_report import decide, paired_difference, study_report_markdown, write_study_report  # noqa: E402
+from text_probe_reference import main as text_probe_reference  # noqa: E402
 
 
 def test_study_arguments_presets_and_bad_values():
@@ -73,6 +74,18 @@ def test_glue_text_corpus_reads_the_training_sentences_and_remakes_the_tokenizer
     second = prepare_data(args)
     assert second["corpus_info"]["source"].startswith("`gcide_en.txt.gz`")
     assert (tmp_path / "corpus.txt").read_text().splitlines()[0] != lines[0]
+
+
+@pytest.mark.real_data
+def test_text_probe_reference_points(shared_data, tmp_path):
+    out = text_probe_reference(["--data_dir", shared_data, "--docs_dir", tmp_path, "--seeds", "0"])
+    report = out.read_text()
+    rows = {line.split(" | ")[0][2:]: float(line.split(" | ")[1].split(" ")[0]) for line in report.splitlines()
+            if line.startswith("| words")}  # fmt: skip
+    assert set(rows) == {"words", "words, projected to 64 dimensions"}
+    # the words alone are far above chance; squeezed to the tiny width, close to a random backbone's probe
+    assert rows["words"] > 65 and rows["words, projected to 64 dimensions"] < rows["words"] - 5
+    assert "python examples/study/text_probe_reference.py --data_dir" in report
 
 
 def test_layer_probes_name_a_missing_study_run(tmp_path):

@@ -34,6 +34,12 @@ class Data2VecPretrainingArguments(TrainingArguments):
             parameter), `"1d_and_bias"` (1-D parameters and biases, as data2vec 2.0 and the BEiT code of vision 1.0)
             or `"transformers"` (the Trainer's default: biases and LayerNorm weights). Default: the recipe's.
 
+    Parameters of compilation:
+        torch_compile_regions (`bool`, *optional*, defaults to `False`):
+            Compile each repeated layer once and reuse its code for the others (accelerate's regional compilation,
+            as `ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1` turns on) rather than the whole step: a fraction of
+            `torch_compile`'s compile time for slower steps (no fusion across layers). Implies `torch_compile`.
+
     Parameters that control the output directory:
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
             Allow `output_dir` to hold another run already; without it `run_pretraining.py` refuses to start
@@ -63,6 +69,13 @@ class Data2VecPretrainingArguments(TrainingArguments):
             "Default: the recipe's."
         },
     )
+    torch_compile_regions: bool = field(
+        default=False,
+        metadata={
+            "help": "Compile each repeated layer once (accelerate's regional compilation) rather than the whole step: "
+            "much less compile time, slower steps. Implies --torch_compile."
+        },
+    )
     # Parameters that control the output directory
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow an output_dir that already holds another run."}
@@ -76,6 +89,8 @@ class Data2VecPretrainingArguments(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every X updates steps."})
 
     def __post_init__(self):
+        if self.torch_compile_regions:
+            self.torch_compile = True  # before TrainingArguments picks the backend
         super().__post_init__()
         check_training_arguments(self)
         for name in ("min_target_var", "min_pred_var"):

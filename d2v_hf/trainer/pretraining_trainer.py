@@ -99,6 +99,12 @@ class Data2VecPretrainingTrainer(AtomicCheckpointMixin, KeepModelCardMixin, Trai
         # running sums of (target_var, prediction_var, count) since the last log
         self._monitor = torch.zeros(3, device=self.args.device)
 
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if self.args.torch_compile_regions:
+            # the Trainer builds accelerate's TorchDynamoPlugin without this field; accelerate reads it at `prepare`
+            self.accelerator.state.dynamo_plugin.use_regional_compilation = True
+
     def train(self, *args, **kwargs):
         output = super().train(*args, **kwargs)
         if self.args.world_size > 1:
