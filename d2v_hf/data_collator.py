@@ -65,7 +65,7 @@ def pad_input_ids(tokenizer: PreTrainedTokenizerBase, examples: list[dict], pad_
 def pad_position_ids(examples: list[dict], length: int) -> torch.Tensor:
     """The packed rows' `position_ids` (0 at the start of every sample), right-padded with 0 to `length`."""
     if any("position_ids" not in example for example in examples):
-        raise ValueError("Some examples have position_ids and some do not: mix packed and unpacked data.")
+        raise ValueError("Some examples have position_ids and some do not: packed and unpacked rows cannot mix.")
     rows = [list(example["position_ids"]) for example in examples]
     for row, example in zip(rows, examples):
         if len(row) != len(example["input_ids"]):

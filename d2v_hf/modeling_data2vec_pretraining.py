@@ -322,8 +322,6 @@ class Data2VecForPretraining(PreTrainedModel):
         )
 
     def _student_forward(self, main_input, attention_mask, mask, student_input_ids, position_ids=None):
-        if self.modality != "text" and position_ids is not None:
-            packed_text_inputs(self.config, main_input, position_ids, None, "sdpa")  # raises: text only
         if self.modality == "text":
             if student_input_ids is None:
                 if self.config.mask_token_id is None:
