@@ -16,7 +16,13 @@ from study import run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
-from study_report import decide, paired_difference, study_report_markdown, write_study_report  # noqa: E402
+from study_report import (  # noqa: E402
+    _baseline_losses,
+    decide,
+    paired_difference,
+    study_report_markdown,
+    write_study_report,
+)
 from text_probe_reference import main as text_probe_reference  # noqa: E402
 
 
@@ -177,6 +183,19 @@ def _results(scores: dict[str, dict[int, list[float]]], budget=1e12) -> dict:
         if arm != "random":
             plan[arm] = {"flops_per_step": budget / max(per_step), "steps": max(per_step)}
     return {"modalities": {"vision": {"plan": {"budget_flops": budget, "arms": plan}, "arms": arms}}}
+
+
+def test_a_baseline_is_said_not_to_learn_only_while_its_loss_stays_at_chance():
+    def results(*finals):
+        seeds = {str(i): {"pretraining": {"final_loss": loss}} for i, loss in enumerate(finals)}
+        return {
+            "chance_losses": {"text": {"mlm": (7.0, "the entropy of the corpus's token frequencies")}},
+            "modalities": {"text": {"arms": {"mlm": {"seeds": seeds}}}},
+        }
+
+    assert "has not started learning" in _baseline_losses(results(7.05, 6.9), "text")[0]  # at chance, or above
+    assert _baseline_losses(results(7.05, 6.5), "text") == []  # one seed 7% below chance: it learns
+    assert _baseline_losses(results(6.51, 6.5), "text") == []
 
 
 def test_decision_needs_a_margin_larger_than_the_seed_spread():

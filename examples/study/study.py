@@ -52,7 +52,10 @@ logger = logging.getLogger(__name__)
 
 
 def _key(args, modality: str, extra: tuple = ()) -> dict:
-    return {name: getattr(args, name) for name in ("data_dir",) + PRETRAINING_FIELDS[modality] + extra}
+    settings = {name: getattr(args, name) for name in ("data_dir",) + PRETRAINING_FIELDS[modality] + extra}
+    if settings.get("text_corpus") == "gcide":  # the runs saved before --text_corpus existed trained on GCIDE
+        del settings["text_corpus"]
+    return settings
 
 
 class PartialResults:
