@@ -77,5 +77,7 @@ def main(args=None):
 
 if __name__ == "__main__":
     main()
-    # explicit teardown: a gloo/NCCL thread outliving the interpreter's shutdown can abort a finished rank
+    # explicit teardown, every rank at once: a gloo/NCCL thread outliving the interpreter's shutdown can abort a
+    # finished rank, and a rank that tears down while another still writes its artifacts did so in CI
+    PartialState().wait_for_everyone()
     PartialState().destroy_process_group()
