@@ -7,7 +7,6 @@ runs share with `compare_checkpoints.py`.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from d2v_hf.data import AUDIO_EXTENSIONS, espeak_ng_available, train_bpe_tokenizer
 from d2v_hf.data._common import scan_folder
+from d2v_hf.finetuning import load_glue_datasets, task_to_keys
 
 from comparison import CompareArguments
 from comparison_tasks import TASKS, task_data
@@ -55,13 +55,10 @@ def read_text_corpus(data_dir: str | os.PathLike, text_corpus: str) -> list[str]
             lines = [line.strip() for line in f]
         return [line for line in lines if line and not line.startswith("00-database")]
     lines = []
-    for path in text_corpus_files(data_dir, text_corpus):  # GLUE's TSV files: a header, no quoting
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-        columns = [column for column in ("sentence", "sentence1", "sentence2") if rows and column in rows[0]]
-        if not columns:
-            raise ValueError(f"{path}: no sentence column (expected sentence, or sentence1 and sentence2).")
-        lines += [row[column].strip() for row in rows for column in columns if (row[column] or "").strip()]
+    for task, path in zip(("sst2", "stsb"), text_corpus_files(data_dir, text_corpus)):  # as run_glue.py reads them
+        train = load_glue_datasets(task, train_file=str(path))["train"]
+        columns = [train[key] for key in task_to_keys[task] if key is not None]  # stsb: both sentences of a pair
+        lines += [text.strip() for row in zip(*columns) for text in row if text and text.strip()]
     return lines
 
 
