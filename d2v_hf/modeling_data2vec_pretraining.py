@@ -281,20 +281,19 @@ class Data2VecForPretraining(PreTrainedModel):
             shape = (main_input.shape[0], num_output_positions(self.config, main_input))
             mask = check_mask(mask, shape, padding, POSITION_NAME[self.modality])
 
-            student_attention, student_positions = attention_mask, None
-            if position_ids is not None:  # packed samples: attention within each sample only
-                student_attention, student_positions = packed_text_inputs(
+            backbone_attention, backbone_positions = attention_mask, None
+            if position_ids is not None:  # packed samples: attention within each sample only, student and teacher
+                backbone_attention, backbone_positions = packed_text_inputs(
                     self.config, main_input, position_ids, padding, self.student.config._attn_implementation
                 )
 
             # 1. student forward on the masked input (mask token / learned mask embedding / mask token)
             hidden_states = self._student_forward(
-                main_input, student_attention, mask, student_input_ids, student_positions
+                main_input, backbone_attention, mask, student_input_ids, backbone_positions
             )
 
             # 2. teacher targets on the unmasked input: average of the top-K normalised layers (paper Sec. 3.3)
-            unmasked = {self.main_input_name: main_input, "attention_mask": attention_mask}
-            targets = self.compute_targets(**unmasked, position_ids=position_ids)
+            targets = self._teacher_targets(main_input, padding, backbone_attention, backbone_positions)
 
             # 3. regress the targets at the masked positions only
             if self.config.fused_head_loss:
@@ -349,13 +348,19 @@ class Data2VecForPretraining(PreTrainedModel):
         chosen feature of each of the top K layers, normalised per layer, averaged, then optionally normalised again.
         `position_ids`: packed text samples, as in [`~Data2VecForPretraining.forward`].
         """
-        config = self.config
-        main_input, padding = check_inputs(config, unmasked_inputs)
-        attention_mask, teacher_kwargs = unmasked_inputs.get("attention_mask"), {}
+        main_input, padding = check_inputs(self.config, unmasked_inputs)
+        attention_mask, backbone_positions = unmasked_inputs.get("attention_mask"), None
         if position_ids is not None:
-            attention_mask, teacher_kwargs["position_ids"] = packed_text_inputs(
-                config, main_input, position_ids, padding, self.teacher.config._attn_implementation
+            attention_mask, backbone_positions = packed_text_inputs(
+                self.config, main_input, position_ids, padding, self.teacher.config._attn_implementation
             )
+        return self._teacher_targets(main_input, padding, attention_mask, backbone_positions)
+
+    @torch.no_grad()
+    def _teacher_targets(self, main_input, padding, attention_mask, position_ids=None) -> torch.FloatTensor:
+        """[`compute_targets`] on inputs already checked, with the backbone's own attention mask and positions."""
+        config = self.config
+        teacher_kwargs = {} if position_ids is None else {"position_ids": position_ids}
         tap = self._teacher_feature_tap()
         teacher_dtype = next(self.teacher.parameters()).dtype
         if main_input.is_floating_point() and main_input.dtype != teacher_dtype:  # audio / pixels into a bf16 teacher

@@ -204,13 +204,10 @@ def test_regional_compilation_gives_the_eager_loss(modality):
     make_teacher_differ(model)
     inputs = tiny_inputs(model.config)
     expected = model(**inputs).loss
+    from measurement import counting_backend  # benchmarks/ is on sys.path (tests/fixtures.py)
+
     graphs = []
-
-    def counting(graph_module, example_inputs):
-        graphs.append(graph_module)
-        return graph_module.forward
-
-    regional = compile_regions(model, backend=counting)
+    regional = compile_regions(model, backend=counting_backend("eager", "default", graphs))
     assert any(isinstance(m, torch._dynamo.eval_frame.OptimizedModule) for m in regional.teacher.modules())
     torch.testing.assert_close(regional(**inputs).loss, expected, atol=1e-5, rtol=1e-4)
     before = len(graphs)
