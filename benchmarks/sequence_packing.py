@@ -18,6 +18,7 @@ import torch
 
 from d2v_hf import Data2VecForPretraining, compute_text_span_mask
 from d2v_hf.data import pack_samples
+from d2v_hf.data_collator import pad_position_ids
 
 from measurement import PeakMemory, hardware_line, synchronize
 from reference_steps import BenchmarkSetup, backbone_config, data2vec_config, train_step
@@ -44,10 +45,9 @@ def _batches(rows: list[list[int]], positions: list[list[int]] | None, setup: Be
             input_ids[i, : len(row)], attention_mask[i, : len(row)] = torch.tensor(row), 1
         mask = compute_text_span_mask(attention_mask, config.mask_prob, config.mask_length, generator=generator)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "mask": mask}
-        if positions is not None:
-            batch["position_ids"] = torch.zeros_like(input_ids)
-            for i, row in enumerate(positions[start : start + setup.batch_size]):
-                batch["position_ids"][i, : len(row)] = torch.tensor(row)
+        if positions is not None:  # padded as the collator pads them
+            pairs = zip(chunk, positions[start : start + setup.batch_size])
+            batch["position_ids"] = pad_position_ids([{"input_ids": i, "position_ids": p} for i, p in pairs], width)
         batches.append(batch)
     return batches
 
