@@ -18,7 +18,9 @@ from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
 from study_report import (  # noqa: E402
     _baseline_losses,
+    _probe_table,
     decide,
+    measured_probes,
     paired_difference,
     study_report_markdown,
     write_study_report,
@@ -217,6 +219,15 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
     }  # no interval from 2 seeds
 
 
+def test_report_leaves_out_a_probe_that_an_older_run_did_not_measure():
+    results = _results({"data2vec": {10: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}})
+    assert [probe for probe, _ in measured_probes(results, "vision")] == ["fashion_mnist", "fashion_mnist_knn"]
+    for seed in results["modalities"]["vision"]["arms"]["random"]["seeds"].values():
+        del seed["probes"]["0"]["fashion_mnist_knn"]  # as a run saved before the probe existed
+    assert [probe for probe, _ in measured_probes(results, "vision")] == ["fashion_mnist"]
+    assert "20-NN" not in "\n".join(_probe_table(results, "vision"))
+
+
 @pytest.mark.real_data
 @pytest.mark.slow
 @pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
@@ -307,7 +318,7 @@ def test_study_slice_every_arm(shared_data, tmp_path):
         for probe, value in by_layer[4].items():
             assert value == pytest.approx(final[probe], abs=1e-6), (arm, probe)
     markdown = layer_report(scores, "pytest layers")
-    assert "pytest layers" in markdown and markdown.count("| 4 |") == 3
+    assert "pytest layers" in markdown and markdown.count("| 4 |") == 4  # one table per text probe
 
 
 @pytest.mark.real_data

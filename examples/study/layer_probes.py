@@ -19,14 +19,11 @@ from pathlib import Path
 from d2v_hf.argument_parsing import parse_arguments
 
 from study import PartialResults, final_checkpoint
-from study_config import ARM_TITLES, StudyArguments
+from study_config import ARM_TITLES, PROBES, StudyArguments
 from study_data import comparison_arguments, prepare_data
 from study_probes import probe_data, text_probes
 from study_report import paired_difference
 from study_utils import fmt, stats
-
-
-PROBES = {"sst2": "SST-2 accuracy", "stsb": "STS-B ridge", "stsb_cosine": "STS-B cosine Spearman"}
 
 
 def layer_scores(args, data: dict) -> dict:
@@ -57,7 +54,7 @@ def layer_report(scores: dict, command: str) -> str:
         command,
         "```",
     ]
-    for probe, title in PROBES.items():
+    for probe, title in PROBES["text"]:
         lines += ["", f"## {title}", "", "| layer | " + " | ".join(ARM_TITLES.get(a, a) for a in scores) + " |"]
         lines.append("|---:|" + "---:|" * len(scores))
         for layer in layers:

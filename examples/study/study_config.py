@@ -47,6 +47,7 @@ BACKBONE_TYPES = {"text": "data2vec-text", "vision": "vit", "audio": "wav2vec2"}
 PROBES = {
     "text": (
         ("sst2", "SST-2 accuracy, logistic regression"),
+        ("sst2_knn", "SST-2 accuracy, 20-NN (cosine)"),
         ("stsb", "STS-B (Pearson + Spearman) / 2, ridge regression on the absolute difference and product"),
         ("stsb_cosine", "STS-B Spearman of the cosine similarity (no training)"),
     ),

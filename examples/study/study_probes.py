@@ -30,7 +30,10 @@ def text_probes(cargs, checkpoint: str, data: dict, seed: int, layer: int | None
 
     train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["sst2"], data["sst2"], seed)
     train, test = (features(train_texts[0]), train_targets), (features(eval_texts[0]), eval_targets)
-    scores = {"sst2": fit_probe(train, test, glue_probe_score(TASKS["sst2"]), seed=seed)["score"]}
+    scores = {
+        "sst2": fit_probe(train, test, glue_probe_score(TASKS["sst2"]), seed=seed)["score"],
+        "sst2_knn": 100 * knn_accuracy(train, test),
+    }
     # STS-B: each sentence encoded alone (as SentEval does); ridge regression on (|u - v|, u * v), and, without any
     # training, the cosine similarity of u and v
     train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["stsb"], data["stsb"], seed)

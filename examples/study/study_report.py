@@ -57,10 +57,17 @@ def probe_curve(results: dict, modality: str, arm: str, probe: str) -> list[dict
     return points
 
 
+def measured_probes(results: dict, modality: str) -> list[tuple[str, str]]:
+    """The `(probe, title)` pairs of `PROBES` every arm's final checkpoints have (older runs lack newer probes)."""
+    arms = results["modalities"][modality]["arms"]
+    return [(p, t) for p, t in PROBES[modality] if all(_per_seed(results, modality, arm, p) for arm in arms)]
+
+
 def _per_seed(results: dict, modality: str, arm: str, probe: str) -> dict[str, float]:
     """The probe at each seed's last checkpoint."""
     seeds = results["modalities"][modality]["arms"][arm]["seeds"]
-    return {seed: entry["probes"][str(max(map(int, entry["probes"])))][probe] for seed, entry in seeds.items()}
+    last = {seed: entry["probes"][str(max(map(int, entry["probes"])))] for seed, entry in seeds.items()}
+    return {seed: probes[probe] for seed, probes in last.items() if probe in probes}
 
 
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict | None:
@@ -143,7 +150,7 @@ def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, st
     paths = {}
     Path(img_dir).mkdir(parents=True, exist_ok=True)
     for modality, entry in results["modalities"].items():
-        probes = PROBES[modality]
+        probes = measured_probes(results, modality)
         fig, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes), 3.8), squeeze=False)
         for ax, (probe, title) in zip(axes[0], probes):
             for arm in entry["arms"]:
@@ -211,8 +218,7 @@ def _compute_table(results: dict, modality: str) -> list[str]:
 
 
 def _probe_table(results: dict, modality: str) -> list[str]:
-    arms = results["modalities"][modality]["arms"]
-    probes = PROBES[modality]
+    arms, probes = results["modalities"][modality]["arms"], measured_probes(results, modality)
     lines = ["| arm | " + " | ".join(title for _, title in probes) + " |", "|---|" + "---:|" * len(probes)]
     for arm in arms:
         cells = []
@@ -287,7 +293,7 @@ def _other_probes(results: dict, modality: str) -> list[str]:
     """The significant differences against random init on the modality's other probes, in both directions."""
     arms = results["modalities"][modality]["arms"]
     found = []
-    for probe, _ in PROBES[modality][1:]:
+    for probe, _ in measured_probes(results, modality)[1:]:
         for arm in arms:
             if arm == "random" or "random" not in arms:
                 continue
@@ -408,17 +414,25 @@ def _setup(results: dict) -> list[str]:
         "teacher's forward included).",
         f"- Probes: mean-pooled last-layer features of the frozen backbone at {config['probe_points']} evenly spaced "
         f"points of each run; {config['probe_train_samples']} training examples (regularisation chosen on a held-out "
-        f"fifth of them), evaluated on {config['probe_eval_samples'] or 'all'} examples.",
+        "fifth of them), evaluated on "
+        + (f"at most {config['probe_eval_samples']}" if config["probe_eval_samples"] else "all")
+        + " examples of each task's evaluation split.",
     ]
+    data = []  # the pretraining data of the modalities this run has
     if results.get("corpus"):
         corpus = results["corpus"]
         source = corpus["source"] if " " in corpus["source"] else f"`{corpus['source']}`"  # a file name: code
-        lines.append(
-            f"- Text data: {corpus['lines']:,} evenly spaced lines of {source} ({corpus['words']:,} "
+        data.append(
+            f"Text: {corpus['lines']:,} evenly spaced lines of {source} ({corpus['words']:,} "
             f"words), a {config['tokenizer_vocab_size']}-token byte-level BPE tokenizer trained on them, blocks of "
-            f"{config['max_seq_length']} tokens. Images: the Fashion-MNIST training images (labels unused). Speech: "
-            "the recordings of `speech/` plus the training voices' synthesized digits."
+            f"{config['max_seq_length']} tokens."
         )
+    if "vision" in results["modalities"]:
+        data.append("Images: the Fashion-MNIST training images (labels unused).")
+    if "audio" in results["modalities"]:
+        data.append("Speech: the recordings of `speech/` plus the training voices' synthesized digits.")
+    if data:
+        lines.append("- Pretraining data. " + " ".join(data))
     if results.get("longer_budget"):
         longer = results["longer_budget"]
         link = os.path.relpath(longer["report"], config["docs_dir"])  # from the folder study.md is written to
@@ -527,7 +541,7 @@ def build_study_model_card(results: dict, modality: str, arm: str):
         "seed": config["seed_list"][0],
     }
     lines = ["## Probe results (mean ± std over seeds, final checkpoints)", "", "| probe | score |", "|---|---:|"]
-    for probe, title in PROBES[modality]:
+    for probe, title in measured_probes(results, modality):
         lines.append(f"| {title} | {fmt(stats(list(_per_seed(results, modality, arm, probe).values())))} |")
     index = []
     for task in results["finetune"]:
