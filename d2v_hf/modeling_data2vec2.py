@@ -343,7 +343,6 @@ def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
     # 1. student: only the unmasked tokens / frames / patches of each copy go through the encoder layers
     if modality == "text":
         visible_states, _, positions = encode_visible_text(model.student, main_input, keep, clone_batch)
-        unmasked = {"input_ids": main_input, "attention_mask": attention_mask}
     else:
         counts = keep.sum(1)
         if not bool((counts == counts[0]).all()):
@@ -356,15 +355,19 @@ def data2vec2_predictions(model, main_input, attention_mask=None, mask=None):
         else:
             encoded = encode_visible_patches(model.student, main_input, keep, clone_batch, return_cls=True)
             visible_states, _, positions, cls_states = encoded
-        unmasked = {name: main_input}
 
     # 2. decoder: encoder outputs back at their positions, noise at masked ones; project the masked positions only
     padded = real if modality == "text" and not bool(real.all()) else None
     decoder_input = model.head.build_input(visible_states, positions, keep, padded)
     predictions = model.head(decoder_input, real=padded, output_mask=mask)
 
-    # 3. teacher: one pass per sample on the unmasked input; copy c of sample i reads row i
-    all_targets = model.compute_targets(**unmasked)
+    # 3. teacher: one pass per sample on the unmasked input; copy c of sample i reads row i. The inputs were checked
+    # above, so the teacher runs without compute_targets' checks (each value check is a host sync on a GPU); audio
+    # clips are unpadded here, so its teacher gets neither mask nor padding
+    if modality == "text":
+        all_targets = model._teacher_targets(main_input, padding, attention_mask)
+    else:
+        all_targets = model._teacher_targets(main_input, None, None)
     rows, columns = mask.nonzero(as_tuple=True)
     targets = all_targets[torch.div(rows, clone_batch, rounding_mode="floor"), columns]
 
