@@ -10,8 +10,9 @@ import torch
 
 from d2v_hf.data import espeak_ng_available
 
-from .fixtures import load_example  # noqa: F401  (puts examples/study on sys.path)
+from .fixtures import build_tokenizer, load_example, save_tiny_backbone  # noqa: F401  (puts examples/study on sys.path)
 from layer_probes import layer_report, layer_scores  # noqa: E402
+from probes import text_features  # noqa: E402
 from study import run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
@@ -219,6 +220,19 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
     }  # no interval from 2 seeds
 
 
+def test_text_features_of_several_layers_come_from_one_pass_and_match_one_layer_at_a_time(tmp_path):
+    texts = ["a fine film", "a dull and tedious one", "not bad at all", "the plot is thin"] * 3
+    checkpoint = save_tiny_backbone(tmp_path / "backbone", build_tokenizer(texts, vocab_size=300))
+    kwargs = dict(max_length=16, batch_size=5, pooling="mean")
+    together = text_features(str(checkpoint), texts, layers=[0, 2, None], **kwargs)
+    for layer, features in zip([0, 2, None], together):
+        np.testing.assert_allclose(features, text_features(str(checkpoint), texts, layer=layer, **kwargs), atol=1e-6)
+    assert not np.allclose(together[0], together[2])  # the embeddings are not the last layer
+    np.testing.assert_allclose(together[1], together[2], atol=1e-6)  # layer 2 of 2 is the last
+    with pytest.raises(ValueError, match="layer=3"):
+        text_features(str(checkpoint), texts, layers=[3], **kwargs)
+
+
 def test_report_leaves_out_a_probe_that_an_older_run_did_not_measure():
     results = _results({"data2vec": {10: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}})
     assert [probe for probe, _ in measured_probes(results, "vision")] == ["fashion_mnist", "fashion_mnist_knn"]
@@ -346,7 +360,7 @@ def test_study_dry_run_builds_every_arm_at_full_size(shared_data, tmp_path):
 def test_push_refuses_missing_checkpoints_before_uploading(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from study_report import push_study_models
+    from study_model_cards import push_study_models
 
     calls = []
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(a))

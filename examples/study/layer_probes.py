@@ -35,9 +35,9 @@ def layer_scores(args, data: dict) -> dict:
         for seed in args.seed_list:
             checkpoint = final_checkpoint(args, partial, "text", arm, seed, data)
             num_layers = json.loads(Path(checkpoint, "config.json").read_text())["num_hidden_layers"]
-            for layer in range(num_layers + 1):
-                result = text_probes(cargs, checkpoint, tasks, seed, layer=layer)
-                scores.setdefault(arm, {}).setdefault(str(seed), {})[layer] = result
+            by_layer = text_probes(cargs, checkpoint, tasks, seed, layers=list(range(num_layers + 1)))
+            scores.setdefault(arm, {})[str(seed)] = by_layer
+            for layer, result in by_layer.items():
                 print(f"text {arm} seed {seed} layer {layer}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()))
     return scores
 

@@ -82,27 +82,35 @@ def text_features(
     batch_size: int = 64,
     pooling: str = "cls",
     layer: int | None = None,
-) -> np.ndarray:
+    layers: list[int] | None = None,
+) -> np.ndarray | list[np.ndarray]:
     """
     Frozen features of sentences (or sentence pairs, encoded together as the fine-tuning scripts do) with the
     checkpoint's own tokenizer: the first token's last-layer state (`pooling="cls"`: `<s>` / `[CLS]`, which the text
     classification heads of BERT, RoBERTa, XLM-R and data2vec read) or the mean over the real tokens (`"mean"`).
     `layer` reads another layer's states instead of the last: 0 the embeddings, `i` the output of layer `i`.
+    `layers` returns one array per listed layer, all from the same forward passes.
     """
     model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
-    if layer is not None and not 0 <= layer <= model.config.num_hidden_layers:
-        raise ValueError(f"layer={layer}; {checkpoint} has layers 0 (embeddings) to {model.config.num_hidden_layers}.")
-    features = []
+    wanted = layers if layers is not None else [layer]
+    for index in wanted:
+        if index is not None and not 0 <= index <= model.config.num_hidden_layers:
+            raise ValueError(
+                f"layer={index}; {checkpoint} has layers 0 (embeddings) to {model.config.num_hidden_layers}."
+            )
+    hidden_states = any(index is not None for index in wanted)
+    features = [[] for _ in wanted]
     for start in range(0, len(first), batch_size):
         pair = (first[start : start + batch_size],)
         if second is not None:
             pair += (second[start : start + batch_size],)
         batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        with torch.no_grad():
-            output = model(**batch, output_hidden_states=layer is not None)
-        hidden = output.last_hidden_state if layer is None else output.hidden_states[layer]
-        features.append(pool(hidden, pooling, batch["attention_mask"].bool()).numpy())
-    return np.concatenate(features)
+        output = model(**batch, output_hidden_states=hidden_states)
+        for found, index in zip(features, wanted):
+            hidden = output.last_hidden_state if index is None else output.hidden_states[index]
+            found.append(pool(hidden, pooling, batch["attention_mask"].bool()).numpy())
+    arrays = [np.concatenate(found) for found in features]
+    return arrays if layers is not None else arrays[0]
 
 
 def knn_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], k: int = 20) -> float:

@@ -9,7 +9,7 @@ The study end to end ([`run_study`]), per modality:
 4. Fine-tuning of the last backbone of every arm (`--finetune_tasks`): a learning-rate sweep on a part of the
    training data held out for it (first seed), then one run per seed with the chosen rate, scored on the task's
    evaluation set, through the example scripts (the protocol of `compare_checkpoints.py`).
-5. The report (`docs/study.md`, from `docs/study_results.json`) and the model cards (`study_report.py`).
+5. The report (`docs/study.md`, from `docs/study_results.json`) and the model cards (`study_model_cards.py`).
 
 Runs go side by side in `--workers` processes; every finished run is saved in `output_dir/partial_results.json`,
 so an interrupted study resumes where it stopped.
@@ -44,7 +44,8 @@ from study_config import (
     StudyArguments,
 )
 from study_data import check_study_inputs, comparison_arguments, prepare_data
-from study_report import write_study_model_cards, write_study_report
+from study_model_cards import write_study_model_cards
+from study_report import write_study_report
 from study_utils import environment_info, run_jobs
 
 
@@ -254,7 +255,7 @@ def run_study(args: StudyArguments, command: str | None = None) -> dict:
     write_study_report(results, args.docs_dir)
     write_study_model_cards(results, args.model_cards_dir)
     if args.push_to_hub:
-        from study_report import push_study_models
+        from study_model_cards import push_study_models
 
         results["pushed"] = push_study_models(results, args.hub_org, token=args.hub_token)
     return results

@@ -22,31 +22,40 @@ def _accuracy(predictions, targets) -> float:
     return 100 * float(np.mean(predictions == targets))
 
 
-def text_probes(cargs, checkpoint: str, data: dict, seed: int, layer: int | None = None) -> dict:
-    """SST-2 and STS-B probes of a text backbone, on its last layer or on `layer` (see `probes.text_features`)."""
+def text_probes(cargs, checkpoint: str, data: dict, seed: int, layers: list[int] | None = None) -> dict:
+    """
+    SST-2 and STS-B probes of a text backbone on its last layer: `{probe: score}`; or, given `layers` (see
+    `probes.text_features`), `{layer: {probe: score}}`, every layer's features read from the same forward passes.
+    """
+    wanted = [None] if layers is None else list(layers)
 
-    def features(texts):
-        return text_features(checkpoint, texts, max_length=cargs.max_seq_length, pooling="mean", layer=layer)
+    def features(texts):  # one array per wanted layer
+        kwargs = dict(max_length=cargs.max_seq_length, pooling="mean", layers=wanted)
+        return text_features(checkpoint, texts, **kwargs)
 
+    scores = {layer: {} for layer in wanted}
     train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["sst2"], data["sst2"], seed)
-    train, test = (features(train_texts[0]), train_targets), (features(eval_texts[0]), eval_targets)
-    scores = {
-        "sst2": fit_probe(train, test, glue_probe_score(TASKS["sst2"]), seed=seed)["score"],
-        "sst2_knn": 100 * knn_accuracy(train, test),
-    }
+    for layer, train, test in zip(wanted, features(train_texts[0]), features(eval_texts[0])):
+        train, test = (train, train_targets), (test, eval_targets)
+        scores[layer]["sst2"] = fit_probe(train, test, glue_probe_score(TASKS["sst2"]), seed=seed)["score"]
+        scores[layer]["sst2_knn"] = 100 * knn_accuracy(train, test)
     # STS-B: each sentence encoded alone (as SentEval does); ridge regression on (|u - v|, u * v), and, without any
     # training, the cosine similarity of u and v
     train_texts, eval_texts, train_targets, eval_targets = glue_probe_data(cargs, TASKS["stsb"], data["stsb"], seed)
-    pairs = {}
-    for split, (first, second) in (("train", train_texts), ("eval", eval_texts)):
-        u, v = features(first), features(second)
-        pairs[split] = (np.concatenate([np.abs(u - v), u * v], axis=1), u, v)
-    train, test = (pairs["train"][0], train_targets), (pairs["eval"][0], eval_targets)
-    scores["stsb"] = fit_probe(train, test, glue_probe_score(TASKS["stsb"]), regression=True, seed=seed)["score"]
-    _, u, v = pairs["eval"]
-    cosine = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1) + 1e-8)
-    scores["stsb_cosine"] = 100 * float(spearmanr(cosine, eval_targets).statistic)
-    return scores
+    encoded = {split: (features(first), features(second)) for split, (first, second) in
+               (("train", train_texts), ("eval", eval_texts))}  # fmt: skip
+    for index, layer in enumerate(wanted):
+        pairs = {}
+        for split, (first, second) in encoded.items():
+            u, v = first[index], second[index]
+            pairs[split] = (np.concatenate([np.abs(u - v), u * v], axis=1), u, v)
+        train, test = (pairs["train"][0], train_targets), (pairs["eval"][0], eval_targets)
+        score = glue_probe_score(TASKS["stsb"])
+        scores[layer]["stsb"] = fit_probe(train, test, score, regression=True, seed=seed)["score"]
+        _, u, v = pairs["eval"]
+        cosine = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1) + 1e-8)
+        scores[layer]["stsb_cosine"] = 100 * float(spearmanr(cosine, eval_targets).statistic)
+    return scores[None] if layers is None else scores
 
 
 def _classification_probes(cargs, task_name: str, checkpoint: str, data: dict, seed: int) -> dict:

@@ -1,8 +1,8 @@
 """
-The report and the model cards of the study, generated from the raw results (`docs/study_results.json`) and nothing
-else: [`write_study_report`] writes `docs/study.md` (setup, compute table, probe and fine-tuning tables with paired
-differences and 95% bootstrap intervals, score-vs-compute plots, a conclusion per modality),
-[`write_study_model_cards`] one card per final model, [`push_study_models`] uploads them.
+The report of the study, generated from the raw results (`docs/study_results.json`) and nothing else:
+[`write_study_report`] writes `docs/study.md` (setup, compute table, probe and fine-tuning tables with paired
+differences and 95% bootstrap intervals, score-vs-compute plots, a conclusion per modality). The model cards are
+written from the same results by `study_model_cards.py`.
 
 The decision rule of a modality: a pretrained arm beats random initialisation when, on the modality's main probe at
 the end of its budget, its mean over seeds exceeds random's by more than the seed spread (the larger of the two
@@ -16,10 +16,6 @@ import json
 import os
 from pathlib import Path
 
-from huggingface_hub import EvalResult
-
-from d2v_hf.modelcard import build_model_card, save_model_card
-
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
 from study_config import ARM_TITLES, BACKBONE_TYPES, MAIN_PROBE, PROBES
@@ -27,14 +23,6 @@ from study_utils import fmt, paired_bootstrap, stats
 
 
 MODALITY_TITLES = {"text": "Text", "vision": "Images", "audio": "Speech"}
-# the Hub task of a fine-tuning task's model-index entry
-CARD_TASK_TYPES = {
-    "glue": "text-classification",
-    "xquad": "question-answering",
-    "squad": "question-answering",
-    "image": "image-classification",
-    "audio": "audio-classification",
-}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -60,14 +48,20 @@ def probe_curve(results: dict, modality: str, arm: str, probe: str) -> list[dict
 def measured_probes(results: dict, modality: str) -> list[tuple[str, str]]:
     """The `(probe, title)` pairs of `PROBES` every arm's final checkpoints have (older runs lack newer probes)."""
     arms = results["modalities"][modality]["arms"]
-    return [(p, t) for p, t in PROBES[modality] if all(_per_seed(results, modality, arm, p) for arm in arms)]
+    return [(p, t) for p, t in PROBES[modality] if all(final_probe_scores(results, modality, arm, p) for arm in arms)]
 
 
-def _per_seed(results: dict, modality: str, arm: str, probe: str) -> dict[str, float]:
+def final_probe_scores(results: dict, modality: str, arm: str, probe: str) -> dict[str, float]:
     """The probe at each seed's last checkpoint."""
     seeds = results["modalities"][modality]["arms"][arm]["seeds"]
     last = {seed: entry["probes"][str(max(map(int, entry["probes"])))] for seed, entry in seeds.items()}
     return {seed: probes[probe] for seed, probes in last.items() if probe in probes}
+
+
+def against_random(results: dict, modality: str, arm: str, probe: str) -> dict | None:
+    """[`paired_difference`] of an arm's final probe scores and random init's."""
+    scores = final_probe_scores(results, modality, arm, probe)
+    return paired_difference(scores, final_probe_scores(results, modality, "random", probe))
 
 
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict | None:
@@ -88,12 +82,12 @@ def decide(results: dict, modality: str) -> dict[str, dict]:
     probe, arms = MAIN_PROBE[modality], results["modalities"][modality]["arms"]
     if "random" not in arms:
         return {}
-    random = stats(list(_per_seed(results, modality, "random", probe).values()))
+    random = stats(list(final_probe_scores(results, modality, "random", probe).values()))
     decisions = {}
     for arm in arms:
         if arm == "random":
             continue
-        final = stats(list(_per_seed(results, modality, arm, probe).values()))
+        final = stats(list(final_probe_scores(results, modality, arm, probe).values()))
         spread = max(final["std"], random["std"])
         first = next(
             (
@@ -108,9 +102,7 @@ def decide(results: dict, modality: str) -> dict[str, dict]:
             "spread": spread,
             "beats_random": final["mean"] - random["mean"] > spread,
             "first_point": first,
-            "difference": paired_difference(
-                _per_seed(results, modality, arm, probe), _per_seed(results, modality, "random", probe)
-            ),
+            "difference": against_random(results, modality, arm, probe),
         }
     return decisions
 
@@ -223,7 +215,7 @@ def _probe_table(results: dict, modality: str) -> list[str]:
     for arm in arms:
         cells = []
         for probe, _ in probes:
-            values = stats(list(_per_seed(results, modality, arm, probe).values()))
+            values = stats(list(final_probe_scores(results, modality, arm, probe).values()))
             cells.append(f"{fmt(values)} (n={values['n']})")
         lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(cells) + " |")
     if "random" in arms:
@@ -231,14 +223,7 @@ def _probe_table(results: dict, modality: str) -> list[str]:
         lines += ["| arm | " + " | ".join(probe for probe, _ in probes) + " |", "|---|" + "---|" * len(probes)]
         for arm in arms:
             if arm != "random":
-                cells = [
-                    _difference_cell(
-                        paired_difference(
-                            _per_seed(results, modality, arm, probe), _per_seed(results, modality, "random", probe)
-                        )
-                    )
-                    for probe, _ in probes
-                ]
+                cells = [_difference_cell(against_random(results, modality, arm, probe)) for probe, _ in probes]
                 lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(cells) + " |")
     return lines
 
@@ -292,19 +277,18 @@ def _longer_budget_sentence(results: dict, modality: str, arm: str) -> str:
 def _other_probes(results: dict, modality: str) -> list[str]:
     """The significant differences against random init on the modality's other probes, in both directions."""
     arms = results["modalities"][modality]["arms"]
-    found = []
+    if "random" not in arms:
+        return []
+    sentences = []
     for probe, _ in measured_probes(results, modality)[1:]:
+        found = []
         for arm in arms:
-            if arm == "random" or "random" not in arms:
-                continue
-            difference = paired_difference(
-                _per_seed(results, modality, arm, probe), _per_seed(results, modality, "random", probe)
-            )
+            difference = against_random(results, modality, arm, probe) if arm != "random" else None
             if difference and difference.get("significant"):
                 found.append(f"{ARM_TITLES[arm]} {difference['mean']:+.1f}")
         if found:
-            return [f"Significant differences against random init on the {probe} probe: {', '.join(found)}."]
-    return []
+            sentences.append(f"Significant differences against random init on the {probe} probe: {', '.join(found)}.")
+    return sentences
 
 
 def _baseline_losses(results: dict, modality: str) -> list[str]:
@@ -337,7 +321,7 @@ def _finetuning_notes(results: dict, modality: str) -> list[str]:
             arm
             for arm in arms
             if stats(list(finetune_scores(results, task, arm).values()))["mean"]
-            < stats(list(_per_seed(results, modality, arm, task).values()))["mean"]
+            < stats(list(final_probe_scores(results, modality, arm, task).values()))["mean"]
         ]
         if below:
             notes.append(
@@ -370,7 +354,7 @@ def conclusion(results: dict, modality: str) -> str:
                 + _longer_budget_sentence(results, modality, arm)
             )
     finals = {
-        arm: stats(list(_per_seed(results, modality, arm, probe).values()))["mean"]
+        arm: stats(list(final_probe_scores(results, modality, arm, probe).values()))["mean"]
         for arm in results["modalities"][modality]["arms"]
         if arm != "random"
     }
@@ -423,8 +407,8 @@ def _setup(results: dict) -> list[str]:
         corpus = results["corpus"]
         source = corpus["source"] if " " in corpus["source"] else f"`{corpus['source']}`"  # a file name: code
         data.append(
-            f"Text: {corpus['lines']:,} evenly spaced lines of {source} ({corpus['words']:,} "
-            f"words), a {config['tokenizer_vocab_size']}-token byte-level BPE tokenizer trained on them, blocks of "
+            f"Text: {corpus['lines']:,} evenly spaced lines ({corpus['words']:,} words) of {source}, "
+            f"a {config['tokenizer_vocab_size']}-token byte-level BPE tokenizer trained on them, blocks of "
             f"{config['max_seq_length']} tokens."
         )
     if "vision" in results["modalities"]:
@@ -509,106 +493,17 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Model cards
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def study_model_name(modality: str, arm: str, model_size: str) -> str:
-    return f"{arm.replace('_', '-')}-{modality}-{model_size}-study"
-
-
-def final_checkpoints(results: dict) -> dict[tuple[str, str], str]:
-    """`{(modality, arm): folder}` of the first seed's last backbone."""
-    found = {}
-    for modality, entry in results["modalities"].items():
-        for arm, arm_entry in entry["arms"].items():
-            seed = arm_entry["seeds"][str(results["config"]["seed_list"][0])]
-            found[(modality, arm)] = seed["probes"][str(max(map(int, seed["probes"])))]["checkpoint"]
-    return found
-
-
-def build_study_model_card(results: dict, modality: str, arm: str):
-    config, entry = results["config"], results["modalities"][modality]
-    plan = entry["plan"]["arms"].get(arm)
-    details = {
-        "backbone": f"`{BACKBONE_TYPES[modality]}`, {config['model_size']} size (the same for every arm)",
-        "objective": ARM_TITLES[arm] + (f" (`{plan['class']}`)" if plan else ": none, a random initialisation"),
-        "training compute": f"{plan['steps']} steps x {plan['batch_size']} samples, {plan['total_flops'] / 1e12:.3g} "
-        "TFLOPs (FlopCounterMode)"
-        if plan
-        else None,
-        "seed": config["seed_list"][0],
-    }
-    lines = ["## Probe results (mean ± std over seeds, final checkpoints)", "", "| probe | score |", "|---|---:|"]
-    for probe, title in measured_probes(results, modality):
-        lines.append(f"| {title} | {fmt(stats(list(_per_seed(results, modality, arm, probe).values())))} |")
-    index = []
-    for task in results["finetune"]:
-        if TASKS[task].modality == modality:
-            values = stats(list(finetune_scores(results, task, arm).values()))
-            lines.append(f"| {TASKS[task].title}, fine-tuned ({TASKS[task].metric}) | {fmt(values)} |")
-            index.append(
-                EvalResult(
-                    task_type=CARD_TASK_TYPES[TASKS[task].kind],
-                    dataset_type=task,
-                    dataset_name=TASKS[task].title,
-                    metric_type=TASKS[task].metric.replace(" ", "_").lower(),
-                    metric_name=f"{TASKS[task].metric} (fine-tuned, mean of {values['n']} seeds)",
-                    metric_value=round(values["mean"], 2),
-                )
-            )
-    lines += ["", "Regenerate this card with `python examples/study/run_study.py` (d2v_hf); see docs/study.md there."]
-    return build_model_card(
-        study_model_name(modality, arm, config["model_size"]),
-        description=f"A {config['model_size']} {modality} backbone from the d2v_hf study, arm {ARM_TITLES[arm]} "
-        f"({config['mode']} mode). It is a study artifact, trained for minutes: use it to reproduce the comparison.",
-        training_details=details,
-        tags=["data2vec", modality, "study"],
-        extra_markdown="\n".join(lines),
-        model_index=index or None,
-    )
-
-
-def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -> list[Path]:
-    """`model_cards_dir/<name>/README.md` for each final model (also saved next to its weights)."""
-    paths = []
-    for (modality, arm), checkpoint in final_checkpoints(results).items():
-        card = build_study_model_card(results, modality, arm)
-        name = study_model_name(modality, arm, results["config"]["model_size"])
-        paths.append(save_model_card(card, Path(model_cards_dir) / name))
-        if Path(checkpoint).is_dir():
-            card.save(Path(checkpoint) / "README.md")
-    return paths
-
-
-def push_study_models(results: dict, hub_org: str, token: str | None = None, private: bool = False) -> list[str]:
-    """Uploads each final model folder (weights, preprocessor, card) to `<hub_org>/<name>`; returns the repo ids."""
-    from huggingface_hub import HfApi
-
-    checkpoints = final_checkpoints(results)
-    missing = [folder for folder in checkpoints.values() if not Path(folder).is_dir()]
-    if missing:  # checked before anything is uploaded
-        raise ValueError(f"--push_to_hub: checkpoint folder(s) {missing} are missing; rerun the study first.")
-    api, repo_ids = HfApi(token=token), []
-    for (modality, arm), folder in checkpoints.items():
-        repo_id = f"{hub_org}/{study_model_name(modality, arm, results['config']['model_size'])}"
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message="d2v_hf study model")
-        repo_ids.append(repo_id)
-    return repo_ids
-
-
 __all__ = [
-    "build_study_model_card",
+    "against_random",
     "compute_to_reach",
     "conclusion",
     "decide",
+    "final_probe_scores",
+    "finetune_scores",
+    "measured_probes",
     "paired_difference",
     "plot_probe_curves",
     "probe_curve",
-    "push_study_models",
     "study_report_markdown",
-    "write_study_model_cards",
     "write_study_report",
 ]
