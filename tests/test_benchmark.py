@@ -154,6 +154,18 @@ def test_gpu_suite_smoke_writes_every_table(tmp_path):
             assert all(row in table for row in ("(a) HF", "(b) data2vec 1.0", "(c) data2vec 2.0", "(d) data2vec 1.0"))
 
 
+@pytest.mark.slow
+def test_gpu_suite_smoke_compiles_every_compiled_variant_layer_by_layer_when_asked(tmp_path):
+    import gpu_suite
+
+    out = gpu_suite.main(["--output_dir", str(tmp_path), "--smoke", "--modalities", "text", "--compile_regions"])
+    summary = (out / "README.md").read_text()
+    assert "compiled layer by layer (--compile_regions)" in summary and "failed" not in summary
+    compiled = [line for line in (out / "text_levers.md").read_text().splitlines() if "torch.compile" in line]
+    graphs = [int(line.split(" | ")[-2]) for line in compiled]
+    assert len(graphs) == 3 and min(graphs) > 1, compiled  # regional: one graph per compiled module and grad mode
+
+
 def test_comparison_cost_counts_the_training_step_of_each_head():
     import comparison_cost
     from transformers import BertConfig, ViTConfig
