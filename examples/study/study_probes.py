@@ -46,8 +46,8 @@ def text_probes(cargs, checkpoint: str, data: dict, seed: int, layers: list[int]
                (("train", train_texts), ("eval", eval_texts))}  # fmt: skip
     for index, layer in enumerate(wanted):
         pairs = {}
-        for split, (first, second) in encoded.items():
-            u, v = first[index], second[index]
+        for split, (u_layers, v_layers) in encoded.items():
+            u, v = u_layers[index], v_layers[index]
             pairs[split] = (np.concatenate([np.abs(u - v), u * v], axis=1), u, v)
         train, test = (pairs["train"][0], train_targets), (pairs["eval"][0], eval_targets)
         score = glue_probe_score(TASKS["stsb"])
