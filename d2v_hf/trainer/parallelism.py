@@ -12,6 +12,8 @@ Refused: FSDP version 1 (flat parameters: a teacher shard and a student shard ne
 a low-precision `teacher_dtype` under FSDP (FSDP's own mixed precision already gathers bf16 copies of fp32 shards),
 and ZeRO-3 without `stage3_gather_16bit_weights_on_model_save` (the final model and the exported student need the
 gathered weights).
+
+[`end_distributed_run`] is the example scripts' teardown of the process group, the same for every script.
 """
 
 
@@ -50,4 +52,17 @@ def check_parallelism(setup: str, teacher_dtype: str, deepspeed_config: dict | N
             )
 
 
-__all__ = ["check_parallelism", "parallelism_name"]
+def end_distributed_run() -> None:
+    """
+    The example scripts' last call: every rank waits for the others, then the process group is torn down explicitly.
+    A gloo/NCCL thread outliving the interpreter's shutdown can abort a finished rank, and a rank that tore down while
+    another still wrote its artifacts did so in CI. Without a process group (one process) both steps do nothing.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
+__all__ = ["check_parallelism", "end_distributed_run", "parallelism_name"]

@@ -26,7 +26,6 @@ written to `--output_dir`; `--push_to_hub` uploads the folder.
 
 import logging
 
-from accelerate import PartialState
 from transformers import TrainingArguments, set_seed
 
 from d2v_hf.argument_parsing import parse_arguments
@@ -41,6 +40,7 @@ from d2v_hf.finetuning import (
     setup_logging,
     train_evaluate_and_save_card,
 )
+from d2v_hf.trainer.parallelism import end_distributed_run
 
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,4 @@ def main(args=None):
 
 if __name__ == "__main__":
     main()
-    # explicit teardown, every rank at once: a gloo/NCCL thread outliving the interpreter's shutdown can abort a
-    # finished rank, and a rank that tears down while another still writes its artifacts did so in CI
-    PartialState().wait_for_everyone()
-    PartialState().destroy_process_group()
+    end_distributed_run()

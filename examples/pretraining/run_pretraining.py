@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 import transformers
-from accelerate import PartialState
 from pretraining_artifacts import final_metrics, pretraining_model_card, write_artifacts
 from transformers import set_seed
 
@@ -36,6 +35,7 @@ from d2v_hf import Data2VecPretrainingArguments, Data2VecPretrainingTrainer, dat
 from d2v_hf.argument_parsing import check_model_path, parse_arguments
 from d2v_hf.recipes import TRAINING_RECIPES
 from d2v_hf.trainer.checkpointing import resolve_resume_checkpoint
+from d2v_hf.trainer.parallelism import end_distributed_run
 
 from pretraining_data import build_audio_datasets, build_text_datasets, build_vision_datasets, text_sources
 from pretraining_utils import (
@@ -217,7 +217,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-    # explicit teardown, every rank at once: a gloo/NCCL thread outliving the interpreter's shutdown can abort a
-    # finished rank, and a rank that tears down while another still writes its artifacts did so in CI
-    PartialState().wait_for_everyone()
-    PartialState().destroy_process_group()
+    end_distributed_run()

@@ -26,7 +26,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from accelerate import PartialState
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -55,6 +54,7 @@ from d2v_hf.finetuning import (
     train_and_save,
 )
 from d2v_hf.modelcard import build_model_card, training_details_from_args
+from d2v_hf.trainer.parallelism import end_distributed_run
 
 
 logger = logging.getLogger(__name__)
@@ -203,7 +203,4 @@ def main(args=None):
 
 if __name__ == "__main__":
     main()
-    # explicit teardown, every rank at once: a gloo/NCCL thread outliving the interpreter's shutdown can abort a
-    # finished rank, and a rank that tears down while another still writes its artifacts did so in CI
-    PartialState().wait_for_everyone()
-    PartialState().destroy_process_group()
+    end_distributed_run()
