@@ -38,7 +38,8 @@ class Data2VecPretrainingArguments(TrainingArguments):
         torch_compile_regions (`bool`, *optional*, defaults to `False`):
             Compile each repeated layer once and reuse its code for the others (accelerate's regional compilation,
             as `ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1` turns on) rather than the whole step: a fraction of
-            `torch_compile`'s compile time for slower steps (no fusion across layers). Implies `torch_compile`.
+            `torch_compile`'s compile time; steps may be slower (no fusion across layers; on CPU the text step took the
+            same time, docs/benchmarks.md). Implies `torch_compile`.
 
     Parameters that control the output directory:
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -73,7 +74,7 @@ class Data2VecPretrainingArguments(TrainingArguments):
         default=False,
         metadata={
             "help": "Compile each repeated layer once (accelerate's regional compilation) rather than the whole step: "
-            "much less compile time, slower steps. Implies --torch_compile."
+            "much less compile time, possibly slower steps. Implies --torch_compile."
         },
     )
     # Parameters that control the output directory
