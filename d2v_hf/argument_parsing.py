@@ -24,11 +24,18 @@ def check_training_arguments(training_args: TrainingArguments) -> None:
         training_args.dataloader_pin_memory = False
 
 
-def check_model_path(name_or_path: str, flag: str = "--model_name_or_path") -> None:
-    """A value that cannot be a Hub id (a path: `/`, `.`, `~`, more than one `/`) must be an existing folder."""
+def check_model_path(name_or_path: str, flag: str = "--model_name_or_path", needs_config: bool = True) -> None:
+    """
+    A value that cannot be a Hub id (a path: `/`, `.`, `~`, more than one `/`) must be an existing folder; an
+    existing folder must hold a `config.json` when `needs_config` (a model's; a tokenizer's folder need not).
+    """
+    folder = os.path.expanduser(name_or_path)
     looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path
-    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+    if looks_local and not os.path.isdir(folder):
         raise ValueError(f"{flag} {name_or_path}: no such folder.")
+    if needs_config and os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+        # Transformers would ask for a `model_type` key in a config.json that is not there, or fail on the tokenizer
+        raise ValueError(f"{flag} {name_or_path}: the folder has no config.json (it is not a saved model).")
 
 
 def load_config(name_or_path: str, flag: str = "--model_name_or_path", **hub_kwargs):

@@ -135,15 +135,19 @@ def test_glue_max_seq_length_zero_is_named(sst2, tmp_path):
 
 
 @pytest.mark.parametrize("script", ["pretraining", "glue"])
-def test_missing_model_folder_is_named(script, corpus, sst2, tmp_path):
+@pytest.mark.parametrize("folder", ["missing", "without config.json"])
+def test_missing_model_folder_is_named(script, folder, corpus, sst2, tmp_path):
     missing = tmp_path / "no" / "such" / "model"
+    if folder != "missing":
+        missing.mkdir(parents=True)
     if script == "pretraining":
         arguments = pretraining_args(corpus, tmp_path / "out", "--max_steps=1", f"--model_name_or_path={missing}")
         arguments.remove("--train_tokenizer")
         main = run_pretraining.main
     else:
         arguments, main = [*glue_args(sst2, tmp_path / "out"), f"--model_name_or_path={missing}"], run_glue.main
-    with pytest.raises(ValueError, match=f"--model_name_or_path {missing}: no such folder"):
+    expected = "no such folder" if folder == "missing" else r"the folder has no config.json \(it is not a saved"
+    with pytest.raises(ValueError, match=f"--model_name_or_path {missing}: {expected}"):
         main(arguments)
     assert not (tmp_path / "out").exists()
 

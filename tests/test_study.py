@@ -43,18 +43,24 @@ def test_study_arguments_presets_and_bad_values():
     assert StudyArguments(mode="quick", text_steps=7).text_steps == 7
     assert StudyArguments(arms="data2vec,mae,random").arms_of("vision") == ["data2vec", "mae", "random"]
     assert StudyArguments(mode="full", dry_run=True).vision_batch_size == 4
-    bad = {
-        "mode": ("huge", "--mode"),
-        "arms": ("data2vec,bert", "--arms"),
-        "modalities": ("text,video", "--modalities"),
-        "finetune_tasks": ("mnli", "--finetune_tasks"),
-        "seeds": ("0,x", "--seeds"),
-        "probe_points": (0, "--probe_points"),
-        "vision_learning_rates": ("1e-3,-1", "--vision_learning_rates"),
-        "longer_budget_results": ("missing/study_results.json", "--longer_budget_results missing"),
-        "text_corpus": ("wiki", "--text_corpus 'wiki'"),
-    }
-    for name, (value, message) in bad.items():
+    bad = [
+        ("mode", "huge", "--mode"),
+        ("arms", "data2vec,bert", "--arms"),
+        ("modalities", "text,video", "--modalities"),
+        ("finetune_tasks", "mnli", "--finetune_tasks"),
+        ("seeds", "0,x", "--seeds"),
+        ("probe_points", 0, "--probe_points"),
+        ("vision_learning_rates", "1e-3,-1", "--vision_learning_rates"),
+        ("longer_budget_results", "missing/study_results.json", "--longer_budget_results missing"),
+        ("text_corpus", "wiki", "--text_corpus 'wiki'"),
+        ("seeds", "1,1", "--seeds '1,1' repeats a seed"),
+        ("model_size", "small", "--model_size 'small'"),
+        ("corpus_lines", -5, "--corpus_lines -5; expected 0"),
+        ("finetune_batch_size", 0, "--finetune_batch_size 0"),
+        ("torch_threads", -1, "--torch_threads -1"),
+        ("audio_clip_seconds", 0.0, "--audio_clip_seconds 0.0"),
+    ]
+    for name, value, message in bad:
         with pytest.raises(ValueError, match=message):
             StudyArguments(**{name: value})
     with pytest.raises(ValueError, match="hub_org"):
@@ -66,6 +72,34 @@ def test_study_refuses_missing_data_before_writing(tmp_path):
     with pytest.raises(ValueError, match="fashion-mnist"):
         run_study(args)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stopped_corpus_preparation_leaves_no_record_for_the_next_run(tmp_path, monkeypatch):
+    import gzip
+
+    import study_data
+
+    (tmp_path / "data" / "corpus").mkdir(parents=True)
+    with gzip.open(tmp_path / "data" / "corpus" / "gcide_en.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("".join(f"word{i} means a thing number {i} of the list\n" for i in range(50)))
+    out = tmp_path / "out"
+    args = StudyArguments(data_dir=str(tmp_path / "data"), output_dir=str(out), modalities="text", corpus_lines=20,
+                          tokenizer_vocab_size=300)  # fmt: skip
+    prepare_data(args)
+
+    def stopped(*args, **kwargs):
+        raise RuntimeError("stopped")
+
+    # a run with other settings stops after writing its corpus, before its tokenizer
+    monkeypatch.setattr(study_data, "train_bpe_tokenizer", stopped)
+    with pytest.raises(RuntimeError, match="stopped"):
+        prepare_data(dataclasses.replace(args, corpus_lines=10))
+    assert not (out / "corpus_settings.json").exists()
+    monkeypatch.undo()
+    # the next run of the first settings remakes what they need instead of trusting the other run's corpus
+    again = prepare_data(args)
+    assert again["corpus_info"]["lines"] == 20 and len((out / "corpus.txt").read_text().splitlines()) == 20
+    assert not [path.name for path in out.iterdir() if path.name.startswith(".incomplete-")]
 
 
 @pytest.mark.real_data

@@ -127,7 +127,7 @@ def main(argv=None):
         check_checkpoint(resume, model_args.modality)
     for flag in ("model_name_or_path", "tokenizer_name"):
         if getattr(model_args, flag):
-            check_model_path(getattr(model_args, flag), f"--{flag}")
+            check_model_path(getattr(model_args, flag), f"--{flag}", needs_config=flag == "model_name_or_path")
     recipe_overrides, _ = parse_config_overrides(model_args.config_overrides)
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming needs --max_steps: the length of a streamed dataset is unknown.")

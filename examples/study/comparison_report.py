@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from d2v_hf.atomic_io import atomic_write_file
+
 from comparison_tasks import TASKS
 from study_utils import fmt, paired_bootstrap, stats
 
@@ -239,10 +241,9 @@ def comparison_report_markdown(results: dict, note: str | None = None) -> str:
 
 
 def write_comparison_report(results: dict, path: str | os.PathLike, note: str | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(comparison_report_markdown(results, note), encoding="utf-8")
-    return path
+    report = comparison_report_markdown(results, note)
+    atomic_write_file(path, lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    return Path(path)
 
 
 __all__ = ["PAPER_GLUE", "comparison_report_markdown", "write_comparison_report"]

@@ -6,6 +6,7 @@ script's metrics, and the data of its frozen-feature probe.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,10 +220,19 @@ def glue_probe_score(task: Task):
     return score
 
 
+@functools.lru_cache(maxsize=4)
+def _encoded_glue(task_name: str, data_items: tuple):
+    """
+    The task's data with class ids or floats for labels, as run_glue.py reads it. Kept per process: a worker probes
+    dozens of checkpoints on the same files, and reading and encoding SST-2's 67k training labels takes seconds.
+    """
+    raw = load_glue_datasets(task_name, **dict(data_items))
+    return encode_glue_labels(raw, get_glue_label_info(raw, task_name))
+
+
 def glue_probe_data(args, task: Task, data: dict, seed: int):
     """`(train_texts, eval_texts, train_targets, eval_targets)`: seeded subsets of the task's train and dev sets."""
-    raw = load_glue_datasets(task.name, **data)
-    raw = encode_glue_labels(raw, get_glue_label_info(raw, task.name))  # as run_glue.py: numbers, not label strings
+    raw = _encoded_glue(task.name, tuple(sorted(data.items())))
     first, second = task_to_keys[task.name]
     validation = raw["validation_matched" if task.name == "mnli" else "validation"]
 

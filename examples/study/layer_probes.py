@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from d2v_hf.argument_parsing import parse_arguments
+from d2v_hf.atomic_io import atomic_write_file
 
 from study import PartialResults, final_checkpoint
 from study_config import ARM_TITLES, PROBES, StudyArguments
@@ -87,9 +88,9 @@ def main(argv=None) -> Path:
     data = prepare_data(args)
     scores = layer_scores(args, data)
     out = Path(args.docs_dir) / "study_text_layers.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
     command = shlex.join(["python", "examples/study/layer_probes.py", *argv])
-    out.write_text(layer_report(scores, command), encoding="utf-8")
+    report = layer_report(scores, command)
+    atomic_write_file(out, lambda tmp: tmp.write_text(report, encoding="utf-8"))
     print(out.read_text(encoding="utf-8"))
     return out
 

@@ -6,7 +6,8 @@ wav2vec 2.0) and random initialisation, at equal training FLOPs, on the real dat
     # on a 2-core CPU; writes docs/study.md, docs/study_results.json, docs/img/study_*.png and model_cards/
     python examples/study/run_study.py --mode quick --data_dir ../shared/data
 
-    # Standard mode (about 3 hours on a 2-core CPU: 10x the pretraining, every fine-tuning task)
+    # Standard mode (sized for about 3 hours on a 2-core CPU, not yet timed end to end: 10x the pretraining,
+    # every fine-tuning task)
     python examples/study/run_study.py --mode standard --data_dir ../shared/data --output_dir outputs/study-standard
 
     # Full mode (base-size backbones, for one GPU); --dry_run builds every arm at that size and runs 2 steps of each

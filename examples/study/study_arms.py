@@ -39,6 +39,7 @@ from transformers import (
 from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
 
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingTrainer, data_collator_for
+from d2v_hf.atomic_io import atomic_write_dir
 from d2v_hf.backbones import backbone_class, export_backbone
 from d2v_hf.data import (
     IMAGENET_MEAN,
@@ -107,13 +108,22 @@ def save_preprocessor(modality: str, folder: str | Path, tokenizer=None) -> None
         Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
 
 
+def save_backbone(backbone, modality: str, folder: str | Path, tokenizer=None) -> None:
+    """The backbone with its preprocessor, whole or not at all (a stopped run never leaves weights without config)."""
+
+    def write(tmp):
+        backbone.save_pretrained(tmp)
+        save_preprocessor(modality, tmp, tokenizer)
+
+    atomic_write_dir(folder, write)
+
+
 def random_backbone(args, modality: str, seed: int, output_dir: str | Path, tokenizer=None) -> str:
     """The `random` arm: the backbone as its family's class initialises it (seeded), saved with its preprocessor."""
     if not Path(output_dir, "config.json").is_file():
         config = backbone_config(args, modality, tokenizer)
         torch.manual_seed(seed)
-        backbone_class(config)(config).save_pretrained(output_dir)
-        save_preprocessor(modality, output_dir, tokenizer)
+        save_backbone(backbone_class(config)(config), modality, output_dir, tokenizer)
     return str(output_dir)
 
 
@@ -266,9 +276,7 @@ class SnapshotCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step in self.steps and state.is_world_process_zero:
             folder = self.output_dir / f"step-{state.global_step}"
-            backbone = self.backbone_of(model)
-            export_backbone(backbone).save_pretrained(folder)
-            save_preprocessor(self.modality, folder, self.tokenizer)
+            save_backbone(export_backbone(self.backbone_of(model)), self.modality, folder, self.tokenizer)
             self.saved[state.global_step] = str(folder)
 
 
@@ -338,6 +346,7 @@ __all__ = [
     "pretrain_arm",
     "probe_steps",
     "random_backbone",
+    "save_backbone",
     "save_preprocessor",
     "step_flops",
 ]

@@ -76,8 +76,9 @@ FINETUNE_TASKS = {"text": ("sst2", "stsb", "xquad"), "vision": ("fashion_mnist",
 MODALITY_OF_TASK = {task: modality for modality, tasks in FINETUNE_TASKS.items() for task in tasks}
 
 
-# Sizes of the modes. `quick` fits a shared 2-core CPU in 30 minutes; `standard` in about 3 hours; `full` is base
-# size for one GPU. Pretraining budgets are the steps of the data2vec 1.0 arm; every other arm gets its FLOPs.
+# Sizes of the modes. `quick` fits a shared 2-core CPU in 30 minutes; `standard` is sized for about 3 hours (not yet
+# timed end to end); `full` is base size for one GPU. Pretraining budgets are the steps of the data2vec 1.0 arm;
+# every other arm gets its FLOPs.
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
         model_size="tiny",
@@ -180,7 +181,9 @@ def _help(text: str) -> dict:
 class StudyArguments:
     """What the study runs. Fields left at `None` take the value of the `mode` preset (quick, standard, full)."""
 
-    mode: str = field(default="quick", metadata=_help("quick (2-core CPU, 30 min), standard (3 h) or full (GPU)."))
+    mode: str = field(
+        default="quick", metadata=_help("quick (2-core CPU, 30 min), standard (~3 h, untimed) or full (GPU).")
+    )
     data_dir: str = field(default="../shared/data", metadata=_help("The real-data folder (see its README)."))
     output_dir: str = field(default="outputs/study", metadata=_help("Checkpoints, runs and partial results."))
     docs_dir: str = field(default="docs", metadata=_help("Where study.md, study_results.json and img/ go."))
@@ -255,6 +258,8 @@ class StudyArguments:
         for key, value in _PRESETS[self.mode].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.corpus_lines is not None and self.corpus_lines < 0:
+            raise ValueError(f"--corpus_lines {self.corpus_lines}; expected 0 (every line) or more.")
         if self.corpus_lines == 0:
             self.corpus_lines = None
         if self.dry_run:  # the mode's models, 4 samples a step (one for data2vec 2.0's masked copies), 1 s of audio
@@ -279,17 +284,36 @@ class StudyArguments:
             raise ValueError(f"--seeds {self.seeds!r} must be comma-separated integers.") from None
         if not seeds:
             raise ValueError("--seeds is empty.")
-        for name in ("probe_points", "workers", "finetune_steps", *(f"{m}_steps" for m in MODALITIES)):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} {getattr(self, name)}; expected at least 1.")
+        if len(set(seeds)) < len(seeds):
+            raise ValueError(f"--seeds {self.seeds!r} repeats a seed; paired differences need distinct seeds.")
+        if self.model_size not in ("tiny", "base"):
+            raise ValueError(f"--model_size {self.model_size!r}; expected tiny or base.")
+        self._check_sizes()
         for modality in MODALITIES:
             rates = self.learning_rates(modality)
             if not rates or any(rate <= 0 for rate in rates):
-                raise ValueError(f"--{modality}_learning_rates {getattr(self, f'{modality}_learning_rates')!r}.")
+                text = getattr(self, f"{modality}_learning_rates")
+                raise ValueError(f"--{modality}_learning_rates {text!r}; expected one or more positive numbers.")
         if self.longer_budget_results and not Path(self.longer_budget_results).is_file():
             raise ValueError(f"--longer_budget_results {self.longer_budget_results}: no such file.")
         if self.push_to_hub and not self.hub_org:
             raise ValueError("--push_to_hub needs --hub_org (the Hub user or organisation to upload to).")
+
+    def _check_sizes(self) -> None:
+        """Counts and lengths a run needs at least one of (`None` = all, where the help says so)."""
+        at_least_one = ["probe_points", "workers", "probe_train_samples", "finetune_steps", "finetune_batch_size"]
+        at_least_one += [f"{m}_{what}" for m in MODALITIES for what in ("steps", "batch_size")]
+        at_least_one += ["tokenizer_vocab_size", "max_seq_length", "qa_max_seq_length", "qa_doc_stride"]
+        at_least_one += ["digit_voices"]
+        optional = ["probe_eval_samples", "finetune_train_samples", "finetune_eval_samples"]
+        for name in at_least_one + [name for name in optional if getattr(self, name) is not None]:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} {getattr(self, name)}; expected at least 1.")
+        if self.torch_threads < 0:
+            raise ValueError(f"--torch_threads {self.torch_threads}; expected 0 (torch's default) or more.")
+        for name in ("audio_max_seconds", "audio_clip_seconds", *(f"{m}_learning_rate" for m in MODALITIES)):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} {getattr(self, name)}; expected a positive number.")
 
     @property
     def modality_list(self) -> list[str]:

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file
 from d2v_hf.data import AUDIO_EXTENSIONS, espeak_ng_available, train_bpe_tokenizer
 from d2v_hf.data._common import scan_folder
 from d2v_hf.finetuning import load_glue_datasets, task_to_keys
@@ -71,9 +72,9 @@ def prepare_corpus(lines: list[str], source: str, output_file: str | os.PathLike
     if max_lines is not None and max_lines < len(lines):
         stride = len(lines) / max_lines
         lines = [lines[int(i * stride)] for i in range(max_lines)]
-    output_file = Path(output_file)
-    output_file.parent.mkdir(parents=True, exist_ok=True)
-    output_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not lines:
+        raise ValueError(f"{source}: no non-empty lines to pretrain on.")
+    atomic_write_file(output_file, lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"))
     return {
         "source": source,
         "lines": len(lines),
@@ -117,15 +118,16 @@ def prepare_data(args) -> dict:
         settings = {key: getattr(args, key) for key in ("text_corpus", "corpus_lines", "tokenizer_vocab_size")}
         made_for = out / "corpus_settings.json"
         if not made_for.is_file() or json.loads(made_for.read_text()).get("settings") != settings:
-            info = prepare_corpus(
-                read_text_corpus(args.data_dir, args.text_corpus),
-                TEXT_CORPORA[args.text_corpus],
-                data["corpus"],
-                args.corpus_lines,
-            )
+            # the record goes first and comes back last: a run stopped in between never leaves a record that
+            # vouches for a corpus or tokenizer made for other settings
+            made_for.unlink(missing_ok=True)
+            source = read_text_corpus(args.data_dir, args.text_corpus)
+            info = prepare_corpus(source, TEXT_CORPORA[args.text_corpus], data["corpus"], args.corpus_lines)
             lines = Path(data["corpus"]).read_text(encoding="utf-8").splitlines()
-            train_bpe_tokenizer(lines, vocab_size=args.tokenizer_vocab_size).save_pretrained(data["tokenizer"])
-            made_for.write_text(json.dumps({"settings": settings, "corpus": info}, indent=1))
+            tokenizer = train_bpe_tokenizer(lines, vocab_size=args.tokenizer_vocab_size)
+            atomic_write_dir(data["tokenizer"], tokenizer.save_pretrained)
+            record = json.dumps({"settings": settings, "corpus": info}, indent=1)
+            atomic_write_file(made_for, lambda tmp: tmp.write_text(record, encoding="utf-8"))
         data["corpus_info"] = json.loads(made_for.read_text())["corpus"]
     if "audio" in args.modality_list:
         digits = task_data(comparison_arguments(args), TASKS["spoken_digits"])  # synthesized once

@@ -93,7 +93,7 @@ def write_study_model_cards(results: dict, model_cards_dir: str | os.PathLike) -
         name = study_model_name(modality, arm, results["config"]["model_size"])
         paths.append(save_model_card(card, Path(model_cards_dir) / name))
         if Path(checkpoint).is_dir():
-            card.save(Path(checkpoint) / "README.md")
+            save_model_card(card, checkpoint)
     return paths
 
 

@@ -12,9 +12,12 @@ at which it does.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
+
+from d2v_hf.atomic_io import atomic_write_file
 
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
@@ -162,7 +165,7 @@ def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, st
         axes[0][0].legend(fontsize=8)
         fig.tight_layout()
         path = Path(img_dir) / f"study_{modality}_probes.png"
-        fig.savefig(path, dpi=110)
+        atomic_write_file(path, functools.partial(fig.savefig, dpi=110, format="png"))
         plt.close(fig)
         paths[modality] = f"img/{path.name}"
     return paths
@@ -472,7 +475,7 @@ def study_report_markdown(results: dict, images: dict[str, str]) -> str:
         "",
         "```bash",
         "python examples/study/run_study.py --mode quick --data_dir ../shared/data     # 2-core CPU, 30 minutes",
-        "python examples/study/run_study.py --mode standard --data_dir ../shared/data  # 2-core CPU, about 3 hours",
+        "python examples/study/run_study.py --mode standard --data_dir ../shared/data  # 2-core CPU, ~3 h (untimed)",
         "python examples/study/run_study.py --mode full --data_dir ../shared/data      # base size, one GPU",
         "python examples/study/run_study.py --mode full --dry_run                      # every arm at full size",
         "```",
@@ -485,11 +488,12 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike) -> Path:
     """Writes `study_results.json`, the plots and `study.md` (read back from the JSON) into `docs_dir`."""
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "study_results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    text = json.dumps(results, indent=1)
+    atomic_write_file(docs / "study_results.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     results = json.loads((docs / "study_results.json").read_text(encoding="utf-8"))  # the report reads the JSON
     images = plot_probe_curves(results, docs / "img")
-    path = docs / "study.md"
-    path.write_text(study_report_markdown(results, images), encoding="utf-8")
+    path, report = docs / "study.md", study_report_markdown(results, images)
+    atomic_write_file(path, lambda tmp: tmp.write_text(report, encoding="utf-8"))
     return path
 
 
