@@ -3,7 +3,7 @@
 
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +15,9 @@ def atomic_write_dir(final_dir: str | os.PathLike, write: Callable[[Path], None]
     """Calls `write(tmp_dir)` and moves the result into place, so a failure never leaves half a directory."""
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{final_dir.name}.", dir=final_dir.parent))
+    # not tempfile.mkdtemp: its folders are private (0700) and would stay so once renamed; mkdir follows the umask
+    tmp = final_dir.parent / f"{STAGING_PREFIX}{final_dir.name}.{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     try:
         write(tmp)
         if final_dir.exists():
