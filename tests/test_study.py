@@ -371,6 +371,52 @@ def test_study_slice_every_arm(shared_data, tmp_path):
 
 @pytest.mark.real_data
 @pytest.mark.slow
+def test_study_fine_tunes_the_text_tasks_of_the_standard_and_full_modes(shared_data, tmp_path):
+    """SST-2, STS-B and XQuAD (with its zero-shot languages) through the study, its report and its cards, at a few
+    steps: the quick mode leaves them out, so nothing else runs them before a 3-hour or GPU run would."""
+    args = StudyArguments(
+        mode="quick",
+        data_dir=str(shared_data),
+        output_dir=str(tmp_path / "out"),
+        docs_dir=str(tmp_path / "docs"),
+        model_cards_dir=str(tmp_path / "cards"),
+        modalities="text",
+        arms="data2vec,random",
+        seeds="0",
+        probe_points=1,
+        corpus_lines=300,
+        tokenizer_vocab_size=400,
+        max_seq_length=32,
+        text_steps=2,
+        text_batch_size=4,
+        probe_train_samples=40,
+        probe_eval_samples=40,
+        finetune_tasks="sst2,stsb,xquad",
+        finetune_steps=2,
+        finetune_batch_size=4,
+        finetune_train_samples=16,
+        finetune_eval_samples=8,
+        text_learning_rates="1e-4,1e-3",
+        qa_max_seq_length=64,
+        qa_doc_stride=16,
+        workers=2,
+    )
+    results = run_study(args, command="pytest text tasks")
+    for task in ("sst2", "stsb", "xquad"):
+        for arm in ("data2vec", "random"):
+            entry = results["finetune"][task][arm]
+            assert set(entry["sweep"]) == {"0.0001", "0.001"} and entry["chosen_learning_rate"] in (1e-4, 1e-3)
+            assert set(entry["seeds"]) == {"0"}, (task, arm)
+    xquad = results["finetune"]["xquad"]["data2vec"]["seeds"]["0"]["scores"]
+    assert {"score", "zero_shot_f1", "de_f1", "zh_f1"} <= set(xquad)
+    report = (tmp_path / "docs" / "study.md").read_text()
+    assert "zero-shot F1 (11 languages)" in report and report.count("### Fine-tuning") == 3
+    card = (tmp_path / "cards" / "data2vec-text-tiny-study" / "README.md").read_text()
+    assert "question-answering" in card and "XQuAD" in card
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
 @pytest.mark.skipif(not espeak_ng_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
 def test_study_dry_run_builds_every_arm_at_full_size(shared_data, tmp_path):
     args = StudyArguments(
