@@ -110,7 +110,17 @@ def parse_args(argv=None):
         help="compile every compiled variant layer by layer (accelerate's compile_regions: each repeated layer "
         "compiled once, a fraction of the whole model's compile time); the levers table keeps its rows",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag in ("steps", "time_budget_s", "peak_tflops"):
+        if not getattr(args, flag) > 0:
+            raise ValueError(f"--{flag} {getattr(args, flag)}; expected a positive number.")
+    args.modality_list = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    unknown = [m for m in args.modality_list if m not in MODALITIES]
+    if unknown or not args.modality_list:
+        raise ValueError(f"--modalities {args.modalities!r}; expected a subset of {list(MODALITIES)}.")
+    if not args.smoke and not torch.cuda.is_available():
+        raise ValueError("The GPU suite needs a CUDA device; --smoke runs it on CPU at tiny size.")
+    return args
 
 
 def ratio(results, numerator: str, denominator: str) -> str:
@@ -180,13 +190,10 @@ class Suite:
 
 
 def main(argv=None) -> Path:
-    args = parse_args(argv)
+    args = parse_args(argv)  # checked before anything is written
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if unknown:
-        raise ValueError(f"--modalities has {unknown}; expected a subset of {list(MODALITIES)}.")
+    modalities = args.modality_list
     if args.smoke:
         torch.set_num_threads(1)
         common = dict(size="tiny", device="cpu", dtype="fp32", steps=1, warmup=1, clone_batch=2)
@@ -195,8 +202,6 @@ def main(argv=None) -> Path:
         backend, clone_batches = "eager", (1, 2)
         peak_line = f"MFU peak: {peak / 1e9:.1f} GFLOP/s measured on a 256^3 fp32 matmul"
     else:
-        if not torch.cuda.is_available():
-            raise ValueError("The GPU suite needs a CUDA device; --smoke runs it on CPU at tiny size.")
         common = dict(size="base", device="cuda", dtype="bf16", steps=args.steps, warmup=2, clone_batch=8)
         shapes = {modality: (None, None) for modality in MODALITIES}  # docs/benchmarks.md's shapes
         peak = args.peak_tflops * 1e12

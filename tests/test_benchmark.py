@@ -106,6 +106,30 @@ def test_benchmark_script_reports_every_variant(capsys):
         script.main(["--variants=hf,bogus"])
 
 
+def test_gpu_suite_names_bad_flags_before_writing(tmp_path):
+    import subprocess
+
+    import gpu_suite
+
+    out = tmp_path / "suite"
+    bad = [
+        (["--smoke", "--steps", "0"], "--steps 0"),
+        (["--smoke", "--time_budget_s", "-5"], "--time_budget_s -5.0"),
+        (["--smoke", "--modalities", "text,video"], "--modalities 'text,video'"),
+    ]
+    if not torch.cuda.is_available():
+        bad.append(([], "needs a CUDA device; --smoke runs it on CPU"))
+    for flags, message in bad:
+        with pytest.raises(ValueError, match=message):
+            gpu_suite.main(["--output_dir", str(out), *flags])
+    assert not out.exists()
+    # the wrapper's first argument is the folder: a flag there gets the usage, not a folder named "--smoke"
+    script = Path(gpu_suite.__file__).with_name("gpu_suite.sh")
+    run = subprocess.run(["bash", str(script), "--smoke"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "usage: bash benchmarks/gpu_suite.sh OUTPUT_DIR" in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_gpu_suite_smoke_writes_every_table(tmp_path):
     """benchmarks/gpu_suite.sh --smoke: the GPU suite's code at tiny size on CPU (torch.compile, eager backend)."""
