@@ -41,4 +41,9 @@ def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], None]) ->
             tmp.unlink()
 
 
-__all__ = ["STAGING_PREFIX", "atomic_write_dir", "atomic_write_file"]
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """[`atomic_write_file`] of a UTF-8 text (a report, a JSON record)."""
+    atomic_write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+__all__ = ["STAGING_PREFIX", "atomic_write_dir", "atomic_write_file", "atomic_write_text"]

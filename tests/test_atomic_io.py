@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file
+from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file, atomic_write_text
 
 
 def _mode(path):
@@ -31,7 +31,7 @@ def test_written_folders_and_files_get_the_permissions_of_a_plain_write(tmp_path
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain.txt").write_text("x")
     atomic_write_dir(tmp_path / "folder", lambda tmp: None)
-    atomic_write_file(tmp_path / "file.txt", lambda tmp: tmp.write_text("x"))
+    atomic_write_text(tmp_path / "file.txt", "x")
     assert _mode(tmp_path / "folder") == _mode(tmp_path / "plain")  # tempfile.mkdtemp would make it 0700
     assert _mode(tmp_path / "file.txt") == _mode(tmp_path / "plain.txt")
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoTokenizer
 
-from d2v_hf.atomic_io import atomic_write_file
+from d2v_hf.atomic_io import atomic_write_text
 from d2v_hf.finetuning import detect_modality
 
 from comparison_tasks import (
@@ -206,8 +206,7 @@ class ResultStore:
         return self.data["pairs"].setdefault(f"{name}|{task}", {"checkpoint": name, "task": task})
 
     def save(self) -> None:
-        text = json.dumps(self.data, indent=1)
-        atomic_write_file(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
 
 def _mean_pooling_config(args, checkpoint: str, model_type: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d2v_hf.atomic_io import atomic_write_file
+from d2v_hf.atomic_io import atomic_write_text
 
 from comparison_tasks import TASKS
 from study_utils import fmt, paired_bootstrap, stats
@@ -241,8 +241,7 @@ def comparison_report_markdown(results: dict, note: str | None = None) -> str:
 
 
 def write_comparison_report(results: dict, path: str | os.PathLike, note: str | None = None) -> Path:
-    report = comparison_report_markdown(results, note)
-    atomic_write_file(path, lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    atomic_write_text(path, comparison_report_markdown(results, note))
     return Path(path)
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from d2v_hf.argument_parsing import parse_arguments
-from d2v_hf.atomic_io import atomic_write_file
+from d2v_hf.atomic_io import atomic_write_text
 
 from study import PartialResults, final_checkpoint
 from study_config import ARM_TITLES, PROBES, StudyArguments
@@ -89,8 +89,7 @@ def main(argv=None) -> Path:
     scores = layer_scores(args, data)
     out = Path(args.docs_dir) / "study_text_layers.md"
     command = shlex.join(["python", "examples/study/layer_probes.py", *argv])
-    report = layer_report(scores, command)
-    atomic_write_file(out, lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    atomic_write_text(out, layer_report(scores, command))
     print(out.read_text(encoding="utf-8"))
     return out
 

@@ -105,10 +105,10 @@ def text_features(
         if second is not None:
             pair += (second[start : start + batch_size],)
         batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        output = model(**batch, output_hidden_states=hidden_states)
+        output, real = model(**batch, output_hidden_states=hidden_states), batch["attention_mask"].bool()
         for found, index in zip(features, wanted):
             hidden = output.last_hidden_state if index is None else output.hidden_states[index]
-            found.append(pool(hidden, pooling, batch["attention_mask"].bool()).numpy())
+            found.append(pool(hidden, pooling, real).numpy())
     arrays = [np.concatenate(found) for found in features]
     return arrays if layers is not None else arrays[0]
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from d2v_hf.atomic_io import atomic_write_file
+from d2v_hf.atomic_io import atomic_write_text
 
 from comparison_tasks import TASKS, task_data
 from study_arms import WAV2VEC2_NEGATIVES, batch_size, pretrain_arm, random_backbone, step_flops
@@ -83,8 +83,7 @@ class PartialResults:
 
     def save(self) -> None:
         self.data["elapsed_s"] = self.elapsed_before + time.time() - self.start
-        text = json.dumps(self.data, indent=1)
-        atomic_write_file(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
 
 def compute_plan(args, partial: PartialResults, data: dict) -> dict:

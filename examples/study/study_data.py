@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file
+from d2v_hf.atomic_io import atomic_write_dir, atomic_write_text
 from d2v_hf.data import AUDIO_EXTENSIONS, espeak_ng_available, train_bpe_tokenizer
 from d2v_hf.data._common import scan_folder
 from d2v_hf.finetuning import load_glue_datasets, task_to_keys
@@ -74,7 +74,7 @@ def prepare_corpus(lines: list[str], source: str, output_file: str | os.PathLike
         lines = [lines[int(i * stride)] for i in range(max_lines)]
     if not lines:
         raise ValueError(f"{source}: no non-empty lines to pretrain on.")
-    atomic_write_file(output_file, lambda tmp: tmp.write_text("\n".join(lines) + "\n", encoding="utf-8"))
+    atomic_write_text(output_file, "\n".join(lines) + "\n")
     return {
         "source": source,
         "lines": len(lines),
@@ -126,8 +126,7 @@ def prepare_data(args) -> dict:
             lines = Path(data["corpus"]).read_text(encoding="utf-8").splitlines()
             tokenizer = train_bpe_tokenizer(lines, vocab_size=args.tokenizer_vocab_size)
             atomic_write_dir(data["tokenizer"], tokenizer.save_pretrained)
-            record = json.dumps({"settings": settings, "corpus": info}, indent=1)
-            atomic_write_file(made_for, lambda tmp: tmp.write_text(record, encoding="utf-8"))
+            atomic_write_text(made_for, json.dumps({"settings": settings, "corpus": info}, indent=1))
         data["corpus_info"] = json.loads(made_for.read_text())["corpus"]
     if "audio" in args.modality_list:
         digits = task_data(comparison_arguments(args), TASKS["spoken_digits"])  # synthesized once

@@ -15,8 +15,8 @@ from d2v_hf.modelcard import build_model_card, save_model_card
 
 from comparison_tasks import TASKS
 from study_config import ARM_TITLES, BACKBONE_TYPES
-from study_report import final_probe_scores, finetune_scores, measured_probes
-from study_utils import fmt, stats
+from study_report import final_probe_stats, finetune_stats, measured_probes
+from study_utils import fmt
 
 
 # the Hub task of a fine-tuning task's model-index entry
@@ -57,11 +57,11 @@ def build_study_model_card(results: dict, modality: str, arm: str):
     }
     lines = ["## Probe results (mean ± std over seeds, final checkpoints)", "", "| probe | score |", "|---|---:|"]
     for probe, title in measured_probes(results, modality):
-        lines.append(f"| {title} | {fmt(stats(list(final_probe_scores(results, modality, arm, probe).values())))} |")
+        lines.append(f"| {title} | {fmt(final_probe_stats(results, modality, arm, probe))} |")
     index = []
     for task in results["finetune"]:
         if TASKS[task].modality == modality:
-            values = stats(list(finetune_scores(results, task, arm).values()))
+            values = finetune_stats(results, task, arm)
             lines.append(f"| {TASKS[task].title}, fine-tuned ({TASKS[task].metric}) | {fmt(values)} |")
             index.append(
                 EvalResult(

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from d2v_hf.atomic_io import atomic_write_file
+from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
 
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
@@ -61,6 +61,11 @@ def final_probe_scores(results: dict, modality: str, arm: str, probe: str) -> di
     return {seed: probes[probe] for seed, probes in last.items() if probe in probes}
 
 
+def final_probe_stats(results: dict, modality: str, arm: str, probe: str) -> dict:
+    """[`stats`] over seeds of [`final_probe_scores`]."""
+    return stats(list(final_probe_scores(results, modality, arm, probe).values()))
+
+
 def against_random(results: dict, modality: str, arm: str, probe: str) -> dict | None:
     """[`paired_difference`] of an arm's final probe scores and random init's."""
     scores = final_probe_scores(results, modality, arm, probe)
@@ -85,12 +90,12 @@ def decide(results: dict, modality: str) -> dict[str, dict]:
     probe, arms = MAIN_PROBE[modality], results["modalities"][modality]["arms"]
     if "random" not in arms:
         return {}
-    random = stats(list(final_probe_scores(results, modality, "random", probe).values()))
+    random = final_probe_stats(results, modality, "random", probe)
     decisions = {}
     for arm in arms:
         if arm == "random":
             continue
-        final = stats(list(final_probe_scores(results, modality, arm, probe).values()))
+        final = final_probe_stats(results, modality, arm, probe)
         spread = max(final["std"], random["std"])
         first = next(
             (
@@ -128,6 +133,11 @@ def compute_to_reach(results: dict, modality: str) -> tuple[float | None, dict[s
 def finetune_scores(results: dict, task: str, arm: str) -> dict[str, float]:
     runs = results["finetune"][task][arm]["seeds"]
     return {seed: run["scores"]["score"] for seed, run in runs.items()}
+
+
+def finetune_stats(results: dict, task: str, arm: str) -> dict:
+    """[`stats`] over seeds of [`finetune_scores`]."""
+    return stats(list(finetune_scores(results, task, arm).values()))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -218,7 +228,7 @@ def _probe_table(results: dict, modality: str) -> list[str]:
     for arm in arms:
         cells = []
         for probe, _ in probes:
-            values = stats(list(final_probe_scores(results, modality, arm, probe).values()))
+            values = final_probe_stats(results, modality, arm, probe)
             cells.append(f"{fmt(values)} (n={values['n']})")
         lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(cells) + " |")
     if "random" in arms:
@@ -243,7 +253,7 @@ def _finetune_table(results: dict, task: str) -> list[str]:
     ]
     for arm, entry in arms.items():
         sweep = ", ".join(f"{rate}: {scores['score']:.1f}" for rate, scores in entry["sweep"].items())
-        values = stats(list(finetune_scores(results, task, arm).values()))
+        values = finetune_stats(results, task, arm)
         versus = "–"
         if arm != "random" and "random" in arms:
             versus = _difference_cell(
@@ -323,8 +333,7 @@ def _finetuning_notes(results: dict, modality: str) -> list[str]:
         below = [
             arm
             for arm in arms
-            if stats(list(finetune_scores(results, task, arm).values()))["mean"]
-            < stats(list(final_probe_scores(results, modality, arm, task).values()))["mean"]
+            if finetune_stats(results, task, arm)["mean"] < final_probe_stats(results, modality, arm, task)["mean"]
         ]
         if below:
             notes.append(
@@ -357,7 +366,7 @@ def conclusion(results: dict, modality: str) -> str:
                 + _longer_budget_sentence(results, modality, arm)
             )
     finals = {
-        arm: stats(list(final_probe_scores(results, modality, arm, probe).values()))["mean"]
+        arm: final_probe_stats(results, modality, arm, probe)["mean"]
         for arm in results["modalities"][modality]["arms"]
         if arm != "random"
     }
@@ -488,12 +497,11 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike) -> Path:
     """Writes `study_results.json`, the plots and `study.md` (read back from the JSON) into `docs_dir`."""
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(results, indent=1)
-    atomic_write_file(docs / "study_results.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(docs / "study_results.json", json.dumps(results, indent=1))
     results = json.loads((docs / "study_results.json").read_text(encoding="utf-8"))  # the report reads the JSON
     images = plot_probe_curves(results, docs / "img")
-    path, report = docs / "study.md", study_report_markdown(results, images)
-    atomic_write_file(path, lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    path = docs / "study.md"
+    atomic_write_text(path, study_report_markdown(results, images))
     return path
 
 
@@ -503,7 +511,9 @@ __all__ = [
     "conclusion",
     "decide",
     "final_probe_scores",
+    "final_probe_stats",
     "finetune_scores",
+    "finetune_stats",
     "measured_probes",
     "paired_difference",
     "plot_probe_curves",

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 
 from d2v_hf.argument_parsing import parse_arguments
-from d2v_hf.atomic_io import atomic_write_file
+from d2v_hf.atomic_io import atomic_write_text
 from d2v_hf.configuration_data2vec_pretraining import base_backbone_config, tiny_backbone_config
 
 from comparison_tasks import TASKS, glue_probe_data, glue_probe_score
@@ -84,7 +84,7 @@ def main(argv=None) -> Path:
     command = shlex.join(["python", "examples/study/text_probe_reference.py", *argv])
     out = Path(args.docs_dir) / "study_text_probe_reference.md"
     report = reference_report(*reference_scores(args), args, command)
-    atomic_write_file(out, lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    atomic_write_text(out, report)
     print(report)
     return out
 
