@@ -3,6 +3,7 @@ and a slice of it end to end on real data (every arm of every modality, a few st
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
 from study_report import (  # noqa: E402
     _baseline_losses,
+    _longer_budget_sentence,
     _probe_table,
     decide,
     measured_probes,
@@ -222,6 +224,29 @@ def _results(scores: dict[str, dict[int, list[float]]], budget=1e12) -> dict:
     return {"modalities": {"vision": {"plan": {"budget_flops": budget, "arms": plan}, "arms": arms}}}
 
 
+def test_teacher_schedule_is_the_share_of_its_initialisation_the_teacher_keeps(tmp_path):
+    from d2v_hf import Data2VecForPretraining
+
+    from study_arms import _run_config, teacher_schedule
+
+    tokenizer = build_tokenizer(["a fine film", "a dull and tedious one", "not bad at all"] * 4, vocab_size=300)
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    args, steps = StudyArguments(mode="quick", modalities="text"), 40
+    schedule = teacher_schedule(args, "text", "data2vec", steps, {"tokenizer": str(tmp_path / "tokenizer")})
+    assert (schedule["ema_decay"], schedule["ema_end_decay"], schedule["ema_anneal_end_step"]) == (0.999, 0.9999, 40)
+    model = Data2VecForPretraining(_run_config(args, "text", "data2vec", tokenizer, steps))
+    layer = "encoder.layer.0.attention.self.query.weight"  # averaged (the embeddings are copied, not averaged)
+    initial = dict(model.teacher.named_parameters())[layer].detach().clone()
+    with torch.no_grad():
+        for parameter in model.student.parameters():
+            parameter.zero_()  # then each update keeps exactly `decay` of the teacher
+    for _ in range(steps):
+        model.ema_step()
+    kept = dict(model.teacher.named_parameters())[layer] / initial
+    torch.testing.assert_close(kept, torch.full_like(kept, schedule["init_weight"]), rtol=1e-5, atol=1e-5)
+    assert 0.97 < schedule["init_weight"] < 0.99  # a 40-update run barely moves its teacher
+
+
 def test_a_baseline_is_said_not_to_learn_only_while_its_loss_stays_at_chance():
     def results(*finals):
         seeds = {str(i): {"pretraining": {"final_loss": loss}} for i, loss in enumerate(finals)}
@@ -252,6 +277,64 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
         "n": 2,
         "differences": [1.0, 2.0],
     }  # no interval from 2 seeds
+
+
+def test_report_names_the_smallest_longer_budget_at_which_an_arm_beats_random():
+    here = _results({"mae": {10: [60.0, 61.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}})
+    not_yet = _results(
+        {"mae": {20: [60.0, 62.0, 61.0], 40: [61.0, 60.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}}, 4e12
+    )
+    later = _results(
+        {"mae": {40: [61.0, 62.0, 60.0], 80: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}}, 8e12
+    )
+    runs = {"4x": not_yet, "8x": later}
+    for name, run in runs.items():
+        run.update(report=f"docs/{name}/study.md", command=f"python run_study.py # {name}")
+    assert "no longer run is linked" in _longer_budget_sentence(here, "vision", "mae")
+    here["longer_budgets"] = [runs["8x"], runs["4x"]]  # read in order of budget, not of the command line
+    assert _longer_budget_sentence(here, "vision", "mae") == (
+        "It does not in the 4x-budget run (docs/4x/study.md, same arms and seeds); it does in the 8x-budget run "
+        "(docs/8x/study.md, same arms and seeds) from 8 TFLOPs on (8.0x this budget, the first probed point that "
+        "does: 71.0 ± 1.0)."
+    )
+    here["longer_budgets"] = [runs["4x"]]
+    assert _longer_budget_sentence(here, "vision", "mae") == (
+        "It does not in the 4x-budget run (docs/4x/study.md, same arms and seeds) either: the smallest budget at "
+        "which it would is above 4x this one."
+    )
+    del not_yet["modalities"]["vision"]["arms"]["random"]  # a run without random init decides nothing
+    assert "no longer run is linked" in _longer_budget_sentence(here, "vision", "mae")
+
+
+def test_longer_runs_must_be_this_study_at_a_larger_budget(tmp_path):
+    def saved_run(name, **changes):
+        args = StudyArguments(mode="quick", modalities="text")
+        config = {**args.to_dict(), "seed_list": args.seed_list, **changes}  # as run_study saves it
+        path = tmp_path / name / "study_results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"config": config, "command": "python run_study.py", "modalities": {"text": {}}}))
+        return str(path)
+
+    longer = saved_run("longer", text_steps=3200, probe_points=8)
+    assert StudyArguments(mode="quick", longer_budget_results=longer).longer_budget_result_list == [longer]
+    old = saved_run("old", text_steps=3200)
+    config = json.loads(Path(old).read_text())
+    del config["config"]["text_corpus"]  # saved before the field existed: it ran the preset's corpus
+    Path(old).write_text(json.dumps(config))
+    StudyArguments(mode="quick", longer_budget_results=f"{longer}, {old}")
+    (tmp_path / "notes.json").write_text("[]")
+    bad = [
+        (saved_run("other_corpus", text_steps=3200, corpus_lines=None), "it ran text with corpus_lines=None"),
+        (saved_run("other_seeds", text_steps=3200, seed_list=[0, 1]), r"seed_list=\[0, 1\]"),
+        (saved_run("shorter", text_steps=400), "its text_steps=400 is not larger than this run's 400"),
+        (str(tmp_path / "notes.json"), "notes.json: not the study_results.json of a study run"),
+        (f"{longer},{tmp_path / 'missing.json'}", "missing.json: no such file"),
+    ]
+    for paths, message in bad:
+        with pytest.raises(ValueError, match=message):
+            StudyArguments(mode="quick", longer_budget_results=paths)
+    with pytest.raises(ValueError, match="it ran none of --modalities 'vision'"):
+        StudyArguments(mode="quick", modalities="vision", longer_budget_results=longer)
 
 
 def test_text_features_of_several_layers_come_from_one_pass_and_match_one_layer_at_a_time(tmp_path):
@@ -327,6 +410,9 @@ def test_study_slice_every_arm(shared_data, tmp_path):
                 assert tail < head, (modality, arm, seed, losses)
                 assert run["class"] == classes.get(arm, "Data2VecForPretraining"), (modality, arm)
                 assert len(seed_entry["probes"]) == 2  # the probe points
+            if arm in ("data2vec", "data2vec2"):  # a few updates: the teacher is still almost its initialisation
+                teacher = arm_plan["teacher"]
+                assert 0.98 < teacher["init_weight"] < 1.0 and teacher["updates"] == arm_plan["steps"], teacher
         # (that a data2vec step's count includes the teacher's forward: test_step_flops_count_the_teacher)
     assert set(results["finetune"]["fashion_mnist"]) == set(ARMS["vision"])
 
@@ -335,6 +421,7 @@ def test_study_slice_every_arm(shared_data, tmp_path):
     report = (tmp_path / "docs" / "study.md").read_text()
     assert report == study_report_markdown(saved, {m: f"img/study_{m}_probes.png" for m in saved["modalities"]})
     assert "pytest slice" in report and "## Conclusions" in report
+    assert report.count("Share of the teacher's averaged weights still at their random initialisation") == 3
     for modality in ("text", "vision", "audio"):
         assert (tmp_path / "docs" / "img" / f"study_{modality}_probes.png").is_file()
     for seed in saved["modalities"]["vision"]["arms"]["mae"]["seeds"].values():

@@ -34,7 +34,7 @@ from transformers import AutoTokenizer
 from d2v_hf.atomic_io import atomic_write_text
 
 from comparison_tasks import TASKS, task_data
-from study_arms import WAV2VEC2_NEGATIVES, batch_size, pretrain_arm, random_backbone, step_flops
+from study_arms import WAV2VEC2_NEGATIVES, batch_size, pretrain_arm, random_backbone, step_flops, teacher_schedule
 from study_config import (
     FINETUNE_FIELDS,
     MODALITY_OF_TASK,
@@ -297,7 +297,13 @@ def collect_results(args, partial: PartialResults, plan: dict, data: dict, comma
         "modalities": {},
     }
     for modality in args.modality_list:
-        entry = {"plan": plan[modality], "arms": {}}
+        arms_plan = {
+            arm: {**record, "teacher": teacher_schedule(args, modality, arm, record["steps"], data)}
+            if arm in ("data2vec", "data2vec2")
+            else record
+            for arm, record in plan[modality]["arms"].items()
+        }
+        entry = {"plan": {**plan[modality], "arms": arms_plan}, "arms": {}}
         pretraining_key, probe_key = _key(args, modality), _key(args, modality, PROBE_FIELDS)
         for arm in args.arms_of(modality):
             arm_entry = {"seeds": {}}
@@ -313,14 +319,16 @@ def collect_results(args, partial: PartialResults, plan: dict, data: dict, comma
             entry["arms"][arm] = arm_entry
         results["modalities"][modality] = entry
     results["chance_losses"] = chance_losses(args, data)
-    if args.longer_budget_results:
-        longer = json.loads(Path(args.longer_budget_results).read_text(encoding="utf-8"))
-        report = Path(args.longer_budget_results).with_name("study.md")
-        results["longer_budget"] = {
-            "report": str(report),
-            "command": longer["command"],
-            "modalities": longer["modalities"],
-        }
+    results["longer_budgets"] = []
+    for path in args.longer_budget_result_list:
+        longer = json.loads(Path(path).read_text(encoding="utf-8"))
+        results["longer_budgets"].append(
+            {
+                "report": str(Path(path).with_name("study.md")),
+                "command": longer["command"],
+                "modalities": longer["modalities"],
+            }
+        )
     results["finetune"] = {}
     for task_name in args.finetune_task_list:
         modality = MODALITY_OF_TASK[task_name]

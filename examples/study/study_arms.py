@@ -50,6 +50,7 @@ from d2v_hf.data import (
     pretraining_image_transform,
     tokenize_and_group,
 )
+from d2v_hf.ema import get_annealed_rate
 from d2v_hf.trainer import Data2VecPretrainingArguments
 
 from study_config import BACKBONE_TYPES
@@ -206,7 +207,7 @@ def build_arm(args, modality: str, arm: str, seed: int, data: dict, steps: int |
     optimizer steps: `backbone_of(model)` is the backbone to save (with the pretrained weights).
     """
     tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
-    d2v = data2vec_config(args, modality, "data2vec2" if arm == "data2vec2" else "data2vec", tokenizer)
+    d2v = _run_config(args, modality, arm, tokenizer, steps)
     backbone = d2v.backbone_config
     torch.manual_seed(seed)
     if modality == "text":
@@ -220,8 +221,6 @@ def build_arm(args, modality: str, arm: str, seed: int, data: dict, steps: int |
     max_samples = int(args.audio_max_seconds * 16000)
     audio_kwargs = {"max_samples": max_samples} if modality == "audio" else {}
     if arm in ("data2vec", "data2vec2"):
-        if steps is not None:  # a short run's teacher reaches its final decay at the end, as run_pretraining.py does
-            d2v.ema_anneal_end_step = min(d2v.ema_anneal_end_step, steps)
         model = Data2VecForPretraining(d2v)
         collator = data_collator_for(d2v, tokenizer, seed=seed, **audio_kwargs)
         return model, collator, dataset, Data2VecPretrainingTrainer, Data2VecPretrainingArguments, _student
@@ -237,6 +236,35 @@ def build_arm(args, modality: str, arm: str, seed: int, data: dict, steps: int |
         collator = Wav2Vec2PretrainingCollator(d2v, model.config, max_samples, seed)
         return model, collator, dataset, Wav2Vec2PretrainingTrainer, TrainingArguments, lambda m: m.wav2vec2
     raise ValueError(f"{arm!r} is not a pretraining arm of {modality}.")
+
+
+def _run_config(args, modality: str, arm: str, tokenizer, steps: int | None):
+    """The data2vec configuration of a run of `steps` (the other arms read its backbone, masks and crops)."""
+    d2v = data2vec_config(args, modality, "data2vec2" if arm == "data2vec2" else "data2vec", tokenizer)
+    if steps is not None:  # a short run's teacher reaches its final decay at the end, as run_pretraining.py does
+        d2v.ema_anneal_end_step = min(d2v.ema_anneal_end_step, steps)
+    return d2v
+
+
+def teacher_schedule(args, modality: str, arm: str, steps: int, data: dict) -> dict:
+    """
+    The EMA of a data2vec arm's teacher over its `steps` updates: its schedule, and `init_weight`, the product of the
+    decays (each update keeps `decay` of the teacher), i.e. the share of the teacher's averaged weights that is still
+    their random initialisation at the end. Near 1, the student was taught by an untrained network's features: the
+    released schedules are sized for 10^5 updates, not for a few hundred.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+    d2v = _run_config(args, modality, arm, tokenizer, steps)
+    decays = [
+        get_annealed_rate(d2v.ema_decay, d2v.ema_end_decay, step, d2v.ema_anneal_end_step) for step in range(steps)
+    ]
+    return {
+        "updates": steps,
+        "ema_decay": d2v.ema_decay,
+        "ema_end_decay": d2v.ema_end_decay,
+        "ema_anneal_end_step": d2v.ema_anneal_end_step,
+        "init_weight": float(np.prod(decays)),
+    }
 
 
 def _student(model):
@@ -349,4 +377,5 @@ __all__ = [
     "save_backbone",
     "save_preprocessor",
     "step_flops",
+    "teacher_schedule",
 ]

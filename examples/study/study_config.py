@@ -6,6 +6,7 @@ field left at `None` takes its mode's value). The rest of the study reads these 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -244,8 +245,9 @@ class StudyArguments:
     longer_budget_results: str | None = field(
         default=None,
         metadata=_help(
-            "study_results.json of a run of the same arms with a larger budget: the report says at which budget of "
-            "it an arm that does not beat random init here does."
+            "Comma-separated study_results.json of runs with larger budgets, the same seeds and settings otherwise "
+            "(steps and probe points may differ): the report says at which budget an arm that does not beat random "
+            "init here does."
         ),
     )
     push_to_hub: bool = field(default=False, metadata=_help("Upload the final models with their cards."))
@@ -294,8 +296,7 @@ class StudyArguments:
             if not rates or any(rate <= 0 for rate in rates):
                 text = getattr(self, f"{modality}_learning_rates")
                 raise ValueError(f"--{modality}_learning_rates {text!r}; expected one or more positive numbers.")
-        if self.longer_budget_results and not Path(self.longer_budget_results).is_file():
-            raise ValueError(f"--longer_budget_results {self.longer_budget_results}: no such file.")
+        self._check_longer_runs()
         if self.push_to_hub and not self.hub_org:
             raise ValueError("--push_to_hub needs --hub_org (the Hub user or organisation to upload to).")
 
@@ -314,6 +315,45 @@ class StudyArguments:
         for name in ("audio_max_seconds", "audio_clip_seconds", *(f"{m}_learning_rate" for m in MODALITIES)):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name} {getattr(self, name)}; expected a positive number.")
+
+    def _check_longer_runs(self) -> None:
+        """
+        A longer run is this study at a larger budget: the same seeds and pretraining and probe settings of every
+        modality both ran, more steps. Anything else would make "the budget at which it does" a different question.
+        """
+        for path in self.longer_budget_result_list:
+            if not Path(path).is_file():
+                raise ValueError(f"--longer_budget_results {path}: no such file.")
+            try:
+                longer = json.loads(Path(path).read_text(encoding="utf-8"))
+                config, ran = longer["config"], longer["modalities"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(
+                    f"--longer_budget_results {path}: not the study_results.json of a study run."
+                ) from None
+            shared = [modality for modality in self.modality_list if modality in ran]
+            if not shared:
+                raise ValueError(f"--longer_budget_results {path}: it ran none of --modalities {self.modalities!r}.")
+            preset = _PRESETS.get(config.get("mode"), {})
+            for modality in shared:
+                steps = f"{modality}_steps"
+                compared = [name for name in PRETRAINING_FIELDS[modality] if name not in (steps, "probe_points")]
+                for name in ["seed_list", *compared, *PROBE_FIELDS]:
+                    theirs = config.get(name, preset.get(name))  # a run saved before a field existed ran its preset
+                    if theirs != getattr(self, name):
+                        raise ValueError(
+                            f"--longer_budget_results {path}: it ran {modality} with {name}={theirs!r}, this run with "
+                            f"{getattr(self, name)!r}; only the steps and probe points may differ."
+                        )
+                if not config.get(steps, 0) > getattr(self, steps):
+                    raise ValueError(
+                        f"--longer_budget_results {path}: its {steps}={config.get(steps)} is not larger than this "
+                        f"run's {getattr(self, steps)}."
+                    )
+
+    @property
+    def longer_budget_result_list(self) -> list[str]:
+        return [path.strip() for path in (self.longer_budget_results or "").split(",") if path.strip()]
 
     @property
     def modality_list(self) -> list[str]:

@@ -219,7 +219,27 @@ def _compute_table(results: dict, modality: str) -> list[str]:
         f"\nBudget: {entry['plan']['budget_flops'] / 1e12:.3g} TFLOPs per run (the data2vec 1.0 arm's steps). "
         + (f"The slowest arm's best {MAIN_PROBE[modality]} probe score: {target:.1f}." if target is not None else "")
     )
+    teachers = [
+        f"{ARM_TITLES[arm]}: {100 * plan['teacher']['init_weight']:.0f}% ({_teacher_schedule(plan['teacher'])})"
+        for arm, plan in entry["plan"]["arms"].items()
+        if "teacher" in plan
+    ]
+    if teachers:
+        lines.append(
+            "\nShare of the teacher's averaged weights still at their random initialisation after the last update "
+            "(the product of the EMA decays over the run; the released decays, their ramp shortened to the run): "
+            + "; ".join(teachers)
+            + "."
+        )
     return lines
+
+
+def _teacher_schedule(teacher: dict) -> str:
+    start, end, ramp, updates = (teacher[k] for k in ("ema_decay", "ema_end_decay", "ema_anneal_end_step", "updates"))
+    if start == end or ramp == 0:
+        return f"EMA decay {end:g} for all {updates} updates"
+    over = f"{updates} updates" if ramp >= updates else f"the first {ramp} of {updates} updates"
+    return f"EMA decay {start:g} → {end:g} over {over}"
 
 
 def _probe_table(results: dict, modality: str) -> list[str]:
@@ -268,22 +288,39 @@ def _finetune_table(results: dict, task: str) -> list[str]:
 
 
 def _longer_budget_sentence(results: dict, modality: str, arm: str) -> str:
-    """Where a run with a larger budget (`--longer_budget_results`) puts the smallest budget that beats random."""
-    longer = results.get("longer_budget")
-    if not longer or arm not in longer["modalities"].get(modality, {}).get("arms", {}):
+    """Where the runs with larger budgets (`--longer_budget_results`) put the smallest budget that beats random."""
+    runs = sorted(
+        (
+            (_budget_ratio(results, longer, modality), longer)
+            for longer in results.get("longer_budgets", [])
+            if {arm, "random"} <= set(longer["modalities"].get(modality, {}).get("arms", {}))
+        ),
+        key=lambda run: run[0],
+    )
+    if not runs:
         return "The smallest budget at which it would is above the one measured here (no longer run is linked)."
-    ratio = (
+    does_not = []
+    for ratio, longer in runs:
+        where = f"the {ratio:.0f}x-budget run ({longer['report']}, same arms and seeds)"
+        first = decide(longer, modality)[arm]["first_point"]
+        if first is None:
+            does_not.append(where)
+            continue
+        before = f"It does not in {' or '.join(does_not)}; it" if does_not else "It"
+        return (
+            f"{before} does in {where} from {first['flops'] / 1e12:.3g} TFLOPs on ({first['fraction'] * ratio:.1f}x "
+            f"this budget, the first probed point that does: {first['mean']:.1f} ± {first['std']:.1f})."
+        )
+    return (
+        f"It does not in {' or '.join(does_not)} either: the smallest budget at which it would is above "
+        f"{runs[-1][0]:.0f}x this one."
+    )
+
+
+def _budget_ratio(results: dict, longer: dict, modality: str) -> float:
+    return (
         longer["modalities"][modality]["plan"]["budget_flops"]
         / results["modalities"][modality]["plan"]["budget_flops"]
-    )
-    decision = decide(longer, modality).get(arm)
-    where = f"in the {ratio:.0f}x-budget run ({longer['report']}, same arms and seeds)"
-    if decision is None or decision["first_point"] is None:
-        return f"It does not {where} either: the smallest budget at which it would is above {ratio:.0f}x this one."
-    first = decision["first_point"]
-    return (
-        f"It does {where} from {first['flops'] / 1e12:.3g} TFLOPs on ({first['fraction'] * ratio:.1f}x this "
-        f"budget, the first probed point that does: {first['mean']:.1f} ± {first['std']:.1f})."
     )
 
 
@@ -365,6 +402,12 @@ def conclusion(results: dict, modality: str) -> str:
                 f"budget ({decision['margin']:+.1f} against a spread of {decision['spread']:.1f}). "
                 + _longer_budget_sentence(results, modality, arm)
             )
+        teacher = results["modalities"][modality]["plan"]["arms"].get(arm, {}).get("teacher")
+        if teacher and teacher["init_weight"] >= 0.5:
+            sentences.append(
+                f"Its teacher is still {100 * teacher['init_weight']:.0f}% its random initialisation at the end "
+                f"({_teacher_schedule(teacher)}): its targets came from a mostly untrained network."
+            )
     finals = {
         arm: final_probe_stats(results, modality, arm, probe)["mean"]
         for arm in results["modalities"][modality]["arms"]
@@ -429,14 +472,25 @@ def _setup(results: dict) -> list[str]:
         data.append("Speech: the recordings of `speech/` plus the training voices' synthesized digits.")
     if data:
         lines.append("- Pretraining data. " + " ".join(data))
-    if results.get("longer_budget"):
-        longer = results["longer_budget"]
-        link = os.path.relpath(longer["report"], config["docs_dir"])  # from the folder study.md is written to
+    longer_runs = results.get("longer_budgets", [])
+    if longer_runs:
+        runs = []
+        for longer in longer_runs:
+            link = os.path.relpath(longer["report"], config["docs_dir"])  # from the folder study.md is written to
+            budgets = ", ".join(
+                f"{_budget_ratio(results, longer, modality):.0f}x the {modality} budget"
+                for modality in results["modalities"]
+                if modality in longer["modalities"]
+            )
+            runs.append(f"[{longer['report']}]({link}) ({budgets}; `{longer['command']}`)")
         lines.append(
-            f"- A longer run of the same arms and seeds ([{longer['report']}]({link}), `{longer['command']}`) gives "
-            "the budget at which an arm that does not beat random init here does. Its probed points follow its own "
-            "learning-rate schedule (warmup and decay over the longer run), so a point at this run's budget is not "
-            "this run's end."
+            ("- A longer run" if len(runs) == 1 else "- Longer runs")
+            + " with the same seeds and settings, more steps, "
+            + ("gives" if len(runs) == 1 else "give")
+            + " the budget at which an arm that does not beat random init here does: "
+            + "; ".join(runs)
+            + ". Probed points follow their own run's learning-rate schedule (warmup and decay over the longer run), "
+            "so a point at this run's budget is not this run's end."
         )
     if results["finetune"]:
         lines.append(
