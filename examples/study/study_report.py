@@ -405,8 +405,8 @@ def conclusion(results: dict, modality: str) -> str:
         teacher = results["modalities"][modality]["plan"]["arms"].get(arm, {}).get("teacher")
         if teacher and teacher["init_weight"] >= 0.5:
             sentences.append(
-                f"Its teacher is still {100 * teacher['init_weight']:.0f}% its random initialisation at the end "
-                f"({_teacher_schedule(teacher)}): its targets came from a mostly untrained network."
+                f"At the end of this budget its teacher is still {100 * teacher['init_weight']:.0f}% its random "
+                f"initialisation ({_teacher_schedule(teacher)}): its targets came from a mostly untrained network."
             )
     finals = {
         arm: final_probe_stats(results, modality, arm, probe)["mean"]
