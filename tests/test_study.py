@@ -265,6 +265,7 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
         {
             "data2vec": {5: [60.0, 61.0, 62.0], 10: [70.0, 71.0, 72.0]},  # +10 at the end, +0 halfway
             "mae": {5: [60.0, 64.0, 56.0], 10: [63.0, 66.0, 57.0]},  # +1 on average, spread 4.6
+            "data2vec2": {4: [70.0, 71.0, 72.0], 8: [61.0, 62.0, 63.0], 12: [69.0, 70.0, 71.0]},  # ahead, not, ahead
             "random": {0: [60.0, 61.0, 62.0]},
         }
     )
@@ -272,6 +273,7 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
     assert decisions["data2vec"]["beats_random"] and decisions["data2vec"]["first_point"]["step"] == 10
     assert decisions["data2vec"]["difference"]["significant"]
     assert not decisions["mae"]["beats_random"] and decisions["mae"]["first_point"] is None
+    assert decisions["data2vec2"]["first_point"]["step"] == 12  # from where it stays ahead, not where it first was
     assert paired_difference({"0": 1.0, "1": 2.0}, {"0": 0.0, "1": 0.0}) == {
         "mean": 1.5,
         "n": 2,
@@ -294,8 +296,8 @@ def test_report_names_the_smallest_longer_budget_at_which_an_arm_beats_random():
     here["longer_budgets"] = [runs["8x"], runs["4x"]]  # read in order of budget, not of the command line
     assert _longer_budget_sentence(here, "vision", "mae") == (
         "It does not in the 4x-budget run (docs/4x/study.md, same arms and seeds); it does in the 8x-budget run "
-        "(docs/8x/study.md, same arms and seeds) from 8 TFLOPs on (8.0x this budget, the first probed point that "
-        "does: 71.0 ± 1.0)."
+        "(docs/8x/study.md, same arms and seeds) from 8 TFLOPs on (8.0x this budget, the first probed point from "
+        "which it stays ahead: 71.0 ± 1.0)."
     )
     here["longer_budgets"] = [runs["4x"]]
     assert _longer_budget_sentence(here, "vision", "mae") == (

@@ -97,14 +97,12 @@ def decide(results: dict, modality: str) -> dict[str, dict]:
             continue
         final = final_probe_stats(results, modality, arm, probe)
         spread = max(final["std"], random["std"])
-        first = next(
-            (
-                point
-                for point in probe_curve(results, modality, arm, probe)
-                if point["mean"] - random["mean"] > max(point["std"], random["std"])
-            ),
-            None,
-        )
+        # the first probed point from which the arm stays ahead (a point that is ahead once and falls back is noise)
+        first = None
+        for point in reversed(probe_curve(results, modality, arm, probe)):
+            if point["mean"] - random["mean"] <= max(point["std"], random["std"]):
+                break
+            first = point
         decisions[arm] = {
             "margin": final["mean"] - random["mean"],
             "spread": spread,
@@ -307,9 +305,10 @@ def _longer_budget_sentence(results: dict, modality: str, arm: str) -> str:
             does_not.append(where)
             continue
         before = f"It does not in {' or '.join(does_not)}; it" if does_not else "It"
+        score = f"{first['mean']:.1f} ± {first['std']:.1f}"
         return (
             f"{before} does in {where} from {first['flops'] / 1e12:.3g} TFLOPs on ({first['fraction'] * ratio:.1f}x "
-            f"this budget, the first probed point that does: {first['mean']:.1f} ± {first['std']:.1f})."
+            f"this budget, the first probed point from which it stays ahead: {score})."
         )
     return (
         f"It does not in {' or '.join(does_not)} either: the smallest budget at which it would is above "
@@ -391,7 +390,7 @@ def conclusion(results: dict, modality: str) -> str:
         title = ARM_TITLES[arm]
         if decision["beats_random"]:
             first = decision["first_point"]
-            where = f", first at {100 * first['fraction']:.0f}% of the budget" if first else ""
+            where = f", and stays ahead from {100 * first['fraction']:.0f}% of the budget on" if first else ""
             sentences.append(
                 f"{title} beats random init on the {probe} probe by {decision['margin']:+.1f} points, more than the "
                 f"seed spread ({decision['spread']:.1f}){where}."
