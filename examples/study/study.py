@@ -34,7 +34,15 @@ from transformers import AutoTokenizer
 from d2v_hf.atomic_io import atomic_write_text
 
 from comparison_tasks import TASKS, task_data
-from study_arms import WAV2VEC2_NEGATIVES, batch_size, pretrain_arm, random_backbone, step_flops, teacher_schedule
+from study_arms import (
+    WAV2VEC2_NEGATIVES,
+    batch_size,
+    pretrain_arm,
+    random_backbone,
+    step_flops,
+    teacher_schedule,
+    text_tokenizer,
+)
 from study_config import (
     FINETUNE_FIELDS,
     MODALITY_OF_TASK,
@@ -129,7 +137,7 @@ def _pretraining_jobs(args, partial, plan, data):
 def checkpoints_along(args, partial, modality: str, arm: str, seed: int, data: dict) -> dict[int, str]:
     """`{step: backbone folder}` of a pretrained arm's run, or `{0: folder}` of the random arm's backbone."""
     if arm == "random":
-        tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+        tokenizer = text_tokenizer(modality, data)
         folder = Path(args.output_dir) / "random" / modality / f"seed{seed}"
         return {0: random_backbone(args, modality, seed, folder, tokenizer)}
     record = partial.get("pretraining", f"{modality}|{arm}|{seed}", _key(args, modality))

@@ -71,6 +71,11 @@ def batch_size(args, modality: str, arm: str) -> int:
     return max(1, size // DATA2VEC2_BATCH_DIVISOR) if arm == "data2vec2" else size
 
 
+def text_tokenizer(modality: str, data: dict):
+    """The study's tokenizer for text, `None` for the other modalities (their arms read no tokenizer)."""
+    return AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+
+
 def data2vec_config(args, modality: str, mode: str, tokenizer=None):
     """The data2vec 1.0 / 2.0 configuration `run_pretraining.py` builds for the study's backbone."""
     pretraining_utils = load_example("pretraining_utils")
@@ -206,7 +211,7 @@ def build_arm(args, modality: str, arm: str, seed: int, data: dict, steps: int |
     `(model, collator, train_dataset, trainer_class, arguments_class, backbone_of)` of a pretraining arm of `steps`
     optimizer steps: `backbone_of(model)` is the backbone to save (with the pretrained weights).
     """
-    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+    tokenizer = text_tokenizer(modality, data)
     d2v = _run_config(args, modality, arm, tokenizer, steps)
     backbone = d2v.backbone_config
     torch.manual_seed(seed)
@@ -253,7 +258,7 @@ def teacher_schedule(args, modality: str, arm: str, steps: int, data: dict) -> d
     their random initialisation at the end. Near 1, the student was taught by an untrained network's features: the
     released schedules are sized for 10^5 updates, not for a few hundred.
     """
-    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+    tokenizer = text_tokenizer(modality, data)
     d2v = _run_config(args, modality, arm, tokenizer, steps)
     decays = [
         get_annealed_rate(d2v.ema_decay, d2v.ema_end_decay, step, d2v.ema_anneal_end_step) for step in range(steps)
@@ -342,7 +347,7 @@ def pretrain_arm(args, modality: str, arm: str, seed: int, steps: int, data: dic
         remove_unused_columns=False,
         **device_kwargs(),
     )
-    tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"]) if modality == "text" else None
+    tokenizer = text_tokenizer(modality, data)
     points = probe_steps(steps, args.probe_points)
     snapshots = SnapshotCallback(points, backbone_of, output_dir, modality, tokenizer)
     trainer = trainer_class(
@@ -378,4 +383,5 @@ __all__ = [
     "save_preprocessor",
     "step_flops",
     "teacher_schedule",
+    "text_tokenizer",
 ]
