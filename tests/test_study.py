@@ -22,6 +22,8 @@ from study_report import (  # noqa: E402
     _baseline_losses,
     _longer_budget_sentence,
     _probe_table,
+    _ranking,
+    compute_to_reach,
     decide,
     measured_probes,
     paired_difference,
@@ -279,6 +281,31 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
         "n": 2,
         "differences": [1.0, 2.0],
     }  # no interval from 2 seeds
+
+
+def test_ranking_and_compute_to_reach_compare_only_arms_that_ran():
+    both = _results(
+        {
+            "data2vec": {5: [62.0, 63.0, 64.0], 10: [70.0, 71.0, 72.0]},
+            "mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]},
+            "random": {0: [60.0, 61.0, 62.0]},
+        }
+    )
+    assert compute_to_reach(both, "vision") == (67.0, {"data2vec": 1e12, "mae": 1e12})  # MAE's best, at step 10
+    assert _ranking(both, "vision", "fashion_mnist") == [
+        "Ranking on the fashion_mnist probe at equal training FLOPs: data2vec 1.0 71.0, MAE 67.0; the highest is "
+        "data2vec 1.0."
+    ]
+    both["modalities"]["vision"]["arms"]["mae"]["seeds"]["0"]["probes"]["10"]["fashion_mnist"] = 90.0
+    assert _ranking(both, "vision", "fashion_mnist")[0].endswith(
+        "the highest is MAE, the modality's own objective, so at this scale data2vec does not win on vision."
+    )
+    # a longer run of the baseline alone: nothing to rank it against, and no word on data2vec, which did not run
+    alone = _results({"mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]}, "random": {0: [60.0, 61.0, 62.0]}})
+    assert _ranking(alone, "vision", "fashion_mnist") == [] and compute_to_reach(alone, "vision") == (None, {})
+    del both["modalities"]["vision"]["arms"]["data2vec"]
+    both["modalities"]["vision"]["arms"]["mlm"] = both["modalities"]["vision"]["arms"]["mae"]
+    assert "data2vec" not in _ranking(both, "vision", "fashion_mnist")[0]
 
 
 def test_report_names_the_smallest_longer_budget_at_which_an_arm_beats_random():
