@@ -322,13 +322,13 @@ def test_report_names_the_smallest_longer_budget_at_which_an_arm_beats_random():
     assert "no longer run is linked" in _longer_budget_sentence(here, "vision", "mae")
     here["longer_budgets"] = [runs["8x"], runs["4x"]]  # read in order of budget, not of the command line
     assert _longer_budget_sentence(here, "vision", "mae") == (
-        "It does not in the 4x-budget run (docs/4x/study.md, same arms and seeds); it does in the 8x-budget run "
-        "(docs/8x/study.md, same arms and seeds) from 8 TFLOPs on (8.0x this budget, the first probed point from "
+        "It does not in the 4x-budget run (docs/4x/study.md, same seeds and settings); it does in the 8x-budget run "
+        "(docs/8x/study.md, same seeds and settings) from 8 TFLOPs on (8.0x this budget, the first probed point from "
         "which it stays ahead: 71.0 ± 1.0)."
     )
     here["longer_budgets"] = [runs["4x"]]
     assert _longer_budget_sentence(here, "vision", "mae") == (
-        "It does not in the 4x-budget run (docs/4x/study.md, same arms and seeds) either: the smallest budget at "
+        "It does not in the 4x-budget run (docs/4x/study.md, same seeds and settings) either: the smallest budget at "
         "which it would is above 4x this one."
     )
     del not_yet["modalities"]["vision"]["arms"]["random"]  # a run without random init decides nothing

@@ -301,7 +301,7 @@ def _longer_budget_sentence(results: dict, modality: str, arm: str) -> str:
         return "The smallest budget at which it would is above the one measured here (no longer run is linked)."
     does_not = []
     for ratio, longer in runs:
-        where = f"the {ratio:.0f}x-budget run ({longer['report']}, same arms and seeds)"
+        where = f"the {ratio:.0f}x-budget run ({longer['report']}, same seeds and settings)"
         first = decide(longer, modality)[arm]["first_point"]
         if first is None:
             does_not.append(where)
