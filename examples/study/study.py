@@ -44,6 +44,7 @@ from study_arms import (
     text_tokenizer,
 )
 from study_config import (
+    DATA2VEC_ARMS,
     FINETUNE_FIELDS,
     MODALITY_OF_TASK,
     PRETRAINING_CLASSES,
@@ -307,7 +308,7 @@ def collect_results(args, partial: PartialResults, plan: dict, data: dict, comma
     for modality in args.modality_list:
         arms_plan = {
             arm: {**record, "teacher": teacher_schedule(args, modality, arm, record["steps"], data)}
-            if arm in ("data2vec", "data2vec2")
+            if arm in DATA2VEC_ARMS
             else record
             for arm, record in plan[modality]["arms"].items()
         }

@@ -53,7 +53,7 @@ from d2v_hf.data import (
 from d2v_hf.ema import get_annealed_rate
 from d2v_hf.trainer import Data2VecPretrainingArguments
 
-from study_config import BACKBONE_TYPES
+from study_config import BACKBONE_TYPES, DATA2VEC_ARMS
 from study_utils import device_kwargs, load_example, series
 
 
@@ -225,7 +225,7 @@ def build_arm(args, modality: str, arm: str, seed: int, data: dict, steps: int |
         dataset = load_audio_folder(data["speech_corpus"], sampling_rate=16000, max_seconds=args.audio_max_seconds)
     max_samples = int(args.audio_max_seconds * 16000)
     audio_kwargs = {"max_samples": max_samples} if modality == "audio" else {}
-    if arm in ("data2vec", "data2vec2"):
+    if arm in DATA2VEC_ARMS:
         model = Data2VecForPretraining(d2v)
         collator = data_collator_for(d2v, tokenizer, seed=seed, **audio_kwargs)
         return model, collator, dataset, Data2VecPretrainingTrainer, Data2VecPretrainingArguments, _student

@@ -20,6 +20,7 @@ ARMS = {
     "vision": ("data2vec", "data2vec2", "mae", "random"),
     "audio": ("data2vec", "data2vec2", "wav2vec2", "random"),
 }
+DATA2VEC_ARMS = ("data2vec", "data2vec2")  # the arms trained by Data2VecForPretraining (with an EMA teacher)
 ALL_ARMS = ("data2vec", "data2vec2", "mlm", "mae", "wav2vec2", "random")
 
 ARM_TITLES = {

@@ -21,7 +21,7 @@ from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
 
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
-from study_config import ARM_TITLES, BACKBONE_TYPES, MAIN_PROBE, PROBES
+from study_config import ARM_TITLES, BACKBONE_TYPES, DATA2VEC_ARMS, MAIN_PROBE, PROBES
 from study_utils import fmt, paired_bootstrap, stats
 
 
@@ -433,10 +433,10 @@ def _ranking(results: dict, modality: str, probe: str) -> list[str]:
         return []
     best = max(finals, key=finals.get)
     ranked = ", ".join(f"{ARM_TITLES[arm]} {finals[arm]:.1f}" for arm in sorted(finals, key=finals.get, reverse=True))
-    data2vec_ran = any(arm in ("data2vec", "data2vec2") for arm in finals)
+    data2vec_ran = any(arm in DATA2VEC_ARMS for arm in finals)
     verdict = (
         f", the modality's own objective, so at this scale data2vec does not win on {modality}."
-        if data2vec_ran and best not in ("data2vec", "data2vec2")
+        if data2vec_ran and best not in DATA2VEC_ARMS
         else "."
     )
     highest = f"the highest is {ARM_TITLES[best]}{verdict}"
