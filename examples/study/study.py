@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer
 
 from d2v_hf.atomic_io import atomic_write_text
 
@@ -276,7 +275,7 @@ def chance_losses(args, data: dict) -> dict:
     """
     losses = {}
     if "text" in args.modality_list and "mlm" in args.arm_list:
-        tokenizer = AutoTokenizer.from_pretrained(data["tokenizer"])
+        tokenizer = text_tokenizer("text", data)
         lines = [line for line in Path(data["corpus"]).read_text(encoding="utf-8").splitlines() if line]
         encoded = tokenizer(lines, add_special_tokens=False, verbose=False)["input_ids"]
         ids = np.concatenate([np.asarray(i) for i in encoded if i])
