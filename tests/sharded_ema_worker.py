@@ -12,6 +12,7 @@ process's RNG state, and stops; `--resume DIR` starts fresh processes from it an
 """
 
 import argparse
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -116,6 +117,9 @@ def export(model, wrapped, rank: int, folder: str) -> None:
 
 
 def main(args) -> None:
+    # a process still running after 240 s (the test waits 300; WORKER_HANG_S sets it for a loop that hunts a rare
+    # hang) prints every thread's stack and exits, so that a hang fails the test with where it hung, not a bare timeout
+    faulthandler.dump_traceback_later(float(os.environ.get("WORKER_HANG_S", 240)), exit=True)
     accelerator = PartialState(cpu=True)  # the gloo process group
     rank, world = dist.get_rank(), dist.get_world_size()
     model, wrapped, optimizer = build(args, world)
