@@ -47,3 +47,10 @@ def main(config_file: str, argv: list[str]) -> None:
 if __name__ == "__main__":
     separator = sys.argv.index("--")
     main(sys.argv[1], sys.argv[separator + 1 :])
+    # the script has written everything and torn its process group down (`end_distributed_run`); skip the
+    # interpreter's teardown, where a C++ thread of the gloo / DeepSpeed stack still joinable when its owner is
+    # destroyed aborted a finished rank once in CI on a loaded machine ("terminate called without an active
+    # exception"): the test checks the script's outputs, not the interpreter's exit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -11,9 +11,8 @@ import torch
 
 from d2v_hf.data import espeak_ng_available
 
-from .fixtures import build_tokenizer, load_example, save_tiny_backbone  # noqa: F401  (puts examples/study on sys.path)
-from layer_probes import layer_report, layer_scores  # noqa: E402
-from probes import text_features  # noqa: E402
+from .fixtures import build_tokenizer, load_example  # noqa: F401  (puts examples/study on sys.path)
+from layer_probes import layer_report, layer_scores, token_identity_along  # noqa: E402
 from study import run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
@@ -30,6 +29,7 @@ from study_report import (  # noqa: E402
     study_report_markdown,
     write_study_report,
 )
+from study_utils import run_jobs  # noqa: E402
 from text_probe_reference import main as text_probe_reference  # noqa: E402
 
 
@@ -366,17 +366,17 @@ def test_longer_runs_must_be_this_study_at_a_larger_budget(tmp_path):
         StudyArguments(mode="quick", modalities="vision", longer_budget_results=longer)
 
 
-def test_text_features_of_several_layers_come_from_one_pass_and_match_one_layer_at_a_time(tmp_path):
-    texts = ["a fine film", "a dull and tedious one", "not bad at all", "the plot is thin"] * 3
-    checkpoint = save_tiny_backbone(tmp_path / "backbone", build_tokenizer(texts, vocab_size=300))
-    kwargs = dict(max_length=16, batch_size=5, pooling="mean")
-    together = text_features(str(checkpoint), texts, layers=[0, 2, None], **kwargs)
-    for layer, features in zip([0, 2, None], together):
-        np.testing.assert_allclose(features, text_features(str(checkpoint), texts, layer=layer, **kwargs), atol=1e-6)
-    assert not np.allclose(together[0], together[2])  # the embeddings are not the last layer
-    np.testing.assert_allclose(together[1], together[2], atol=1e-6)  # layer 2 of 2 is the last
-    with pytest.raises(ValueError, match="layer=3"):
-        text_features(str(checkpoint), texts, layers=[3], **kwargs)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_jobs_queues_the_jobs_that_a_finished_job_returns(workers):
+    """How the study probes a run while the next trains: `on_done` returns the jobs that needed this result."""
+    done = []
+
+    def on_done(key, result):
+        done.append((key, result))
+        return [(f"{key} then", "json:dumps", {"obj": [key]})] if not key.endswith("then") else None
+
+    run_jobs([("a", "json:dumps", {"obj": 1}), ("b", "json:dumps", {"obj": 2})], workers, None, on_done)
+    assert sorted(done) == [("a", "1"), ("a then", '["a"]'), ("b", "2"), ("b then", '["b"]')]
 
 
 def test_report_leaves_out_a_probe_that_an_older_run_did_not_measure():
@@ -480,9 +480,21 @@ def test_study_slice_every_arm(shared_data, tmp_path):
         probes = text[arm]["seeds"]["0"]["probes"]
         final = probes[str(max(map(int, probes)))]
         for probe, value in by_layer[4].items():
-            assert value == pytest.approx(final[probe], abs=1e-6), (arm, probe)
-    markdown = layer_report(scores, "pytest layers")
-    assert "pytest layers" in markdown and markdown.count("| 4 |") == 4  # one table per text probe
+            if probe != "token_identity":  # the layer probes' own
+                assert value == pytest.approx(final[probe], abs=1e-6), (arm, probe)
+        assert all(0 <= by_layer[layer]["token_identity"] <= 100 for layer in by_layer)
+    along = token_identity_along(text_args, prepare_data(text_args))
+    assert {arm: sorted(seeds["0"]) for arm, seeds in along.items()} == {
+        arm: [0] if arm == "random" else list(range(1, args.probe_points + 1)) for arm in ARMS["text"]
+    }
+    for arm, seeds in along.items():  # the same last layer as the layer probes; the study's own probe beside it
+        final = seeds["0"][max(seeds["0"])]
+        last_layer = scores[arm]["0"][4]
+        assert final["token_identity"] == last_layer["token_identity"]
+        assert final["sst2"] == pytest.approx(last_layer["sst2"], abs=1e-6)
+    markdown = layer_report(scores, "pytest layers", along)
+    assert "pytest layers" in markdown and markdown.count("| 4 |") == 5  # one table per text probe, token identity
+    assert "## Token identity of the last layer along each run" in markdown
 
 
 @pytest.mark.real_data

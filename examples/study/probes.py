@@ -6,6 +6,8 @@ ridge regression for scores), with the regularisation chosen on a held-out part 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -16,6 +18,9 @@ from d2v_hf.finetuning import AudioClassificationCollator, ImageClassificationCo
 # the regularisation grid: logistic regression C (inverse strength) and ridge alpha (strength)
 PROBE_C = (0.01, 0.1, 1.0, 10.0)
 PROBE_ALPHA = (0.1, 1.0, 10.0, 100.0)
+# the token-identity probe names a position's token among the most frequent ones: 100 cover about half the tokens of
+# SST-2 and keep its 5 fits (regularisation grid, then refit) to seconds on a tiny backbone's states
+TOKEN_IDENTITY_CLASSES = 100
 
 
 def _batches(dataset, batch_size: int):
@@ -73,6 +78,28 @@ def extract_features(
     return np.concatenate(features), np.concatenate(labels)
 
 
+def _text_forward_passes(checkpoint, first, second, max_length, batch_size, wanted):
+    """`(output, batch, real)` of each batch of sentences (or pairs), with every hidden state when `wanted` names a
+    layer (`None`: the last layer only); checks each wanted layer exists."""
+    model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
+    for index in wanted:
+        if index is not None and not 0 <= index <= model.config.num_hidden_layers:
+            raise ValueError(
+                f"layer={index}; {checkpoint} has layers 0 (embeddings) to {model.config.num_hidden_layers}."
+            )
+    hidden_states = any(index is not None for index in wanted)
+    for start in range(0, len(first), batch_size):
+        pair = (first[start : start + batch_size],)
+        if second is not None:
+            pair += (second[start : start + batch_size],)
+        batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        yield model(**batch, output_hidden_states=hidden_states), batch, batch["attention_mask"].bool()
+
+
+def _layer_states(output, index: int | None) -> torch.Tensor:
+    return output.last_hidden_state if index is None else output.hidden_states[index]
+
+
 @torch.no_grad()
 def text_features(
     checkpoint: str,
@@ -91,26 +118,50 @@ def text_features(
     `layer` reads another layer's states instead of the last: 0 the embeddings, `i` the output of layer `i`.
     `layers` returns one array per listed layer, all from the same forward passes.
     """
-    model, tokenizer = AutoModel.from_pretrained(checkpoint).eval(), AutoTokenizer.from_pretrained(checkpoint)
     wanted = layers if layers is not None else [layer]
-    for index in wanted:
-        if index is not None and not 0 <= index <= model.config.num_hidden_layers:
-            raise ValueError(
-                f"layer={index}; {checkpoint} has layers 0 (embeddings) to {model.config.num_hidden_layers}."
-            )
-    hidden_states = any(index is not None for index in wanted)
     features = [[] for _ in wanted]
-    for start in range(0, len(first), batch_size):
-        pair = (first[start : start + batch_size],)
-        if second is not None:
-            pair += (second[start : start + batch_size],)
-        batch = tokenizer(*pair, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        output, real = model(**batch, output_hidden_states=hidden_states), batch["attention_mask"].bool()
+    for output, _, real in _text_forward_passes(checkpoint, first, second, max_length, batch_size, wanted):
         for found, index in zip(features, wanted):
-            hidden = output.last_hidden_state if index is None else output.hidden_states[index]
-            found.append(pool(hidden, pooling, real).numpy())
+            found.append(pool(_layer_states(output, index), pooling, real).numpy())
     arrays = [np.concatenate(found) for found in features]
     return arrays if layers is not None else arrays[0]
+
+
+@torch.no_grad()
+def token_states(
+    checkpoint: str, texts: list[str], layers: list[int | None], max_length: int = 128, batch_size: int = 64
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """
+    Every real token's state at each of `layers` (0 the embeddings, `i` the output of layer `i`, `None` the last),
+    one `(tokens, hidden)` array per layer, and the tokens' ids `(tokens,)`, in the same order.
+    """
+    states, ids = [[] for _ in layers], []
+    for output, batch, real in _text_forward_passes(checkpoint, texts, None, max_length, batch_size, layers):
+        ids.append(batch["input_ids"][real].numpy())
+        for found, index in zip(states, layers):
+            found.append(_layer_states(output, index)[real].numpy())
+    return [np.concatenate(found) for found in states], np.concatenate(ids)
+
+
+def token_identity(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    num_tokens: int = TOKEN_IDENTITY_CLASSES,
+    seed: int = 0,
+) -> dict:
+    """
+    How much of the input token a layer keeps: a linear probe (`fit_probe`) that reads a position's state and names
+    its token, among the `num_tokens` most frequent token ids of `train`'s `(states, ids)`; positions holding other
+    tokens are left out of both sets. Returns `{"accuracy": %, "chance": %}` on `test`, chance being the share of
+    its most frequent token (what always naming it would score).
+    """
+    common = np.array([token for token, _ in Counter(train[1].tolist()).most_common(num_tokens)])
+    kept_train, kept_test = np.isin(train[1], common), np.isin(test[1], common)
+    if kept_test.sum() == 0:
+        raise ValueError(f"None of the test tokens is among the {num_tokens} most frequent training tokens.")
+    train, test = (train[0][kept_train], train[1][kept_train]), (test[0][kept_test], test[1][kept_test])
+    result = fit_probe(train, test, lambda predicted, ids: 100 * float(np.mean(predicted == ids)), seed=seed)
+    return {"accuracy": result["score"], "chance": 100 * Counter(test[1].tolist()).most_common(1)[0][1] / len(test[1])}
 
 
 def knn_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], k: int = 20) -> float:
@@ -166,4 +217,13 @@ def fit_probe(train, test, score, regression: bool = False, held_out: float = 0.
     }
 
 
-__all__ = ["extract_features", "fit_probe", "knn_accuracy", "pool", "text_features"]
+__all__ = [
+    "extract_features",
+    "fit_probe",
+    "knn_accuracy",
+    "pool",
+    "TOKEN_IDENTITY_CLASSES",
+    "text_features",
+    "token_identity",
+    "token_states",
+]

@@ -5,7 +5,8 @@ The study end to end ([`run_study`]), per modality:
    gets the steps that spend the budget of the data2vec 1.0 arm (`--{modality}_steps` of its steps).
 2. Pretraining: every arm x seed (`study_arms.py`), the backbone saved at `--probe_points` evenly spaced steps; the
    `random` arm is the backbone as initialised (one per seed).
-3. Probes: every saved backbone on every probe of its modality (`study_probes.py`): score against compute.
+3. Probes: every saved backbone on every probe of its modality (`study_probes.py`), queued as soon as its run is
+   done (a worker probes one run while another trains): score against compute.
 4. Fine-tuning of the last backbone of every arm (`--finetune_tasks`): a learning-rate sweep on a part of the
    training data held out for it (first seed), then one run per seed with the chosen rate, scored on the task's
    evaluation set, through the example scripts (the protocol of `compare_checkpoints.py`).
@@ -149,16 +150,18 @@ def checkpoints_along(args, partial, modality: str, arm: str, seed: int, data: d
     return {int(step): path for step, path in record["snapshots"].items()}
 
 
-def _probe_jobs(args, partial, data):
+def saved_probes(args, partial, modality: str, arm: str, seed: int, step: int) -> dict | None:
+    """The saved probe record (`{"scores": ...}`) of one backbone of a run, or `None` when not probed yet."""
+    return partial.get("probes", f"{modality}|{arm}|{seed}|{step}", _key(args, modality, PROBE_FIELDS))
+
+
+def _probe_jobs(args, partial, data, modality: str, arm: str, seed: int):
+    """The probe jobs still to run on the backbones of one run (`checkpoints_along`)."""
     jobs = []
-    for modality in args.modality_list:
-        for arm in args.arms_of(modality):
-            for seed in args.seed_list:
-                for step, folder in checkpoints_along(args, partial, modality, arm, seed, data).items():
-                    key = f"{modality}|{arm}|{seed}|{step}"
-                    if partial.get("probes", key, _key(args, modality, PROBE_FIELDS)) is None:
-                        kwargs = dict(args=args, modality=modality, checkpoint=folder, seed=seed, data=data)
-                        jobs.append((key, "study_probes:probe_checkpoint", kwargs))
+    for step, folder in checkpoints_along(args, partial, modality, arm, seed, data).items():
+        if saved_probes(args, partial, modality, arm, seed, step) is None:
+            kwargs = dict(args=args, modality=modality, checkpoint=folder, seed=seed, data=data)
+            jobs.append((f"{modality}|{arm}|{seed}|{step}", "study_probes:probe_checkpoint", kwargs))
     return jobs
 
 
@@ -243,15 +246,26 @@ def run_study(args: StudyArguments, command: str | None = None) -> dict:
 
         return done
 
-    # 1-2. compute plan, pretraining
+    # 1-3. compute plan, pretraining, and the probes along each run, queued as soon as that run is done
     plan = compute_plan(args, partial, data)
     jobs = _pretraining_jobs(args, partial, plan, data)
-    logger.warning(f"*** Pretraining: {len(jobs)} runs with {args.workers} worker(s) ***")
-    run_jobs(jobs, args.workers, args.torch_threads, saver("pretraining"))
-    # 3. probes along every run
-    jobs = _probe_jobs(args, partial, data)
-    logger.warning(f"*** Probes: {len(jobs)} checkpoints ***")
-    run_jobs(jobs, args.workers, args.torch_threads, saver("probes"))
+    training = {key for key, _, _ in jobs}
+    for modality in args.modality_list:  # the runs already trained (and the random arms) are probed from the start
+        for arm in args.arms_of(modality):
+            for seed in args.seed_list:
+                if f"{modality}|{arm}|{seed}" not in training:
+                    jobs += _probe_jobs(args, partial, data, modality, arm, seed)
+    logger.warning(f"*** Pretraining: {len(training)} runs, each then probed, with {args.workers} worker(s) ***")
+    save_pretraining, save_probes = saver("pretraining"), saver("probes")
+
+    def pretrained_then_probes(key, record):
+        if key not in training:
+            return save_probes(key, record)
+        save_pretraining(key, record)
+        modality, arm, seed = key.split("|")
+        return _probe_jobs(args, partial, data, modality, arm, int(seed))
+
+    run_jobs(jobs, args.workers, args.torch_threads, pretrained_then_probes)
     # 4. fine-tuning: the learning-rate sweep, then the final runs
     for sweep in (True, False):
         jobs = _finetune_jobs(args, partial, data, sweep)

@@ -21,7 +21,7 @@ ARMS = {
     "audio": ("data2vec", "data2vec2", "wav2vec2", "random"),
 }
 DATA2VEC_ARMS = ("data2vec", "data2vec2")  # the arms trained by Data2VecForPretraining (with an EMA teacher)
-ALL_ARMS = ("data2vec", "data2vec2", "mlm", "mae", "wav2vec2", "random")
+ALL_ARMS = (*DATA2VEC_ARMS, "mlm", "mae", "wav2vec2", "random")
 
 ARM_TITLES = {
     "data2vec": "data2vec 1.0",

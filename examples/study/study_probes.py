@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from comparison_tasks import TASKS, classification_probe_data, glue_probe_data, glue_probe_score
-from probes import extract_features, fit_probe, knn_accuracy, text_features
+from probes import extract_features, fit_probe, knn_accuracy, text_features, token_identity, token_states
 from study_data import comparison_arguments
 
 
@@ -58,6 +58,23 @@ def text_probes(cargs, checkpoint: str, data: dict, seed: int, layers: list[int]
     return scores[None] if layers is None else scores
 
 
+def token_identity_probe(cargs, checkpoint: str, data: dict, seed: int, layers: list[int | None]) -> dict:
+    """
+    `{layer: {"accuracy", "chance"}}`: how well each layer's states name their input token (`probes.token_identity`),
+    trained on the tokens of the SST-2 probe's training sentences, scored on those of its evaluation sentences. It
+    tests one reason a pretrained arm can lose to random init on the mean-pooled sentence probes: at tiny width those
+    lean on which words a sentence holds (`text_probe_reference.py`), which a random backbone keeps at every layer.
+    """
+    train_texts, eval_texts, _, _ = glue_probe_data(cargs, TASKS["sst2"], data["sst2"], seed)
+    kwargs = dict(layers=layers, max_length=cargs.max_seq_length)
+    (train, train_ids), (test, test_ids) = (
+        token_states(checkpoint, texts[0], **kwargs) for texts in (train_texts, eval_texts)
+    )
+    return {
+        layer: token_identity((train[i], train_ids), (test[i], test_ids), seed=seed) for i, layer in enumerate(layers)
+    }
+
+
 def _classification_probes(cargs, task_name: str, checkpoint: str, data: dict, seed: int) -> dict:
     task = TASKS[task_name]
     train_set, test_set = classification_probe_data(cargs, task, data[task_name], checkpoint, seed)
@@ -95,4 +112,4 @@ def probe_checkpoint(args, modality: str, checkpoint: str, seed: int, data: dict
     return {"scores": scores, "wall_time_s": time.time() - start}
 
 
-__all__ = ["probe_checkpoint", "probe_data", "text_probes"]
+__all__ = ["probe_checkpoint", "probe_data", "text_probes", "token_identity_probe"]
