@@ -30,25 +30,30 @@ from study_report import paired_difference
 from study_utils import fmt, stats
 
 
+def _text_runs(args, data: dict):
+    """`(arm, seed, {step: backbone folder}, partial results)` of every text run of the finished study."""
+    partial = PartialResults(args)
+    for arm in args.arms_of("text"):
+        for seed in args.seed_list:
+            yield arm, seed, checkpoints_along(args, partial, "text", arm, seed, data), partial
+
+
 def layer_scores(args, data: dict) -> dict:
     """
     `{arm: {seed: {layer: {probe: score}}}}` of every text arm's final checkpoint, layers 0 to L: the study's text
     probes and `token_identity` (how well the layer's states name their input token).
     """
-    partial = PartialResults(args)
     cargs, tasks = comparison_arguments(args, probes=True), probe_data(args, "text", data)
     scores = {}
-    for arm in args.arms_of("text"):
-        for seed in args.seed_list:
-            along = checkpoints_along(args, partial, "text", arm, seed, data)
-            checkpoint = along[max(along)]
-            layers = list(range(json.loads(Path(checkpoint, "config.json").read_text())["num_hidden_layers"] + 1))
-            by_layer = text_probes(cargs, checkpoint, tasks, seed, layers=layers)
-            for layer, identity in token_identity_probe(cargs, checkpoint, tasks, seed, layers).items():
-                by_layer[layer]["token_identity"] = identity["accuracy"]
-            scores.setdefault(arm, {})[str(seed)] = by_layer
-            for layer, result in by_layer.items():
-                print(f"text {arm} seed {seed} layer {layer}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()))
+    for arm, seed, along, _ in _text_runs(args, data):
+        checkpoint = along[max(along)]
+        layers = list(range(json.loads(Path(checkpoint, "config.json").read_text())["num_hidden_layers"] + 1))
+        by_layer = text_probes(cargs, checkpoint, tasks, seed, layers=layers)
+        for layer, identity in token_identity_probe(cargs, checkpoint, tasks, seed, layers).items():
+            by_layer[layer]["token_identity"] = identity["accuracy"]
+        scores.setdefault(arm, {})[str(seed)] = by_layer
+        for layer, result in by_layer.items():
+            print(f"text {arm} seed {seed} layer {layer}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()))
     return scores
 
 
@@ -58,18 +63,15 @@ def token_identity_along(args, data: dict) -> dict:
     of every text run, beside the study's own SST-2 probe there (`point` i of `--probe_points`, at i / probe_points
     of the arm's budget; the random arm has point 0 only).
     """
-    partial = PartialResults(args)
     cargs, tasks = comparison_arguments(args, probes=True), probe_data(args, "text", data)
     scores = {}
-    for arm in args.arms_of("text"):
-        for seed in args.seed_list:
-            along = checkpoints_along(args, partial, "text", arm, seed, data)
-            for point, step in enumerate(sorted(along), start=0 if arm == "random" else 1):
-                identity = token_identity_probe(cargs, along[step], tasks, seed, [None])[None]["accuracy"]
-                probed = saved_probes(args, partial, "text", arm, seed, step)
-                entry = {"token_identity": identity, "sst2": probed["scores"]["sst2"] if probed else None}
-                scores.setdefault(arm, {}).setdefault(str(seed), {})[point] = entry
-                print(f"text {arm} seed {seed} step {step}: token identity {identity:.1f}, sst2 probe {entry['sst2']}")
+    for arm, seed, along, partial in _text_runs(args, data):
+        for point, step in enumerate(sorted(along), start=0 if arm == "random" else 1):
+            identity = token_identity_probe(cargs, along[step], tasks, seed, [None])[None]["accuracy"]
+            probed = saved_probes(args, partial, "text", arm, seed, step)
+            entry = {"token_identity": identity, "sst2": probed["scores"]["sst2"] if probed else None}
+            scores.setdefault(arm, {}).setdefault(str(seed), {})[point] = entry
+            print(f"text {arm} seed {seed} step {step}: token identity {identity:.1f}, sst2 probe {entry['sst2']}")
     return scores
 
 
