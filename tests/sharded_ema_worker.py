@@ -159,14 +159,15 @@ def main(args) -> None:
         export(model, wrapped, rank, args.export)
     if rank == 0:
         torch.save({"losses": losses, "state": state, "sharded_teacher_params": sharded}, args.output)
-    dist.barrier()
-    dist.destroy_process_group()
+    dist.barrier()  # both processes are done; the process group is not torn down (see below)
 
 
 if __name__ == "__main__":
     main(parse_args())
-    # skip the interpreter's teardown: destroying DDP's reducer there can deadlock with gloo's worker thread (it
-    # waits for the GIL the exiting main thread holds), which leaves the process hanging after its work is done
+    # skip the process group's and the interpreter's teardown: destroying DDP's reducer there can deadlock with
+    # gloo's worker thread (it waits for the GIL the exiting main thread holds), and a run that had written all its
+    # outputs hung once in CI on a loaded machine after its last write (destroy_process_group was then still called);
+    # the barrier above already waits for both processes, and exiting ends gloo's threads with them
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
