@@ -12,7 +12,7 @@ import torch
 from d2v_hf.data import espeak_ng_available
 
 from .fixtures import build_tokenizer, load_example  # noqa: F401  (puts examples/study on sys.path)
-from layer_probes import layer_report, layer_scores, token_identity_along  # noqa: E402
+from layer_probes import layer_report, layer_scores  # noqa: E402
 from study import run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
@@ -471,7 +471,7 @@ def test_study_slice_every_arm(shared_data, tmp_path):
     # the layer probes (examples/study/layer_probes.py) read the same final checkpoints: their last layer gives the
     # study's own probe scores, and every layer from the embeddings up is scored
     text_args = dataclasses.replace(args, modalities="text", seeds="0")
-    scores = layer_scores(text_args, prepare_data(text_args))
+    scores, along = layer_scores(text_args, prepare_data(text_args))
     assert set(scores) == set(ARMS["text"])
     text = results["modalities"]["text"]["arms"]
     for arm, seeds in scores.items():
@@ -483,15 +483,12 @@ def test_study_slice_every_arm(shared_data, tmp_path):
             if probe != "token_identity":  # the layer probes' own
                 assert value == pytest.approx(final[probe], abs=1e-6), (arm, probe)
         assert all(0 <= by_layer[layer]["token_identity"] <= 100 for layer in by_layer)
-    along = token_identity_along(text_args, prepare_data(text_args))
     assert {arm: sorted(seeds["0"]) for arm, seeds in along.items()} == {
         arm: [0] if arm == "random" else list(range(1, args.probe_points + 1)) for arm in ARMS["text"]
     }
-    for arm, seeds in along.items():  # the same last layer as the layer probes; the study's own probe beside it
-        final = seeds["0"][max(seeds["0"])]
-        last_layer = scores[arm]["0"][4]
-        assert final["token_identity"] == last_layer["token_identity"]
-        assert final["sst2"] == pytest.approx(last_layer["sst2"], abs=1e-6)
+    for arm, seeds in along.items():  # the study's own probe beside token identity, at every point of the run
+        assert all(0 <= point["token_identity"] <= 100 for point in seeds["0"].values())
+        assert seeds["0"][max(seeds["0"])]["sst2"] == pytest.approx(scores[arm]["0"][4]["sst2"], abs=1e-6)
     markdown = layer_report(scores, "pytest layers", along)
     assert "pytest layers" in markdown and markdown.count("| 4 |") == 5  # one table per text probe, token identity
     assert "## Token identity of the last layer along each run" in markdown

@@ -38,41 +38,38 @@ def _text_runs(args, data: dict):
             yield arm, seed, checkpoints_along(args, partial, "text", arm, seed, data), partial
 
 
-def layer_scores(args, data: dict) -> dict:
+def layer_scores(args, data: dict) -> tuple[dict, dict]:
     """
-    `{arm: {seed: {layer: {probe: score}}}}` of every text arm's final checkpoint, layers 0 to L: the study's text
-    probes and `token_identity` (how well the layer's states name their input token).
+    The probes of every text run of the finished study, as `(by_layer, along)`:
+
+    - `by_layer`, `{arm: {seed: {layer: {probe: score}}}}`: the final checkpoint's layers 0 to L, each with the
+      study's text probes and `token_identity` (how well the layer's states name their input token);
+    - `along`, `{arm: {seed: {point: {"token_identity": %, "sst2": %}}}}`: the last layer's token identity at each
+      probe point of the run, beside the study's own SST-2 probe there (`point` i of `--probe_points`, at
+      i / probe_points of the arm's budget; the random arm has point 0 only). The final point reuses `by_layer`'s
+      last layer.
     """
     cargs, tasks = comparison_arguments(args, probes=True), probe_data(args, "text", data)
-    scores = {}
-    for arm, seed, along, _ in _text_runs(args, data):
-        checkpoint = along[max(along)]
-        layers = list(range(json.loads(Path(checkpoint, "config.json").read_text())["num_hidden_layers"] + 1))
-        by_layer = text_probes(cargs, checkpoint, tasks, seed, layers=layers)
-        for layer, identity in token_identity_probe(cargs, checkpoint, tasks, seed, layers).items():
+    by_layers, along_runs = {}, {}
+    for arm, seed, along, partial in _text_runs(args, data):
+        final_step = max(along)
+        last = json.loads(Path(along[final_step], "config.json").read_text())["num_hidden_layers"]
+        by_layer = text_probes(cargs, along[final_step], tasks, seed, layers=list(range(last + 1)))
+        for layer, identity in token_identity_probe(cargs, along[final_step], tasks, seed, list(by_layer)).items():
             by_layer[layer]["token_identity"] = identity["accuracy"]
-        scores.setdefault(arm, {})[str(seed)] = by_layer
+        by_layers.setdefault(arm, {})[str(seed)] = by_layer
         for layer, result in by_layer.items():
             print(f"text {arm} seed {seed} layer {layer}: " + ", ".join(f"{k} {v:.1f}" for k, v in result.items()))
-    return scores
-
-
-def token_identity_along(args, data: dict) -> dict:
-    """
-    `{arm: {seed: {point: {"token_identity": %, "sst2": %}}}}`: the last layer's token identity at each probe point
-    of every text run, beside the study's own SST-2 probe there (`point` i of `--probe_points`, at i / probe_points
-    of the arm's budget; the random arm has point 0 only).
-    """
-    cargs, tasks = comparison_arguments(args, probes=True), probe_data(args, "text", data)
-    scores = {}
-    for arm, seed, along, partial in _text_runs(args, data):
         for point, step in enumerate(sorted(along), start=0 if arm == "random" else 1):
-            identity = token_identity_probe(cargs, along[step], tasks, seed, [None])[None]["accuracy"]
+            if step == final_step:
+                identity = by_layer[last]["token_identity"]
+            else:
+                identity = token_identity_probe(cargs, along[step], tasks, seed, [last])[last]["accuracy"]
             probed = saved_probes(args, partial, "text", arm, seed, step)
             entry = {"token_identity": identity, "sst2": probed["scores"]["sst2"] if probed else None}
-            scores.setdefault(arm, {}).setdefault(str(seed), {})[point] = entry
+            along_runs.setdefault(arm, {}).setdefault(str(seed), {})[point] = entry
             print(f"text {arm} seed {seed} step {step}: token identity {identity:.1f}, sst2 probe {entry['sst2']}")
-    return scores
+    return by_layers, along_runs
 
 
 def _cell(arm: str, values: dict, baseline: dict | None) -> str:
@@ -87,7 +84,7 @@ def _cell(arm: str, values: dict, baseline: dict | None) -> str:
 
 
 def layer_report(scores: dict, command: str, along: dict | None = None) -> str:
-    """The markdown report of `layer_scores` (and of `token_identity_along`, when given)."""
+    """The markdown report of `layer_scores`' two tables (`along`, the second, when given)."""
     layers = sorted({layer for arm in scores.values() for seed in arm.values() for layer in seed})
     lines = [
         "# Text probes at every layer of the final checkpoints",
@@ -153,7 +150,7 @@ def main(argv=None) -> Path:
     if "text" not in args.modality_list:
         raise ValueError(f"--modalities {args.modalities!r} has no text: the layer probes are text probes.")
     data = prepare_data(args)
-    scores, along = layer_scores(args, data), token_identity_along(args, data)
+    scores, along = layer_scores(args, data)
     out = Path(args.docs_dir) / "study_text_layers.md"
     command = shlex.join(["python", "examples/study/layer_probes.py", *argv])
     atomic_write_text(out, layer_report(scores, command, along))
