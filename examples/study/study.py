@@ -65,6 +65,8 @@ def _key(args, modality: str, extra: tuple = ()) -> dict:
     settings = {name: getattr(args, name) for name in ("data_dir",) + PRETRAINING_FIELDS[modality] + extra}
     if settings.get("text_corpus") == "gcide":  # the runs saved before --text_corpus existed trained on GCIDE
         del settings["text_corpus"]
+    if settings.get("text_mask_strategy") == "span":  # as did those before --text_mask_strategy, with spans
+        del settings["text_mask_strategy"]
     return settings
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from d2v_hf.configuration_data2vec_pretraining import TEXT_MASK_STRATEGIES
+
 
 MODALITIES = ("text", "vision", "audio")
 
@@ -87,6 +89,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         seeds="0,1,2",
         probe_points=4,
         text_corpus="gcide",
+        text_mask_strategy="span",
         corpus_lines=12000,
         tokenizer_vocab_size=4000,
         max_seq_length=64,
@@ -122,6 +125,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         seeds="0,1,2",
         probe_points=10,
         text_corpus="gcide",
+        text_mask_strategy="span",
         corpus_lines=None,
         tokenizer_vocab_size=32000,
         max_seq_length=256,
@@ -208,6 +212,13 @@ class StudyArguments:
         default=None,
         metadata=_help("Text: pretraining corpus, gcide (dictionary prose) or glue (SST-2 + STS-B train sentences)."),
     )
+    text_mask_strategy: str | None = field(
+        default=None,
+        metadata=_help(
+            "Text: data2vec 1.0's masks, span (the released recipe: spans of 4 tokens, all <mask>) or bert (the "
+            "paper's main row, as the MLM arm masks: 15% of tokens, 80% <mask>, 10% random, 10% unchanged)."
+        ),
+    )
     corpus_lines: int | None = field(default=None, metadata=_help("Text: corpus lines used (evenly spaced); 0 = all."))
     tokenizer_vocab_size: int | None = field(default=None, metadata=_help("Text: BPE vocabulary size."))
     max_seq_length: int | None = field(default=None, metadata=_help("Text: pretraining block and GLUE length."))
@@ -272,6 +283,10 @@ class StudyArguments:
             self.probe_points = 1  # the backbone saved once, at step 2
         if self.text_corpus not in TEXT_CORPORA:
             raise ValueError(f"--text_corpus {self.text_corpus!r}; expected one of {', '.join(TEXT_CORPORA)}.")
+        if self.text_mask_strategy not in TEXT_MASK_STRATEGIES:
+            raise ValueError(
+                f"--text_mask_strategy {self.text_mask_strategy!r}; expected one of {', '.join(TEXT_MASK_STRATEGIES)}."
+            )
         unknown_modalities = sorted(set(self.modality_list) - set(MODALITIES))
         if unknown_modalities or not self.modality_list:
             raise ValueError(f"--modalities {self.modalities!r}; expected some of {', '.join(MODALITIES)}.")
@@ -389,8 +404,8 @@ class StudyArguments:
 
 # The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
-    "text": ("model_size", "text_corpus", "corpus_lines", "tokenizer_vocab_size", "max_seq_length", "text_steps",
-             "text_batch_size", "text_learning_rate", "probe_points"),
+    "text": ("model_size", "text_corpus", "text_mask_strategy", "corpus_lines", "tokenizer_vocab_size",
+             "max_seq_length", "text_steps", "text_batch_size", "text_learning_rate", "probe_points"),
     "vision": ("model_size", "vision_steps", "vision_batch_size", "vision_learning_rate", "probe_points"),
     "audio": ("model_size", "audio_steps", "audio_batch_size", "audio_learning_rate", "audio_max_seconds",
               "probe_points"),
