@@ -22,6 +22,7 @@ from study_report import (  # noqa: E402
     _longer_budget_sentence,
     _probe_table,
     _ranking,
+    _setup,
     compute_to_reach,
     decide,
     measured_probes,
@@ -57,6 +58,7 @@ def test_study_arguments_presets_and_bad_values():
         ("vision_learning_rates", "1e-3,-1", "--vision_learning_rates"),
         ("longer_budget_results", "missing/study_results.json", "--longer_budget_results missing"),
         ("text_corpus", "wiki", "--text_corpus 'wiki'"),
+        ("text_mask_strategy", "whole_word", "--text_mask_strategy 'whole_word'"),
         ("seeds", "1,1", "--seeds '1,1' repeats a seed"),
         ("model_size", "small", "--model_size 'small'"),
         ("corpus_lines", -5, "--corpus_lines -5; expected 0"),
@@ -69,6 +71,27 @@ def test_study_arguments_presets_and_bad_values():
             StudyArguments(**{name: value})
     with pytest.raises(ValueError, match="hub_org"):
         StudyArguments(push_to_hub=True)
+
+
+def test_text_mask_strategy_changes_only_the_data2vec_text_masks():
+    """--text_mask_strategy bert gives data2vec 1.0 the paper's main-row masks; 2.0 keeps its own, span is the key's
+    default (the runs saved before the flag, all with spans, still resume)."""
+    from study import _key
+
+    bert, span = StudyArguments(text_mask_strategy="bert"), StudyArguments()
+    assert span.text_mask_strategy == "span"
+    config = data2vec_config(bert, "text", "data2vec")
+    assert (config.text_mask_strategy, config.mask_prob) == ("bert", 0.15)
+    assert (config.mask_random_token_prob, config.mask_leave_unmasked_prob) == (0.1, 0.1)
+    released = data2vec_config(span, "text", "data2vec")
+    assert (released.text_mask_strategy, released.mask_prob, released.mask_length) == ("span", 0.35, 4)
+    assert data2vec_config(bert, "text", "data2vec2").to_dict() == data2vec_config(span, "text", "data2vec2").to_dict()
+    assert "text_mask_strategy" not in _key(span, "text") and _key(bert, "text")["text_mask_strategy"] == "bert"
+    for args, said in ((bert, True), (span, False)):  # the report says which masks data2vec 1.0 trained with
+        config = {**args.to_dict(), "seed_list": args.seed_list}
+        results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
+        results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
+        assert ("the BERT way" in "\n".join(_setup(results))) == said
 
 
 def test_study_refuses_missing_data_before_writing(tmp_path):
@@ -349,12 +372,14 @@ def test_longer_runs_must_be_this_study_at_a_larger_budget(tmp_path):
     old = saved_run("old", text_steps=3200)
     config = json.loads(Path(old).read_text())
     del config["config"]["text_corpus"]  # saved before the field existed: it ran the preset's corpus
+    del config["config"]["text_mask_strategy"]  # and the preset's (released) masks
     Path(old).write_text(json.dumps(config))
     StudyArguments(mode="quick", longer_budget_results=f"{longer}, {old}")
     (tmp_path / "notes.json").write_text("[]")
     bad = [
         (saved_run("other_corpus", text_steps=3200, corpus_lines=None), "it ran text with corpus_lines=None"),
         (saved_run("other_seeds", text_steps=3200, seed_list=[0, 1]), r"seed_list=\[0, 1\]"),
+        (saved_run("bert", text_steps=3200, text_mask_strategy="bert"), "text_mask_strategy='bert', this run"),
         (saved_run("shorter", text_steps=400), "its text_steps=400 is not larger than this run's 400"),
         (str(tmp_path / "notes.json"), "notes.json: not the study_results.json of a study run"),
         (f"{longer},{tmp_path / 'missing.json'}", "missing.json: no such file"),

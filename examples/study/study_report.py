@@ -484,6 +484,11 @@ def _setup(results: dict) -> list[str]:
         data.append("Speech: the recordings of `speech/` plus the training voices' synthesized digits.")
     if data:
         lines.append("- Pretraining data. " + " ".join(data))
+    if "text" in results["modalities"] and config.get("text_mask_strategy") == "bert":
+        lines.append(
+            "- Text masks: data2vec 1.0 masks 15% of the tokens the BERT way (80% `<mask>`, 10% a random token, 10% "
+            "unchanged: the paper's main row, and the MLM arm's masks), not the released recipe's spans of 4 `<mask>`."
+        )
     longer_runs = results.get("longer_budgets", [])
     if longer_runs:
         runs = []
