@@ -19,6 +19,7 @@ from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
 from study_report import (  # noqa: E402
     _baseline_losses,
+    _difference_cell,
     _longer_budget_sentence,
     _probe_table,
     _ranking,
@@ -27,6 +28,7 @@ from study_report import (  # noqa: E402
     decide,
     measured_probes,
     paired_difference,
+    signed,
     study_report_markdown,
     write_study_report,
 )
@@ -402,6 +404,14 @@ def test_run_jobs_queues_the_jobs_that_a_finished_job_returns(workers):
 
     run_jobs([("a", "json:dumps", {"obj": 1}), ("b", "json:dumps", {"obj": 2})], workers, None, on_done)
     assert sorted(done) == [("a", "1"), ("a then", '["a"]'), ("b", "2"), ("b then", '["b"]')]
+
+
+def test_differences_keep_their_sign_and_a_small_one_its_size():
+    """A difference that rounds to zero at one decimal gets two, so "-0.0 [-0.0, -0.0], significant" cannot print."""
+    assert [signed(v) for v in (-0.0, -0.004, -0.03, 0.06, -1.26)] == ["+0.0", "+0.00", "-0.03", "+0.1", "-1.3"]
+    assert _difference_cell({"mean": -0.03, "low": -0.05, "high": -0.01, "significant": True, "n": 3}) == (
+        "-0.03 [-0.05, -0.01], significant"
+    )
 
 
 def test_report_leaves_out_a_probe_that_an_older_run_did_not_measure():

@@ -26,7 +26,7 @@ from study import PartialResults, checkpoints_along, saved_probes
 from study_config import ARM_TITLES, PROBES, StudyArguments
 from study_data import comparison_arguments, prepare_data
 from study_probes import probe_data, text_probes, token_identity_probe
-from study_report import paired_difference
+from study_report import difference_interval, paired_difference
 from study_utils import fmt, stats
 
 
@@ -79,7 +79,7 @@ def _cell(arm: str, values: dict, baseline: dict | None) -> str:
         difference = paired_difference(values, baseline)
         if difference and "low" in difference:
             mark = ", significant" if difference["significant"] else ""
-            cell += f"; {difference['mean']:+.1f} [{difference['low']:+.1f}, {difference['high']:+.1f}]{mark}"
+            cell += f"; {difference_interval(difference)}{mark}"
     return cell
 
 

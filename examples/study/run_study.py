@@ -29,7 +29,7 @@ from d2v_hf.argument_parsing import parse_arguments
 
 from study import StudyArguments, run_study
 from study_config import MAIN_PROBE
-from study_report import decide
+from study_report import decide, signed
 
 
 def main(argv=None):
@@ -45,7 +45,7 @@ def main(argv=None):
             verdict = "beats" if decision["beats_random"] else "does not beat"
             print(
                 f"{modality} {arm}: {verdict} random init on the {MAIN_PROBE[modality]} probe "
-                f"({decision['margin']:+.1f}, seed spread {decision['spread']:.1f})"
+                f"({signed(decision['margin'])}, seed spread {decision['spread']:.1f})"
             )
     return results
 

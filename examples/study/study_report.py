@@ -185,13 +185,31 @@ def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, st
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _digits(*values: float) -> int:
+    """One decimal, or two where one would print a nonzero value as -0.0 or +0.0."""
+    return 2 if any(0 < abs(value) < 0.05 for value in values) else 1
+
+
+def signed(value: float, digits: int | None = None) -> str:
+    """`value` with its sign (a zero as +0.0), at `digits` decimals (by default `_digits(value)`)."""
+    digits = _digits(value) if digits is None else digits
+    return f"{(round(value, digits) + 0.0):+.{digits}f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
+def difference_interval(difference: dict) -> str:
+    """`mean [low, high]` of a `paired_difference` with its interval, the three at the same decimals."""
+    values = (difference["mean"], difference["low"], difference["high"])
+    digits = _digits(*values)
+    return "{} [{}, {}]".format(*(signed(value, digits) for value in values))
+
+
 def _difference_cell(difference: dict | None) -> str:
     if difference is None:
         return "–"
     if "low" not in difference:
-        return f"{difference['mean']:+.1f} (n={difference['n']}: no interval below {MIN_SEEDS_FOR_INTERVAL} seeds)"
+        return f"{signed(difference['mean'])} (n={difference['n']}: no interval below {MIN_SEEDS_FOR_INTERVAL} seeds)"
     verdict = "significant" if difference["significant"] else "not significant"
-    return f"{difference['mean']:+.1f} [{difference['low']:+.1f}, {difference['high']:+.1f}], {verdict}"
+    return f"{difference_interval(difference)}, {verdict}"
 
 
 def _compute_table(results: dict, modality: str) -> list[str]:
@@ -336,7 +354,7 @@ def _other_probes(results: dict, modality: str) -> list[str]:
         for arm in arms:
             difference = against_random(results, modality, arm, probe) if arm != "random" else None
             if difference and difference.get("significant"):
-                found.append(f"{ARM_TITLES[arm]} {difference['mean']:+.1f}")
+                found.append(f"{ARM_TITLES[arm]} {signed(difference['mean'])}")
         if found:
             sentences.append(f"Significant differences against random init on the {probe} probe: {', '.join(found)}.")
     return sentences
@@ -394,13 +412,13 @@ def conclusion(results: dict, modality: str) -> str:
             first = decision["first_point"]
             where = f", and stays ahead from {100 * first['fraction']:.0f}% of the budget on" if first else ""
             sentences.append(
-                f"{title} beats random init on the {probe} probe by {decision['margin']:+.1f} points, more than the "
-                f"seed spread ({decision['spread']:.1f}){where}."
+                f"{title} beats random init on the {probe} probe by {signed(decision['margin'])} points, more than "
+                f"the seed spread ({decision['spread']:.1f}){where}."
             )
         else:
             sentences.append(
                 f"{title} does not beat random init on the {probe} probe by more than the seed spread at this "
-                f"budget ({decision['margin']:+.1f} against a spread of {decision['spread']:.1f}). "
+                f"budget ({signed(decision['margin'])} against a spread of {decision['spread']:.1f}). "
                 + _longer_budget_sentence(results, modality, arm)
             )
         teacher = results["modalities"][modality]["plan"]["arms"].get(arm, {}).get("teacher")
