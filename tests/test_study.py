@@ -13,7 +13,7 @@ from d2v_hf.data import espeak_ng_available
 
 from .fixtures import build_tokenizer, load_example  # noqa: F401  (puts examples/study on sys.path)
 from layer_probes import layer_report, layer_scores  # noqa: E402
-from study import run_study  # noqa: E402
+from study import _key, run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
@@ -28,11 +28,10 @@ from study_report import (  # noqa: E402
     decide,
     measured_probes,
     paired_difference,
-    signed,
     study_report_markdown,
     write_study_report,
 )
-from study_utils import run_jobs  # noqa: E402
+from study_utils import run_jobs, signed  # noqa: E402
 from text_probe_reference import main as text_probe_reference  # noqa: E402
 
 
@@ -78,8 +77,6 @@ def test_study_arguments_presets_and_bad_values():
 def test_text_mask_strategy_changes_only_the_data2vec_text_masks():
     """--text_mask_strategy bert gives data2vec 1.0 the paper's main-row masks; 2.0 keeps its own, span is the key's
     default (the runs saved before the flag, all with spans, still resume)."""
-    from study import _key
-
     bert, span = StudyArguments(text_mask_strategy="bert"), StudyArguments()
     assert span.text_mask_strategy == "span"
     config = data2vec_config(bert, "text", "data2vec")

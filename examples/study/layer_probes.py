@@ -26,8 +26,8 @@ from study import PartialResults, checkpoints_along, saved_probes
 from study_config import ARM_TITLES, PROBES, StudyArguments
 from study_data import comparison_arguments, prepare_data
 from study_probes import probe_data, text_probes, token_identity_probe
-from study_report import difference_interval, paired_difference
-from study_utils import fmt, stats
+from study_report import paired_difference
+from study_utils import difference_interval, fmt, stats
 
 
 def _text_runs(args, data: dict):

@@ -29,7 +29,8 @@ from d2v_hf.argument_parsing import parse_arguments
 
 from study import StudyArguments, run_study
 from study_config import MAIN_PROBE
-from study_report import decide, signed
+from study_report import decide
+from study_utils import signed
 
 
 def main(argv=None):

@@ -22,7 +22,7 @@ from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
 from study_config import ARM_TITLES, BACKBONE_TYPES, DATA2VEC_ARMS, MAIN_PROBE, PROBES
-from study_utils import fmt, paired_bootstrap, stats
+from study_utils import difference_interval, fmt, paired_bootstrap, signed, stats
 
 
 MODALITY_TITLES = {"text": "Text", "vision": "Images", "audio": "Speech"}
@@ -183,24 +183,6 @@ def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, st
 # --------------------------------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _digits(*values: float) -> int:
-    """One decimal, or two where one would print a nonzero value as -0.0 or +0.0."""
-    return 2 if any(0 < abs(value) < 0.05 for value in values) else 1
-
-
-def signed(value: float, digits: int | None = None) -> str:
-    """`value` with its sign (a zero as +0.0), at `digits` decimals (by default `_digits(value)`)."""
-    digits = _digits(value) if digits is None else digits
-    return f"{(round(value, digits) + 0.0):+.{digits}f}"  # + 0.0 turns a rounded -0.0 into 0.0
-
-
-def difference_interval(difference: dict) -> str:
-    """`mean [low, high]` of a `paired_difference` with its interval, the three at the same decimals."""
-    values = (difference["mean"], difference["low"], difference["high"])
-    digits = _digits(*values)
-    return "{} [{}, {}]".format(*(signed(value, digits) for value in values))
 
 
 def _difference_cell(difference: dict | None) -> str:

@@ -121,6 +121,24 @@ def fmt(stats: dict | None, digits: int = 1) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
+def _digits(*values: float) -> int:
+    """One decimal, or two where one would print a nonzero value as -0.0 or +0.0."""
+    return 2 if any(0 < abs(value) < 0.05 for value in values) else 1
+
+
+def signed(value: float, digits: int | None = None) -> str:
+    """`value` with its sign (a zero as +0.0), at `digits` decimals (by default `_digits(value)`)."""
+    digits = _digits(value) if digits is None else digits
+    return f"{(round(value, digits) + 0.0):+.{digits}f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
+def difference_interval(difference: dict) -> str:
+    """`mean [low, high]` of a `paired_difference` with its interval, the three at the same decimals."""
+    values = (difference["mean"], difference["low"], difference["high"])
+    digits = _digits(*values)
+    return "{} [{}, {}]".format(*(signed(value, digits) for value in values))
+
+
 def _call(target: str, kwargs: dict, threads: int | None):
     """Runs `module:function(**kwargs)` of the study's modules (in a worker process, or in this one)."""
     import torch
