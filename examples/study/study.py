@@ -61,12 +61,16 @@ from study_utils import environment_info, run_jobs
 logger = logging.getLogger(__name__)
 
 
+# Settings added after runs were saved, at the value those runs had: left out of the key there, so they still resume
+# (the runs before --text_corpus trained on GCIDE, those before --text_mask_strategy with the released spans).
+_KEYLESS_DEFAULTS = {"text_corpus": "gcide", "text_mask_strategy": "span"}
+
+
 def _key(args, modality: str, extra: tuple = ()) -> dict:
     settings = {name: getattr(args, name) for name in ("data_dir",) + PRETRAINING_FIELDS[modality] + extra}
-    if settings.get("text_corpus") == "gcide":  # the runs saved before --text_corpus existed trained on GCIDE
-        del settings["text_corpus"]
-    if settings.get("text_mask_strategy") == "span":  # as did those before --text_mask_strategy, with spans
-        del settings["text_mask_strategy"]
+    for name, value in _KEYLESS_DEFAULTS.items():
+        if settings.get(name) == value:
+            del settings[name]
     return settings
 
 
