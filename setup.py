@@ -30,7 +30,8 @@ extras = {
     "deepspeed": ["deepspeed>=0.16"],  # ZeRO-2 / ZeRO-3 (examples/accelerate_configs); runs on CPU for the tests
     "quality": ["ruff>=0.6"],
 }
-extras["test"] = ["pytest>=8", "pytest-timeout"] + extras["deepspeed"]
+# pytest-xdist: the tests run single-threaded, so two workers (-n 2) use both cores of the 2-core CI machine
+extras["test"] = ["pytest>=8", "pytest-timeout", "pytest-xdist>=3.2"] + extras["deepspeed"]
 extras["dev"] = extras["test"] + extras["quality"]
 
 setup(
