@@ -132,9 +132,10 @@ def _pretraining_jobs(args, partial, plan, data):
                 key = f"{modality}|{arm}|{seed}"
                 if partial.get("pretraining", key, _key(args, modality)) is None:
                     out = str(Path(args.output_dir) / "pretrain" / modality / f"{arm}-seed{seed}")
+                    resume_key = json.dumps([key, entry["steps"], _key(args, modality)], sort_keys=True)
                     kwargs = dict(
                         args=args, modality=modality, arm=arm, seed=seed, steps=entry["steps"], data=data,
-                        output_dir=out,
+                        output_dir=out, resume_key=resume_key,
                     )  # fmt: skip
                     jobs.append((key, "study_arms:pretrain_arm", kwargs))
     # the longest first, so that the workers finish together

@@ -10,11 +10,16 @@ schedule, batch), so that only the objective differs, for the same number of cou
 - `random`: no pretraining; the backbone as initialised (one per seed).
 
 Along each run the backbone is saved at `probe_points` evenly spaced steps (`step-<N>/`, as the family's own class
-with the tokenizer or processor), for the probes' score-vs-compute curves; the last one is fine-tuned.
+with the tokenizer or processor), for the probes' score-vs-compute curves; the last one is fine-tuned. A run given a
+`resume_key` also saves the Trainer's full state `resume_checkpoints` times along it, so an interrupted run resumes
+from its last checkpoint instead of from step 0 (the Trainer restores weights, optimizer, schedule, RNG and data
+order; the data2vec trainer adds the teacher), but only when the run folder was written by the same settings.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -302,11 +307,19 @@ def step_flops(args, modality: str, arm: str, data: dict) -> int:
 
 
 class SnapshotCallback(TrainerCallback):
-    """Saves the backbone (the family's class, with the preprocessor) at the given optimizer steps."""
+    """Saves the backbone (the family's class, with the preprocessor) at the given optimizer steps, and beside each
+    full checkpoint the wall-clock spent so far (`elapsed.json`): a resumed run reports the time of the whole run."""
 
-    def __init__(self, steps, backbone_of, output_dir, modality, tokenizer=None):
+    def __init__(self, steps, backbone_of, output_dir, modality, tokenizer=None, resumed_at=0):
         self.steps, self.backbone_of, self.output_dir = set(steps), backbone_of, Path(output_dir)
-        self.modality, self.tokenizer, self.saved = modality, tokenizer, {}
+        self.modality, self.tokenizer = modality, tokenizer
+        self.saved = {step: str(self.output_dir / f"step-{step}") for step in self.steps if step <= resumed_at}
+        elapsed = self.output_dir / f"checkpoint-{resumed_at}" / "elapsed.json"
+        self.elapsed_before = json.loads(elapsed.read_text())["wall_time_s"] if resumed_at else 0.0
+        self.start = time.time()
+
+    def wall_time_s(self) -> float:
+        return self.elapsed_before + time.time() - self.start
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step in self.steps and state.is_world_process_zero:
@@ -314,14 +327,40 @@ class SnapshotCallback(TrainerCallback):
             save_backbone(export_backbone(self.backbone_of(model)), self.modality, folder, self.tokenizer)
             self.saved[state.global_step] = str(folder)
 
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = self.output_dir / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            (checkpoint / "elapsed.json").write_text(json.dumps({"wall_time_s": self.wall_time_s()}))
+
+
+def _checkpoint_to_resume(output_dir: Path, resume_key: str) -> str | None:
+    """The last checkpoint of an interrupted run with these settings (`resume_key`), or None. A run folder written
+    under other settings (an older run of another learning rate, say) is cleared: resuming it would mix two runs."""
+    marker = output_dir / "resume_key.json"
+    if marker.is_file() and marker.read_text(encoding="utf-8") == resume_key:
+        # elapsed.json is written after the Trainer's save: a checkpoint without it was cut short, the one before it
+        # (save_total_limit keeps two) is complete
+        complete = [c for c in output_dir.glob("checkpoint-*") if (c / "elapsed.json").is_file()]
+        return str(max(complete, key=lambda c: int(c.name.split("-")[-1]))) if complete else None
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    marker.write_text(resume_key, encoding="utf-8")
+    return None
+
 
 def probe_steps(steps: int, points: int) -> list[int]:
     """`points` evenly spaced steps ending at `steps` (equal fractions of the FLOP budget for every arm)."""
     return sorted({max(1, round(steps * k / points)) for k in range(1, points + 1)})
 
 
-def pretrain_arm(args, modality: str, arm: str, seed: int, steps: int, data: dict, output_dir: str) -> dict:
-    """Trains one arm for `steps` optimizer steps; returns its snapshots, loss curve and wall-clock."""
+def pretrain_arm(
+    args, modality: str, arm: str, seed: int, steps: int, data: dict, output_dir: str, resume_key: str | None = None
+) -> dict:
+    """Trains one arm for `steps` optimizer steps; returns its snapshots, loss curve and wall-clock. With a
+    `resume_key` (the study's settings of the run) the run checkpoints along the way and resumes an interrupted one."""
+    resume_key = resume_key if args.resume_checkpoints else None
+    resume_from = _checkpoint_to_resume(Path(output_dir), resume_key) if resume_key else None
     set_seed(seed)
     model, collator, dataset, trainer_class, arguments_class, backbone_of = build_arm(
         args, modality, arm, seed, data, steps
@@ -342,7 +381,9 @@ def pretrain_arm(args, modality: str, arm: str, seed: int, steps: int, data: dic
         seed=seed,
         data_seed=seed,
         report_to="none",
-        save_strategy="no",
+        save_strategy="steps" if resume_key else "no",
+        save_steps=max(1, steps // max(1, args.resume_checkpoints)),
+        save_total_limit=2,  # the last complete checkpoint survives a kill during the next save
         disable_tqdm=True,
         log_level="warning",
         dataloader_num_workers=0,
@@ -351,12 +392,14 @@ def pretrain_arm(args, modality: str, arm: str, seed: int, steps: int, data: dic
     )
     tokenizer = text_tokenizer(modality, data)
     points = probe_steps(steps, args.probe_points)
-    snapshots = SnapshotCallback(points, backbone_of, output_dir, modality, tokenizer)
+    resumed_at = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
+    snapshots = SnapshotCallback(points, backbone_of, output_dir, modality, tokenizer, resumed_at)
     trainer = trainer_class(
         model=model, args=training_args, data_collator=collator, train_dataset=dataset, callbacks=[snapshots]
     )
-    start = time.time()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)
+    for checkpoint in Path(output_dir).glob("checkpoint-*"):  # the run is done: its optimizer states are not needed
+        shutil.rmtree(checkpoint)
     losses = series(trainer.state.log_history, "loss")
     return {
         "snapshots": {str(step): path for step, path in sorted(snapshots.saved.items())},
@@ -364,7 +407,7 @@ def pretrain_arm(args, modality: str, arm: str, seed: int, steps: int, data: dic
         "loss_curve": losses,
         "first_loss": losses[0][1] if losses else None,
         "final_loss": losses[-1][1] if losses else None,
-        "wall_time_s": time.time() - start,
+        "wall_time_s": snapshots.wall_time_s(),
         "class": type(model).__name__,
     }
 

@@ -254,6 +254,14 @@ class StudyArguments:
     workers: int | None = field(
         default=None, metadata=_help("Runs side by side (processes); 2 on a 2-core CPU, 1 on a GPU.")
     )
+    resume_checkpoints: int = field(
+        default=10,
+        metadata=_help(
+            "Full Trainer checkpoints (optimizer, schedule, RNG, teacher) along each pretraining run, the last two "
+            "kept until the run ends: a study stopped mid-run resumes that run from its last one (0: none, a "
+            "stopped run starts over)."
+        ),
+    )
     longer_budget_results: str | None = field(
         default=None,
         metadata=_help(
@@ -272,6 +280,8 @@ class StudyArguments:
         for key, value in _PRESETS[self.mode].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.resume_checkpoints < 0:
+            raise ValueError(f"--resume_checkpoints {self.resume_checkpoints}: expected 0 (none) or more.")
         if self.corpus_lines is not None and self.corpus_lines < 0:
             raise ValueError(f"--corpus_lines {self.corpus_lines}; expected 0 (every line) or more.")
         if self.corpus_lines == 0:
