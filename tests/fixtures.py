@@ -35,6 +35,7 @@ for folder in (EXAMPLES / "study", BENCHMARKS):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from study_config import StudyArguments  # noqa: E402
 from study_utils import EXAMPLE_FOLDERS, load_example  # noqa: E402, F401  (the study's loader of the scripts)
 
 
@@ -326,6 +327,24 @@ TINY_RUN_OVERRIDES = (
     # no dropout: runs on different numbers of processes draw their dropout masks in a different order
     "backbone.hidden_dropout_prob=0,backbone.attention_probs_dropout_prob=0"
 )
+
+
+def tiny_text_study_arguments(shared_data: Path, root: Path, **overrides) -> StudyArguments:
+    """A text-only quick study of one seed on a 300-line corpus and a 400-token tokenizer, its folders under `root`."""
+    settings = dict(
+        mode="quick",
+        data_dir=str(shared_data),
+        output_dir=str(root / "out"),
+        docs_dir=str(root / "docs"),
+        model_cards_dir=str(root / "cards"),
+        modalities="text",
+        seeds="0",
+        corpus_lines=300,
+        tokenizer_vocab_size=400,
+        max_seq_length=32,
+        text_batch_size=4,
+    )
+    return StudyArguments(**{**settings, **overrides})
 
 
 def write_word_corpus(path: Path, lines: int = 400) -> Path:

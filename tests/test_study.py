@@ -11,7 +11,7 @@ import torch
 
 from d2v_hf.data import espeak_ng_available
 
-from .fixtures import build_tokenizer, load_example  # noqa: F401  (puts examples/study on sys.path)
+from .fixtures import build_tokenizer, tiny_text_study_arguments  # (fixtures puts examples/study on sys.path)
 from layer_probes import layer_report, layer_scores  # noqa: E402
 from study import _key, run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
@@ -531,21 +531,12 @@ def test_study_slice_every_arm(shared_data, tmp_path):
 def test_study_fine_tunes_the_text_tasks_of_the_standard_and_full_modes(shared_data, tmp_path):
     """SST-2, STS-B and XQuAD (with its zero-shot languages) through the study, its report and its cards, at a few
     steps: the quick mode leaves them out, so nothing else runs them before a 3-hour or GPU run would."""
-    args = StudyArguments(
-        mode="quick",
-        data_dir=str(shared_data),
-        output_dir=str(tmp_path / "out"),
-        docs_dir=str(tmp_path / "docs"),
-        model_cards_dir=str(tmp_path / "cards"),
-        modalities="text",
+    args = tiny_text_study_arguments(
+        shared_data,
+        tmp_path,
         arms="data2vec,random",
-        seeds="0",
         probe_points=1,
-        corpus_lines=300,
-        tokenizer_vocab_size=400,
-        max_seq_length=32,
         text_steps=2,
-        text_batch_size=4,
         probe_train_samples=40,
         probe_eval_samples=40,
         finetune_tasks="sst2,stsb,xquad",

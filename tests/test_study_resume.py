@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .fixtures import load_example  # noqa: F401  (puts examples/study on sys.path)
+from .fixtures import tiny_text_study_arguments
 from study_arms import pretrain_arm  # noqa: E402
 from study_config import StudyArguments  # noqa: E402
 from study_data import prepare_data  # noqa: E402
@@ -21,20 +21,7 @@ STEPS = 10
 @pytest.fixture(scope="module")
 def study(shared_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    args = StudyArguments(
-        mode="quick",
-        data_dir=str(shared_data),
-        output_dir=str(root / "out"),
-        docs_dir=str(root / "docs"),
-        model_cards_dir=str(root / "cards"),
-        modalities="text",
-        seeds="0",
-        probe_points=2,
-        corpus_lines=300,
-        tokenizer_vocab_size=400,
-        max_seq_length=32,
-        text_batch_size=4,
-    )
+    args = tiny_text_study_arguments(shared_data, root, probe_points=2)
     return args, prepare_data(args), root
 
 

@@ -333,6 +333,10 @@ class SnapshotCallback(TrainerCallback):
             (checkpoint / "elapsed.json").write_text(json.dumps({"wall_time_s": self.wall_time_s()}))
 
 
+def _checkpoint_step(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.removeprefix("checkpoint-"))
+
+
 def _checkpoint_to_resume(output_dir: Path, resume_key: str) -> str | None:
     """The last checkpoint of an interrupted run with these settings (`resume_key`), or None. A run folder written
     under other settings (an older run of another learning rate, say) is cleared: resuming it would mix two runs."""
@@ -341,7 +345,7 @@ def _checkpoint_to_resume(output_dir: Path, resume_key: str) -> str | None:
         # elapsed.json is written after the Trainer's save: a checkpoint without it was cut short, the one before it
         # (save_total_limit keeps two) is complete
         complete = [c for c in output_dir.glob("checkpoint-*") if (c / "elapsed.json").is_file()]
-        return str(max(complete, key=lambda c: int(c.name.split("-")[-1]))) if complete else None
+        return str(max(complete, key=_checkpoint_step)) if complete else None
     if output_dir.exists():
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True)
@@ -392,7 +396,7 @@ def pretrain_arm(
     )
     tokenizer = text_tokenizer(modality, data)
     points = probe_steps(steps, args.probe_points)
-    resumed_at = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
+    resumed_at = _checkpoint_step(resume_from) if resume_from else 0
     snapshots = SnapshotCallback(points, backbone_of, output_dir, modality, tokenizer, resumed_at)
     trainer = trainer_class(
         model=model, args=training_args, data_collator=collator, train_dataset=dataset, callbacks=[snapshots]
