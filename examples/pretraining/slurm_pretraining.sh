@@ -18,7 +18,8 @@ set -euo pipefail
 CONFIG=${CONFIG:-examples/accelerate_configs/fsdp2.yaml}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 NODES=${SLURM_NNODES:-1}
-MAIN_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST:-$(hostname)}" | head -n 1)
+# sed reads every line: `head -n 1` may exit first and, under pipefail, SIGPIPE (141) scontrol and the script
+MAIN_NODE=$(scontrol show hostnames "${SLURM_JOB_NODELIST:-$(hostname)}" | sed -n 1p)
 PORT=${PORT:-29500}
 ARGS=("$@")
 if [ ${#ARGS[@]} -eq 0 ]; then
