@@ -3,6 +3,7 @@ and a slice of it end to end on real data (every arm of every modality, a few st
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from d2v_hf.data import espeak_ng_available
 
 from .fixtures import build_tokenizer, tiny_text_study_arguments  # (fixtures puts examples/study on sys.path)
 from layer_probes import layer_report, layer_scores  # noqa: E402
-from study import _key, run_study  # noqa: E402
+from study import PartialResults, _key, run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
@@ -401,6 +402,20 @@ def test_run_jobs_queues_the_jobs_that_a_finished_job_returns(workers):
 
     run_jobs([("a", "json:dumps", {"obj": 1}), ("b", "json:dumps", {"obj": 2})], workers, None, on_done)
     assert sorted(done) == [("a", "1"), ("a then", '["a"]'), ("b", "2"), ("b then", '["b"]')]
+
+
+def test_a_stopped_study_has_saved_its_wall_clock_while_no_run_had_finished(tmp_path):
+    """A study killed before any run finished still counts that time when it resumes (the clock saves it)."""
+    args = StudyArguments(mode="quick", output_dir=str(tmp_path))
+    partial = PartialResults(args)
+    with partial.clock(every_s=0.05):
+        time.sleep(0.5)
+        saved = json.loads(partial.path.read_text())["elapsed_s"]  # what a kill here would leave
+    assert 0.05 <= saved <= 0.5 + 1.0
+    assert PartialResults(args).elapsed_before == saved, "the resumed study starts its clock where the last one was"
+    last_write = partial.path.stat().st_mtime_ns
+    time.sleep(0.2)
+    assert partial.path.stat().st_mtime_ns == last_write, "the clock stops with its block"
 
 
 def test_differences_keep_their_sign_and_a_small_one_its_size():

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,8 @@ class PartialResults:
             self.data.setdefault(section, {})
         self.elapsed_before = self.data.get("elapsed_s", 0.0)
         self.start = time.time()
+        # put() runs in the main thread, the clock's save() in its own
+        self._lock = threading.Lock()
 
     def get(self, section: str, key: str, settings: dict):
         """The saved record of `key`, or `None` when there is none or it ran with other settings."""
@@ -93,12 +97,34 @@ class PartialResults:
         return record if record is not None and record.get("settings") == settings else None
 
     def put(self, section: str, key: str, settings: dict, record: dict) -> None:
-        self.data[section][key] = {**record, "settings": settings}
+        with self._lock:
+            self.data[section][key] = {**record, "settings": settings}
         self.save()
 
     def save(self) -> None:
-        self.data["elapsed_s"] = self.elapsed_before + time.time() - self.start
-        atomic_write_text(self.path, json.dumps(self.data, indent=1))
+        with self._lock:
+            self.data["elapsed_s"] = self.elapsed_before + time.time() - self.start
+            atomic_write_text(self.path, json.dumps(self.data, indent=1))
+
+    @contextmanager
+    def clock(self, every_s: float = 60.0):
+        """
+        Saves the elapsed time every `every_s` seconds while the block runs: a study stopped mid-run (killed, out of
+        time) and then resumed reports the wall clock of all its parts, not only up to the last run it had finished.
+        """
+        stop = threading.Event()
+
+        def tick():
+            while not stop.wait(every_s):
+                self.save()
+
+        thread = threading.Thread(target=tick, name="study-clock", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
 
 
 def compute_plan(args, partial: PartialResults, data: dict) -> dict:
@@ -241,6 +267,12 @@ def run_study(args: StudyArguments, command: str | None = None) -> dict:
     partial = PartialResults(args)
     if "corpus_info" in data:
         partial.data["corpus"] = data["corpus_info"]
+    with partial.clock():
+        return _run_steps(args, partial, data, command)
+
+
+def _run_steps(args: StudyArguments, partial: PartialResults, data: dict, command: str | None) -> dict:
+    """Steps 1-5 of the module docstring, their finished runs saved in `partial`."""
 
     def saver(section):
         def done(key, record):
