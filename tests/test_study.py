@@ -407,12 +407,13 @@ def test_run_jobs_queues_the_jobs_that_a_finished_job_returns(workers):
 def test_a_stopped_study_has_saved_its_wall_clock_while_no_run_had_finished(tmp_path):
     """A study killed before any run finished still counts that time when it resumes (the clock saves it)."""
     args = StudyArguments(mode="quick", output_dir=str(tmp_path))
+    started = time.time()
     partial = PartialResults(args)
     with partial.clock(every_s=0.05):
         time.sleep(0.5)
         saved = json.loads(partial.path.read_text())["elapsed_s"]  # what a kill here would leave
-    assert 0.05 <= saved <= 0.5 + 1.0
-    assert PartialResults(args).elapsed_before == saved, "the resumed study starts its clock where the last one was"
+        assert 0.05 <= saved <= time.time() - started
+    assert PartialResults(args).elapsed_before >= saved, "a resumed study starts its clock where the last one was"
     last_write = partial.path.stat().st_mtime_ns
     time.sleep(0.2)
     assert partial.path.stat().st_mtime_ns == last_write, "the clock stops with its block"
