@@ -3,6 +3,10 @@ and a slice of it end to end on real data (every arm of every modality, a few st
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -402,6 +406,50 @@ def test_run_jobs_queues_the_jobs_that_a_finished_job_returns(workers):
 
     run_jobs([("a", "json:dumps", {"obj": 1}), ("b", "json:dumps", {"obj": 2})], workers, None, on_done)
     assert sorted(done) == [("a", "1"), ("a then", '["a"]'), ("b", "2"), ("b then", '["b"]')]
+
+
+def _running(pid: int) -> bool:
+    try:  # a process that has ended but is not reaped yet (a zombie) is not running
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads process states from /proc")
+def test_a_killed_study_takes_its_workers_with_it(tmp_path):
+    """A worker in the middle of a job ends when the study's process is killed, instead of training on, orphaned."""
+    import study_utils
+
+    pids = tmp_path / "pids"
+    job = (
+        "job",
+        "subprocess:run",
+        {"args": ["sh", "-c", f"echo $PPID $$ > {pids}.tmp && mv {pids}.tmp {pids}; exec sleep 120"]},
+    )
+    folder = str(Path(study_utils.__file__).parent)
+    script = (
+        f"import sys; sys.path.insert(0, {folder!r}); import study_utils as s; s.run_jobs([{job!r}], 2, None, print)"
+    )
+    study = subprocess.Popen([sys.executable, "-c", script])
+    worker = sleeper = None
+    try:
+        deadline = time.time() + 120
+        while not pids.is_file() and time.time() < deadline and study.poll() is None:
+            time.sleep(0.2)
+        assert pids.is_file(), "the job never started"
+        worker, sleeper = map(int, pids.read_text().split())
+        assert _running(worker)
+        study.kill()
+        study.wait()
+        deadline = time.time() + 30
+        while _running(worker) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _running(worker), "the worker trains on after its study was killed"
+    finally:
+        study.kill()
+        for pid in (worker, sleeper):
+            if pid and _running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_stopped_study_has_saved_its_wall_clock_while_no_run_had_finished(tmp_path):

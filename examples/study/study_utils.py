@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,21 @@ def _call(target: str, kwargs: dict, threads: int | None):
     return getattr(importlib.import_module(module), function)(**kwargs)
 
 
+def _exit_with(parent: int) -> None:
+    """
+    Runs in each worker process: ends it once the study's process is gone. A worker in the middle of a job reads no
+    more from the pool until the job ends, so a study killed on its own (`kill`, a lost session) would leave its
+    workers training on, orphaned, into the run folders that the restarted study resumes and writes to.
+    """
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-study", daemon=True).start()
+
+
 def run_jobs(jobs: list[tuple[Any, str, dict]], workers: int, threads: int | None, on_done) -> None:
     """
     Runs `jobs` (`(key, "module:function", kwargs)`) with `workers` processes (spawned, `threads` torch threads each;
@@ -171,7 +188,8 @@ def run_jobs(jobs: list[tuple[Any, str, dict]], workers: int, threads: int | Non
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_call, target, kwargs, threads): key for key, target, kwargs in jobs}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
