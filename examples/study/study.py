@@ -101,9 +101,13 @@ class PartialResults:
             self.data[section][key] = {**record, "settings": settings}
         self.save()
 
+    def elapsed_s(self) -> float:
+        """Wall clock of the study so far, the parts before a stop included."""
+        return self.elapsed_before + time.time() - self.start
+
     def save(self) -> None:
         with self._lock:
-            self.data["elapsed_s"] = self.elapsed_before + time.time() - self.start
+            self.data["elapsed_s"] = self.elapsed_s()
             atomic_write_text(self.path, json.dumps(self.data, indent=1))
 
     @contextmanager
@@ -351,7 +355,7 @@ def collect_results(args, partial: PartialResults, plan: dict, data: dict, comma
     results = {
         "command": command or "python examples/study/run_study.py",
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "wall_time_s": partial.elapsed_before + time.time() - partial.start,
+        "wall_time_s": partial.elapsed_s(),
         "environment": environment_info(),
         "config": {**args.to_dict(), "seed_list": args.seed_list},
         "corpus": partial.data.get("corpus"),
