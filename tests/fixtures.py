@@ -347,6 +347,25 @@ def tiny_text_study_arguments(shared_data: Path, root: Path, **overrides) -> Stu
     return StudyArguments(**{**settings, **overrides})
 
 
+def vision_study_results(scores: dict[str, dict[int, list[float]]], budget=1e12, **config) -> dict:
+    """
+    The raw results of a study of the image modality, as `study.py` saves them: `scores[arm][step]` = the per-seed
+    main-probe scores at that step (random init: at step 0); `config` the run's saved settings, if a test reads them.
+    """
+    arms, plan = {}, {}
+    for arm, per_step in scores.items():
+        seeds = {}
+        for step, values in per_step.items():
+            for seed, value in enumerate(values):
+                entry = seeds.setdefault(str(seed), {"probes": {}})
+                entry["probes"][str(step)] = {"fashion_mnist": value, "fashion_mnist_knn": value, "checkpoint": "x"}
+        arms[arm] = {"seeds": seeds}
+        if arm != "random":
+            plan[arm] = {"flops_per_step": budget / max(per_step), "steps": max(per_step)}
+    results = {"modalities": {"vision": {"plan": {"budget_flops": budget, "arms": plan}, "arms": arms}}}
+    return {**results, "config": config} if config else results
+
+
 def write_word_corpus(path: Path, lines: int = 400) -> Path:
     """A text file of `lines` random sentences of CORPUS_WORDS (8 to 29 words), seeded."""
     rng = np.random.default_rng(0)

@@ -16,7 +16,11 @@ import torch
 
 from d2v_hf.data import espeak_ng_available
 
-from .fixtures import build_tokenizer, tiny_text_study_arguments  # (fixtures puts examples/study on sys.path)
+from .fixtures import (  # (fixtures puts examples/study on sys.path)
+    build_tokenizer,
+    tiny_text_study_arguments,
+    vision_study_results,
+)
 from layer_probes import layer_report, layer_scores  # noqa: E402
 from study import PartialResults, _key, run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
@@ -24,13 +28,13 @@ from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
 from study_report import (  # noqa: E402
     _baseline_losses,
-    _difference_cell,
     _longer_budget_sentence,
     _probe_table,
     _ranking,
     _setup,
     compute_to_reach,
     decide,
+    difference_cell,
     measured_probes,
     paired_difference,
     study_report_markdown,
@@ -238,21 +242,6 @@ def test_step_flops_count_the_teacher():
     assert 3.7 * teacher.get_total_flops() < step < 4.5 * teacher.get_total_flops()
 
 
-def _results(scores: dict[str, dict[int, list[float]]], budget=1e12) -> dict:
-    """A results dictionary of the image modality: `scores[arm][step] = per-seed main-probe scores`."""
-    arms, plan = {}, {}
-    for arm, per_step in scores.items():
-        seeds = {}
-        for step, values in per_step.items():
-            for seed, value in enumerate(values):
-                entry = seeds.setdefault(str(seed), {"probes": {}})
-                entry["probes"][str(step)] = {"fashion_mnist": value, "fashion_mnist_knn": value, "checkpoint": "x"}
-        arms[arm] = {"seeds": seeds}
-        if arm != "random":
-            plan[arm] = {"flops_per_step": budget / max(per_step), "steps": max(per_step)}
-    return {"modalities": {"vision": {"plan": {"budget_flops": budget, "arms": plan}, "arms": arms}}}
-
-
 def test_teacher_schedule_is_the_share_of_its_initialisation_the_teacher_keeps(tmp_path):
     from d2v_hf import Data2VecForPretraining
 
@@ -290,7 +279,7 @@ def test_a_baseline_is_said_not_to_learn_only_while_its_loss_stays_at_chance():
 
 
 def test_decision_needs_a_margin_larger_than_the_seed_spread():
-    results = _results(
+    results = vision_study_results(
         {
             "data2vec": {5: [60.0, 61.0, 62.0], 10: [70.0, 71.0, 72.0]},  # +10 at the end, +0 halfway
             "mae": {5: [60.0, 64.0, 56.0], 10: [63.0, 66.0, 57.0]},  # +1 on average, spread 4.6
@@ -311,7 +300,7 @@ def test_decision_needs_a_margin_larger_than_the_seed_spread():
 
 
 def test_ranking_and_compute_to_reach_compare_only_arms_that_ran():
-    both = _results(
+    both = vision_study_results(
         {
             "data2vec": {5: [62.0, 63.0, 64.0], 10: [70.0, 71.0, 72.0]},
             "mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]},
@@ -328,7 +317,9 @@ def test_ranking_and_compute_to_reach_compare_only_arms_that_ran():
         "the highest is MAE, the modality's own objective, so at this scale data2vec does not win on vision."
     )
     # a longer run of the baseline alone: nothing to rank it against, and no word on data2vec, which did not run
-    alone = _results({"mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]}, "random": {0: [60.0, 61.0, 62.0]}})
+    alone = vision_study_results(
+        {"mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]}, "random": {0: [60.0, 61.0, 62.0]}}
+    )
     assert _ranking(alone, "vision", "fashion_mnist") == [] and compute_to_reach(alone, "vision") == (None, {})
     del both["modalities"]["vision"]["arms"]["data2vec"]
     both["modalities"]["vision"]["arms"]["mlm"] = both["modalities"]["vision"]["arms"]["mae"]
@@ -336,11 +327,11 @@ def test_ranking_and_compute_to_reach_compare_only_arms_that_ran():
 
 
 def test_report_names_the_smallest_longer_budget_at_which_an_arm_beats_random():
-    here = _results({"mae": {10: [60.0, 61.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}})
-    not_yet = _results(
+    here = vision_study_results({"mae": {10: [60.0, 61.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}})
+    not_yet = vision_study_results(
         {"mae": {20: [60.0, 62.0, 61.0], 40: [61.0, 60.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}}, 4e12
     )
-    later = _results(
+    later = vision_study_results(
         {"mae": {40: [61.0, 62.0, 60.0], 80: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}}, 8e12
     )
     runs = {"4x": not_yet, "8x": later}
@@ -470,13 +461,13 @@ def test_a_stopped_study_has_saved_its_wall_clock_while_no_run_had_finished(tmp_
 def test_differences_keep_their_sign_and_a_small_one_its_size():
     """A difference that rounds to zero at one decimal gets two, so "-0.0 [-0.0, -0.0], significant" cannot print."""
     assert [signed(v) for v in (-0.0, -0.004, -0.03, 0.06, -1.26)] == ["+0.0", "+0.00", "-0.03", "+0.1", "-1.3"]
-    assert _difference_cell({"mean": -0.03, "low": -0.05, "high": -0.01, "significant": True, "n": 3}) == (
+    assert difference_cell({"mean": -0.03, "low": -0.05, "high": -0.01, "significant": True, "n": 3}) == (
         "-0.03 [-0.05, -0.01], significant"
     )
 
 
 def test_report_leaves_out_a_probe_that_an_older_run_did_not_measure():
-    results = _results({"data2vec": {10: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}})
+    results = vision_study_results({"data2vec": {10: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}})
     assert [probe for probe, _ in measured_probes(results, "vision")] == ["fashion_mnist", "fashion_mnist_knn"]
     for seed in results["modalities"]["vision"]["arms"]["random"]["seeds"].values():
         del seed["probes"]["0"]["fashion_mnist_knn"]  # as a run saved before the probe existed
@@ -656,7 +647,7 @@ def test_push_refuses_missing_checkpoints_before_uploading(tmp_path, monkeypatch
 
     calls = []
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(a))
-    results = _results({"data2vec": {1: [1.0]}, "random": {0: [1.0]}})
+    results = vision_study_results({"data2vec": {1: [1.0]}, "random": {0: [1.0]}})
     results["config"] = {"seed_list": [0], "model_size": "tiny"}
     results["modalities"]["vision"]["arms"]["data2vec"]["seeds"]["0"]["probes"]["1"]["checkpoint"] = str(tmp_path)
     with pytest.raises(ValueError, match="'x'"):

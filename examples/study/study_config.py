@@ -360,7 +360,7 @@ class StudyArguments:
             shared = [modality for modality in self.modality_list if modality in ran]
             if not shared:
                 raise ValueError(f"--longer_budget_results {path}: it ran none of --modalities {self.modalities!r}.")
-            preset = _PRESETS.get(config.get("mode"), {})
+            preset = preset_values(config.get("mode"))
             for modality in shared:
                 steps = f"{modality}_steps"
                 compared = [name for name in PRETRAINING_FIELDS[modality] if name not in (steps, "probe_points")]
@@ -412,6 +412,12 @@ class StudyArguments:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hub_token"}
 
 
+def preset_values(mode: str | None) -> dict[str, Any]:
+    """The values `--mode mode` gives the fields left unset (none for an unknown mode): what a saved run whose
+    config lacks a field (saved before the field existed) ran with."""
+    return dict(_PRESETS.get(mode, {}))
+
+
 # The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
     "text": ("model_size", "text_corpus", "text_mask_strategy", "corpus_lines", "tokenizer_vocab_size",
@@ -443,4 +449,5 @@ __all__ = [
     "PROBE_FIELDS",
     "StudyArguments",
     "TEXT_CORPORA",
+    "preset_values",
 ]

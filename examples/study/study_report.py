@@ -185,7 +185,7 @@ def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, st
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _difference_cell(difference: dict | None) -> str:
+def difference_cell(difference: dict | None) -> str:
     if difference is None:
         return "–"
     if "low" not in difference:
@@ -256,7 +256,7 @@ def _probe_table(results: dict, modality: str) -> list[str]:
         lines += ["| arm | " + " | ".join(probe for probe, _ in probes) + " |", "|---|" + "---|" * len(probes)]
         for arm in arms:
             if arm != "random":
-                cells = [_difference_cell(against_random(results, modality, arm, probe)) for probe, _ in probes]
+                cells = [difference_cell(against_random(results, modality, arm, probe)) for probe, _ in probes]
                 lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(cells) + " |")
     return lines
 
@@ -276,7 +276,7 @@ def _finetune_table(results: dict, task: str) -> list[str]:
         values = finetune_stats(results, task, arm)
         versus = "–"
         if arm != "random" and "random" in arms:
-            versus = _difference_cell(
+            versus = difference_cell(
                 paired_difference(finetune_scores(results, task, arm), finetune_scores(results, task, "random"))
             )
         row = f"| {ARM_TITLES[arm]} | {sweep} | {entry['chosen_learning_rate']} | {fmt(values)} (n={values['n']}) | "
@@ -577,10 +577,12 @@ def write_study_report(results: dict, docs_dir: str | os.PathLike) -> Path:
 
 
 __all__ = [
+    "MODALITY_TITLES",
     "against_random",
     "compute_to_reach",
     "conclusion",
     "decide",
+    "difference_cell",
     "final_probe_scores",
     "final_probe_stats",
     "finetune_scores",
