@@ -33,6 +33,8 @@ def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_settin
     )
     # a third of the learning rate, at 4x: a setting of its own, never ahead
     _save_run(tmp_path / "runs", "lr", {"mae": {1200: level}}, 1200, vision_learning_rate=3e-4)
+    _save_run(tmp_path / "runs", "seeds", {"mae": {300: ahead}}, 300, seeds="3,4,5")  # other seeds: not pooled
+    dry = _save_run(tmp_path / "runs", "dry", {"mae": {2: ahead}}, 300, dry_run=True)  # 2 steps: no budget
     output = tmp_path / "docs" / "study_budgets.md"
     study_budgets(["--results", f"{tmp_path}/runs/*/study_results.json", "--output", output, "--modalities", "vision"])
 
@@ -42,6 +44,9 @@ def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_settin
         in report
     )
     assert "- MAE (vision_learning_rate=0.0003 settings): not by 4x, the largest budget measured." in report
+    assert "- MAE (seeds=3,4,5 settings): by 1x, the smallest budget measured" in report
+    assert f"Left out, as `--dry_run` runs (2 steps of each arm): {dry}." in report
+    assert len([line for line in report.splitlines() if line.startswith("| MAE |")]) == 4
     assert (
         "- data2vec 1.0 (quick mode's settings): by 1x, the smallest budget measured (ahead from 1x on in that run); "
         "yet not ahead at the end of the 4x run(s)." in report
@@ -58,14 +63,17 @@ def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_settin
 def test_a_setting_is_what_the_run_changed_for_that_arm():
     config = {"mode": "quick", "text_mask_strategy": "bert", "text_corpus": "glue", "corpus_lines": None}
     results = {"config": config}
-    # the masks are data2vec 1.0's alone; a GLUE corpus has no line count, which is no setting
-    assert run_setting(results, "text", "data2vec") == (("text_corpus", "glue"), ("text_mask_strategy", "bert"))
-    assert run_setting(results, "text", "mlm") == (("text_corpus", "glue"),)
+    # the masks are data2vec 1.0's alone; None is every line
+    glue = (("corpus_lines", "all"), ("text_corpus", "glue"))
+    assert run_setting(results, "text", "data2vec") == (*glue, ("text_mask_strategy", "bert"))
+    assert run_setting(results, "text", "mlm") == glue
     # a run saved before a field existed ran its mode's preset: the quick mode's, so no setting
     assert run_setting({"config": {"mode": "quick"}}, "text", "data2vec") == ()
     assert run_setting({"config": {"mode": "standard"}}, "text", "data2vec") == (
         ("corpus_lines", "60000"),
         ("max_seq_length", "128"),
+        ("probe_eval_samples", "all"),
+        ("probe_train_samples", "4000"),
         ("tokenizer_vocab_size", "8000"),
     )
 
@@ -79,7 +87,10 @@ def test_bad_inputs_are_named_before_anything_is_written(tmp_path):
         (["--results", f"{tmp_path}/nothing/*.json"], r"--results .*nothing/\*.json: no such file"),
         (["--results", f"{run},{tmp_path / 'notes.json'}"], "notes.json: not the study_results.json of a study run"),
         (["--results", str(run), "--modalities", "video"], "--modalities 'video'"),
-        (["--results", str(run), "--modalities", "text"], "no run trained any of --modalities 'text'"),
+        (
+            ["--results", str(run), "--modalities", "text"],
+            r"no run \(--dry_run runs aside\) trained any of --modalities 'text'",
+        ),
     ]
     for argv, message in bad:
         with pytest.raises(ValueError, match=message):

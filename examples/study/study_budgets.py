@@ -33,7 +33,7 @@ from pathlib import Path
 from d2v_hf.argument_parsing import parse_arguments
 from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
 
-from study_config import ARM_TITLES, MAIN_PROBE, MODALITIES, PRETRAINING_FIELDS, preset_values
+from study_config import ARM_TITLES, MAIN_PROBE, MODALITIES, PRETRAINING_FIELDS, PROBE_FIELDS, preset_values
 from study_report import MODALITY_TITLES, decide, difference_cell, final_probe_stats, probe_curve
 from study_utils import fmt, signed
 
@@ -82,19 +82,18 @@ def load_run(path: str) -> dict:
 
 def run_setting(results: dict, modality: str, arm: str) -> tuple[tuple[str, str], ...]:
     """
-    The pretraining settings of `arm` in this run that differ from the quick mode's, as sorted `(name, value)`
-    pairs: `()` for the quick mode's own. Unset (`None`) values are not settings (a GLUE corpus has no line count),
-    and the text mask strategy is data2vec 1.0's alone.
+    The pretraining, seed and probe settings of `arm` in this run that differ from the quick mode's, as sorted
+    `(name, value)` pairs: `()` for the quick mode's own. The text mask strategy is data2vec 1.0's alone.
     """
     config, quick = results["config"], preset_values("quick")
     ran = preset_values(config["mode"])
     setting = []
-    for name in PRETRAINING_FIELDS[modality]:
+    for name in dict.fromkeys((*PRETRAINING_FIELDS[modality], "seeds", *PROBE_FIELDS)):
         if name in (f"{modality}_steps", "probe_points") or (name == "text_mask_strategy" and arm != "data2vec"):
             continue
         value = config.get(name, ran.get(name))  # a run saved before a field existed ran its mode's preset
-        if value is not None and value != quick.get(name):
-            setting.append((name, str(value)))
+        if value != quick.get(name):
+            setting.append((name, "all" if value is None else str(value)))  # None: every line / example
     return tuple(sorted(setting))
 
 
@@ -250,11 +249,16 @@ def main(argv=None) -> Path:
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     (args,) = parse_arguments([StudyBudgetsArguments], argv)
     runs = [load_run(path) for path in args.result_paths()]
+    dry_runs = [run["path"] for run in runs if run["config"].get("dry_run")]
+    runs = [run for run in runs if not run["config"].get("dry_run")]  # 2 steps of each arm: no budget to compare
     if not any(modality in run["modalities"] for run in runs for modality in args.modality_list):
-        raise ValueError(f"--results: no run trained any of --modalities {args.modalities!r}.")
+        raise ValueError(f"--results: no run (--dry_run runs aside) trained any of --modalities {args.modalities!r}.")
     output = Path(args.output)
     command = shlex.join(["python", "examples/study/study_budgets.py", *argv])
-    atomic_write_text(output, budgets_markdown(runs, args.modality_list, command, output))
+    markdown = budgets_markdown(runs, args.modality_list, command, output)
+    if dry_runs:
+        markdown += f"\nLeft out, as `--dry_run` runs (2 steps of each arm): {', '.join(dry_runs)}.\n"
+    atomic_write_text(output, markdown)
     print(output.read_text(encoding="utf-8"))
     return output
 
