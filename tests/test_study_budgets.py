@@ -40,8 +40,8 @@ def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_settin
 
     report = output.read_text()
     assert (
-        "- MAE (quick mode's settings): between 1x (behind or level at the end of that run) and 4x (ahead from 3x on"
-        in report
+        "- MAE (quick mode's settings): between 1x (not ahead by more than the seed spread at the end of that run) "
+        "and 4x (ahead from 3x on" in report
     )
     assert "- MAE (vision_learning_rate=0.0003 settings): not by 4x, the largest budget measured." in report
     assert "- MAE (seeds=3,4,5 settings): by 1x, the smallest budget measured" in report

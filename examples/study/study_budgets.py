@@ -13,7 +13,7 @@ this script reads their `study_results.json` (the raw numbers, nothing else) and
 - a plot per modality of the final difference against budget.
 
 Budgets are multiples of the quick mode's (its steps x batch of the modality); a setting is what a run changed from
-the quick mode's pretraining settings (`PRETRAINING_FIELDS`, steps and probe points aside).
+the quick mode's pretraining, seed and probe settings (steps and probe points aside).
 
     python examples/study/study_budgets.py --results 'docs/study_results.json,docs/*/study_results.json' \\
         --output docs/study_budgets.md
@@ -139,7 +139,8 @@ def smallest_budget(rows: list[dict]) -> str:
     behind = [row["ratio"] for row in rows if not row["decision"]["beats_random"]]
     below, above = [r for r in behind if r < upper["ratio"]], [r for r in behind if r > upper["ratio"]]
     said = (
-        f"between {_ratio(max(below))} (behind or level at the end of that run) and {_ratio(upper['ratio'])} ({where})"
+        f"between {_ratio(max(below))} (not ahead by more than the seed spread at the end of that run) and "
+        f"{_ratio(upper['ratio'])} ({where})"
         if below
         else f"by {_ratio(upper['ratio'])}, the smallest budget measured ({where})"
     )
@@ -149,7 +150,7 @@ def smallest_budget(rows: list[dict]) -> str:
 
 
 def _ratio(value: float) -> str:
-    return f"{value:.2g}x"
+    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"  # 128x, 1.5x, 0.25x
 
 
 def _setting_title(setting: tuple) -> str:
@@ -204,9 +205,9 @@ def budgets_markdown(runs: list[dict], modalities: list[str], command: str, outp
         "Per modality, arm and setting: at which pretraining budget the arm beats random initialisation on the "
         "modality's main probe, by the study's rule (its mean over seeds exceeds random init's by more than the seed "
         "spread at the end of the run). Budgets are multiples of the quick mode's (steps x samples per step); a "
-        "setting lists what a run changed from the quick mode's pretraining settings. *First ahead* is the first "
-        "probed point from which the arm stays ahead to the end of that run: a point of a longer run is on that run's "
-        "learning-rate schedule, not at the end of a run of that budget.",
+        "setting lists what a run changed from the quick mode's pretraining, seed and probe settings. *First ahead* "
+        "is the first probed point from which the arm stays ahead to the end of that run: a point of a longer run is "
+        "on that run's learning-rate schedule, not at the end of a run of that budget.",
     ]
     for modality in modalities:
         rows = budget_rows([run for run in runs if modality in run["modalities"]], modality)
