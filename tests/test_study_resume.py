@@ -29,7 +29,7 @@ def _weights(record):
     return load_file(f"{record['snapshots'][str(STEPS)]}/model.safetensors")
 
 
-def test_a_stopped_run_resumes_from_its_last_checkpoint_and_ends_as_the_whole_run(study, monkeypatch):
+def test_a_stopped_run_resumes_from_its_last_checkpoint_and_ends_as_the_whole_run(study, monkeypatch, capsys):
     args, data, root = study
     whole = pretrain_arm(args, "text", "data2vec", 0, STEPS, data, str(root / "whole"), resume_key="k")
 
@@ -60,8 +60,15 @@ def test_a_stopped_run_resumes_from_its_last_checkpoint_and_ends_as_the_whole_ru
             super().on_step_end(args, state, control, **kwargs)
 
     monkeypatch.setattr(study_arms, "SnapshotCallback", CountingSnapshots)
+    capsys.readouterr()
     resumed = pretrain_arm(args, "text", "data2vec", 0, STEPS, data, str(root / "stopped"), resume_key="k")
     assert trained == [7, 8, 9, 10], "the run resumes after its last checkpoint, not from step 0"
+    # one progress line per logged step, naming the run (side by side with others in one console), not a bare dict
+    printed = capsys.readouterr().out.splitlines()
+    progress = [line for line in printed if line.startswith("text data2vec seed 0: step ")]
+    assert [line.split()[5] for line in progress] == ["7/10", "8/10", "9/10", "10/10"]
+    assert "(100%), loss " in progress[-1] and progress[0].endswith("min left")
+    assert not any(line.startswith("{") for line in printed)
     assert resumed["wall_time_s"] > elapsed
     assert resumed["snapshots"] == {
         step: path.replace(str(root / "whole"), str(root / "stopped")) for step, path in whole["snapshots"].items()

@@ -30,6 +30,7 @@ from transformers import (
     AutoTokenizer,
     Data2VecTextForMaskedLM,
     DataCollatorForLanguageModeling,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -333,6 +334,33 @@ class SnapshotCallback(TrainerCallback):
             (checkpoint / "elapsed.json").write_text(json.dumps({"wall_time_s": self.wall_time_s()}))
 
 
+class RunProgressCallback(TrainerCallback):
+    """
+    One line per logging step that names the run, says how far it is and about how long is left, in place of the
+    Trainer's bare log dictionary (`PrinterCallback`): the study's workers train several runs side by side, for
+    hours, into one console.
+    """
+
+    def __init__(self, name: str, clock: SnapshotCallback):
+        self.name, self.clock = name, clock
+        self.first_step, self.start = 0, time.time()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_step, self.start = state.global_step, time.time()  # a resumed run counts its own pace only
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or "loss" not in (logs or {}):
+            return
+        done, total = state.global_step, state.max_steps
+        pace = (done - self.first_step) / max(time.time() - self.start, 1e-6)
+        left = f", about {(total - done) / pace / 60:.0f} min left" if pace > 0 else ""
+        print(
+            f"{self.name}: step {done}/{total} ({done / total:.0%}), loss {float(logs['loss']):.4g}, "
+            f"{self.clock.wall_time_s() / 60:.1f} min{left}",
+            flush=True,
+        )
+
+
 def _checkpoint_step(checkpoint: str | Path) -> int:
     return int(Path(checkpoint).name.removeprefix("checkpoint-"))
 
@@ -398,9 +426,15 @@ def pretrain_arm(
     points = probe_steps(steps, args.probe_points)
     resumed_at = _checkpoint_step(resume_from) if resume_from else 0
     snapshots = SnapshotCallback(points, backbone_of, output_dir, modality, tokenizer, resumed_at)
+    progress = RunProgressCallback(f"{modality} {arm} seed {seed}", snapshots)
     trainer = trainer_class(
-        model=model, args=training_args, data_collator=collator, train_dataset=dataset, callbacks=[snapshots]
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=dataset,
+        callbacks=[snapshots, progress],
     )
+    trainer.remove_callback(PrinterCallback)  # replaced by `progress`
     trainer.train(resume_from_checkpoint=resume_from)
     for checkpoint in Path(output_dir).glob("checkpoint-*"):  # the run is done: its optimizer states are not needed
         shutil.rmtree(checkpoint)
@@ -419,6 +453,7 @@ def pretrain_arm(
 __all__ = [
     "WAV2VEC2_NEGATIVES",
     "Wav2Vec2PretrainingCollator",
+    "RunProgressCallback",
     "Wav2Vec2PretrainingTrainer",
     "backbone_config",
     "batch_size",
