@@ -66,6 +66,7 @@ def test_a_stopped_run_resumes_from_its_last_checkpoint_and_ends_as_the_whole_ru
     # one progress line per logged step, naming the run (side by side with others in one console), not a bare dict
     printed = capsys.readouterr().out.splitlines()
     progress = [line for line in printed if line.startswith("text data2vec seed 0: step ")]
+    assert "text data2vec seed 0: resumed at step 6/10" in printed
     assert [line.split()[5] for line in progress] == ["7/10", "8/10", "9/10", "10/10"]
     assert "(100%), loss " in progress[-1] and progress[0].endswith("min left")
     assert not any(line.startswith("{") for line in printed)

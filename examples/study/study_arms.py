@@ -347,6 +347,8 @@ class RunProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.first_step, self.start = state.global_step, time.time()  # a resumed run counts its own pace only
+        if state.global_step and state.is_world_process_zero:
+            print(f"{self.name}: resumed at step {state.global_step}/{state.max_steps}", flush=True)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or "loss" not in (logs or {}):
