@@ -110,8 +110,10 @@ class TargetFeatureTap:
     The forward hook that records the teacher's per-layer target features. It is registered once, on the target
     module of every layer, and records only while [`Data2VecForPretraining.compute_targets`] runs: hooks registered and
     removed at every call would break the graph of `torch.compile` (and recompile it), persistent ones are traced.
-    Each module keeps its own feature (an attribute set at registration): a list shared by the layers would make
-    torch.compile guard on its length, so that layers compiled one by one (regional compilation) recompile at each.
+    Each module keeps its own feature, in a one-element list set at registration: a list shared by the layers would
+    make torch.compile guard on its length, so that layers compiled one by one (regional compilation) recompile at
+    each; and a list rather than the tensor itself because accelerate's `compile_regions` compiles shallow copies of
+    the layers, which call the same hook on themselves and share the list but not a plain attribute.
     """
 
     slot = "_d2v_target_feature"
@@ -124,18 +126,18 @@ class TargetFeatureTap:
         """Hooks the tap on `modules` (in layer order); returns the hook handles."""
         self.modules = list(modules)
         for module in self.modules:
-            setattr(module, self.slot, None)
+            setattr(module, self.slot, [None])
         return [module.register_forward_hook(self) for module in self.modules]
 
     def __call__(self, module, args, output):
         if self.recording:
-            setattr(module, self.slot, output[0] if isinstance(output, tuple) else output)
+            getattr(module, self.slot)[0] = output[0] if isinstance(output, tuple) else output
 
     def collect(self) -> list:
         """The features recorded since the last call, in layer order (`None` for a layer that recorded none)."""
-        features = [getattr(module, self.slot) for module in self.modules]
+        features = [getattr(module, self.slot)[0] for module in self.modules]
         for module in self.modules:
-            setattr(module, self.slot, None)
+            getattr(module, self.slot)[0] = None
         return features
 
 

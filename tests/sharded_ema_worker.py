@@ -65,10 +65,13 @@ def build(args, world: int):
     if args.wrapping == "fsdp":
         # accelerate's own FSDP2 wrapping, as the Trainer applies it with examples/accelerate_configs/fsdp2.yaml
         # (TRANSFORMER_BASED_WRAP on `_no_split_modules`: student and teacher layers alike, then the input
-        # embeddings, then the root); it reads these fields of the Accelerator
+        # embeddings, then the root); it reads these fields of the Accelerator (`device` since accelerate 1.16)
         plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="transformer_based_wrap")
         accelerator = SimpleNamespace(
-            state=SimpleNamespace(fsdp_plugin=plugin), mixed_precision="no", is_main_process=dist.get_rank() == 0
+            state=SimpleNamespace(fsdp_plugin=plugin),
+            mixed_precision="no",
+            is_main_process=dist.get_rank() == 0,
+            device=torch.device("cpu"),
         )
         wrapped = fsdp2_prepare_model(accelerator, model)
         layers = list(encoder_layers(model.student)) + list(encoder_layers(model.teacher))
