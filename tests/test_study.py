@@ -75,6 +75,8 @@ def test_study_arguments_presets_and_bad_values():
         ("finetune_batch_size", 0, "--finetune_batch_size 0"),
         ("torch_threads", -1, "--torch_threads -1"),
         ("audio_clip_seconds", 0.0, "--audio_clip_seconds 0.0"),
+        ("backbone_overrides", "hidden_size", "--backbone_overrides item 'hidden_size' is not of the form"),
+        ("backbone_overrides", "hiden_size=8", "'hiden_size': the text backbone \\(Data2VecTextConfig\\) has no"),
     ]
     for name, value, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -100,6 +102,22 @@ def test_text_mask_strategy_changes_only_the_data2vec_text_masks():
         results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
         results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
         assert ("the BERT way" in "\n".join(_setup(results))) == said
+
+
+def test_backbone_overrides_widen_every_arm_and_key_the_runs():
+    """--backbone_overrides sets the backbone of every arm (data2vec 1.0 / 2.0, and the baselines, which read the
+    data2vec 1.0 config's backbone); a resumed study keeps no run of another width, and the report names the width."""
+    wide = StudyArguments(modalities="text", backbone_overrides="hidden_size=128,intermediate_size=512")
+    assert wide.backbone_override_items == ["hidden_size=128", "intermediate_size=512"]
+    for mode in ("data2vec", "data2vec2"):
+        backbone = data2vec_config(wide, "text", mode).backbone_config
+        assert (backbone.hidden_size, backbone.intermediate_size, backbone.num_hidden_layers) == (128, 512, 4)
+    assert data2vec_config(StudyArguments(), "text", "data2vec").backbone_config.hidden_size == 64
+    assert _key(wide, "text")["backbone_overrides"] != _key(StudyArguments(), "text").get("backbone_overrides")
+    config = {**wide.to_dict(), "seed_list": wide.seed_list}
+    results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
+    results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
+    assert "tiny (hidden_size=128,intermediate_size=512) size" in "\n".join(_setup(results))
 
 
 def test_study_refuses_missing_data_before_writing(tmp_path):
@@ -568,7 +586,9 @@ def test_study_slice_every_arm(shared_data, tmp_path):
         final = probes[str(max(map(int, probes)))]
         for probe, value in by_layer[4].items():
             if probe != "token_identity":  # the layer probes' own
-                assert value == pytest.approx(final[probe], abs=1e-6), (arm, probe)
+                # the same features read through another code path: equal up to float rounding (scores in points;
+                # a ridge fit on them differed by 1.2e-6 with transformers 5.24)
+                assert value == pytest.approx(final[probe], abs=1e-4), (arm, probe)
         assert all(0 <= by_layer[layer]["token_identity"] <= 100 for layer in by_layer)
     assert {arm: sorted(seeds["0"]) for arm, seeds in along.items()} == {
         arm: [0] if arm == "random" else list(range(1, args.probe_points + 1)) for arm in ARMS["text"]

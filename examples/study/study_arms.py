@@ -94,6 +94,7 @@ def data2vec_config(args, modality: str, mode: str, tokenizer=None):
         # a 3-layer CNN with a wide first kernel (40 samples, stride 20; 160 samples = 10 ms per frame), 4x cheaper
         # per clip than the 7-layer one, for every arm
         overrides.append("backbone.conv_dim=[64,64,64],backbone.conv_kernel=[40,4,2],backbone.conv_stride=[20,4,2]")
+    overrides += [f"backbone.{item}" for item in args.backbone_override_items]  # every arm's backbone
     model_args = pretraining_utils.Data2VecModelArguments(
         modality=modality,
         model_size=args.model_size,

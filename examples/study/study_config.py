@@ -7,9 +7,12 @@ field left at `None` takes its mode's value). The rest of the study reads these 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from transformers import CONFIG_MAPPING
 
 from d2v_hf.configuration_data2vec_pretraining import TEXT_MASK_STRATEGIES
 
@@ -207,6 +210,13 @@ class StudyArguments:
         ),
     )
     model_size: str | None = field(default=None, metadata=_help("tiny (4 x 64) or base (12 x 768)."))
+    backbone_overrides: str | None = field(
+        default=None,
+        metadata=_help(
+            "Backbone fields set for every arm over --model_size's, e.g. "
+            "'hidden_size=256,intermediate_size=1024,num_attention_heads=4' (a wider backbone, same data and steps)."
+        ),
+    )
     probe_points: int | None = field(default=None, metadata=_help("Probed checkpoints along each pretraining run."))
     text_corpus: str | None = field(
         default=None,
@@ -316,6 +326,7 @@ class StudyArguments:
             raise ValueError(f"--seeds {self.seeds!r} repeats a seed; paired differences need distinct seeds.")
         if self.model_size not in ("tiny", "base"):
             raise ValueError(f"--model_size {self.model_size!r}; expected tiny or base.")
+        self._check_backbone_overrides()
         self._check_sizes()
         for modality in MODALITIES:
             rates = self.learning_rates(modality)
@@ -341,6 +352,29 @@ class StudyArguments:
         for name in ("audio_max_seconds", "audio_clip_seconds", *(f"{m}_learning_rate" for m in MODALITIES)):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name} {getattr(self, name)}; expected a positive number.")
+
+    def _check_backbone_overrides(self) -> None:
+        """Every override is `field=value` and names a field of each modality's backbone that runs."""
+        for item in self.backbone_override_items:
+            name = item.split("=", 1)[0].strip()
+            if "=" not in item or not name:
+                raise ValueError(f"--backbone_overrides item {item!r} is not of the form field=value.")
+            for modality in self.modality_list:  # checked after --modalities
+                config_class = CONFIG_MAPPING[BACKBONE_TYPES[modality]]
+                if name not in config_class().to_dict():
+                    raise ValueError(
+                        f"--backbone_overrides {name!r}: the {modality} backbone ({config_class.__name__}) has no "
+                        "such field."
+                    )
+
+    @property
+    def backbone_override_items(self) -> list[str]:
+        """`'a=1,b=[8,8]'` -> `['a=1', 'b=[8,8]']`: split at the commas before a `field=`, so lists keep theirs."""
+        return [
+            item.strip()
+            for item in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", self.backbone_overrides or "")
+            if item.strip()
+        ]
 
     def _check_longer_runs(self) -> None:
         """
@@ -418,13 +452,21 @@ def preset_values(mode: str | None) -> dict[str, Any]:
     return dict(_PRESETS.get(mode, {}))
 
 
+def backbone_size(config: dict[str, Any]) -> str:
+    """The backbones' size a saved run's config names: `tiny`, or `tiny (hidden_size=256, ...)` with overrides."""
+    overrides = config.get("backbone_overrides")  # absent from runs saved before the field existed
+    return f"{config['model_size']} ({overrides})" if overrides else config["model_size"]
+
+
 # The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
-    "text": ("model_size", "text_corpus", "text_mask_strategy", "corpus_lines", "tokenizer_vocab_size",
-             "max_seq_length", "text_steps", "text_batch_size", "text_learning_rate", "probe_points"),
-    "vision": ("model_size", "vision_steps", "vision_batch_size", "vision_learning_rate", "probe_points"),
-    "audio": ("model_size", "audio_steps", "audio_batch_size", "audio_learning_rate", "audio_max_seconds",
-              "probe_points"),
+    "text": ("model_size", "backbone_overrides", "text_corpus", "text_mask_strategy", "corpus_lines",
+             "tokenizer_vocab_size", "max_seq_length", "text_steps", "text_batch_size", "text_learning_rate",
+             "probe_points"),
+    "vision": ("model_size", "backbone_overrides", "vision_steps", "vision_batch_size", "vision_learning_rate",
+               "probe_points"),
+    "audio": ("model_size", "backbone_overrides", "audio_steps", "audio_batch_size", "audio_learning_rate",
+              "audio_max_seconds", "probe_points"),
 }  # fmt: skip
 PROBE_FIELDS = ("probe_train_samples", "probe_eval_samples", "max_seq_length", "audio_clip_seconds", "digit_voices")
 FINETUNE_FIELDS = (
@@ -449,5 +491,6 @@ __all__ = [
     "PROBE_FIELDS",
     "StudyArguments",
     "TEXT_CORPORA",
+    "backbone_size",
     "preset_values",
 ]

@@ -14,7 +14,7 @@ from huggingface_hub import EvalResult
 from d2v_hf.modelcard import build_model_card, save_model_card
 
 from comparison_tasks import TASKS
-from study_config import ARM_TITLES, BACKBONE_TYPES
+from study_config import ARM_TITLES, BACKBONE_TYPES, backbone_size
 from study_report import final_probe_stats, finetune_stats, measured_probes
 from study_utils import fmt
 
@@ -47,7 +47,7 @@ def build_study_model_card(results: dict, modality: str, arm: str):
     config, entry = results["config"], results["modalities"][modality]
     plan = entry["plan"]["arms"].get(arm)
     details = {
-        "backbone": f"`{BACKBONE_TYPES[modality]}`, {config['model_size']} size (the same for every arm)",
+        "backbone": f"`{BACKBONE_TYPES[modality]}`, {backbone_size(config)} size (the same for every arm)",
         "objective": ARM_TITLES[arm] + (f" (`{plan['class']}`)" if plan else ": none, a random initialisation"),
         "training compute": f"{plan['steps']} steps x {plan['batch_size']} samples, {plan['total_flops'] / 1e12:.3g} "
         "TFLOPs (FlopCounterMode)"
@@ -76,7 +76,7 @@ def build_study_model_card(results: dict, modality: str, arm: str):
     lines += ["", "Regenerate this card with `python examples/study/run_study.py` (d2v_hf); see docs/study.md there."]
     return build_model_card(
         study_model_name(modality, arm, config["model_size"]),
-        description=f"A {config['model_size']} {modality} backbone from the d2v_hf study, arm {ARM_TITLES[arm]} "
+        description=f"A {backbone_size(config)} {modality} backbone from the d2v_hf study, arm {ARM_TITLES[arm]} "
         f"({config['mode']} mode). It is a study artifact, trained for minutes: use it to reproduce the comparison.",
         training_details=details,
         tags=["data2vec", modality, "study"],

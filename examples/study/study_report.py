@@ -21,7 +21,7 @@ from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
 
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
-from study_config import ARM_TITLES, BACKBONE_TYPES, DATA2VEC_ARMS, MAIN_PROBE, PROBES
+from study_config import ARM_TITLES, BACKBONE_TYPES, DATA2VEC_ARMS, MAIN_PROBE, PROBES, backbone_size
 from study_utils import difference_interval, fmt, paired_bootstrap, signed, stats
 
 
@@ -413,7 +413,7 @@ def conclusion(results: dict, modality: str) -> str:
     sentences += _other_probes(results, modality) + _baseline_losses(results, modality)
     sentences += _finetuning_notes(results, modality)
     sentences.append(
-        f"These are {results['config']['model_size']} models trained for minutes; they say which objective learns "
+        f"These are {backbone_size(results['config'])} models trained for minutes; they say which objective learns "
         "faster at this scale, not which is better at the paper's."
     )
     return " ".join(sentences)
@@ -456,7 +456,8 @@ def _setup(results: dict) -> list[str]:
         "training subset and of the fine-tuning runs; paired differences pair equal seeds.",
         "- Backbones: one family per modality for every arm ("
         + ", ".join(f"{m}: `{t}`" for m, t in BACKBONE_TYPES.items())
-        + f"), {config['model_size']} size; every arm of a modality shares data, optimizer (AdamW, peak learning rate "
+        + f"), {backbone_size(config)} size; every arm of a modality shares data, optimizer (AdamW, peak learning "
+        + "rate "
         + ", ".join(f"{m} {config[f'{m}_learning_rate']:g}" for m in results["modalities"])
         + ", linear warmup over 10% then linear decay) and batch; data2vec 2.0 takes a quarter of the samples per "
         "step (it trains on several masked copies of each).",
