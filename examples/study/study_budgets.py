@@ -21,7 +21,6 @@ the quick mode's pretraining, seed and probe settings (steps and probe points as
 
 from __future__ import annotations
 
-import functools
 import glob
 import json
 import os
@@ -31,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from d2v_hf.argument_parsing import parse_arguments
-from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
+from d2v_hf.atomic_io import atomic_write_text
 
 from study_config import ARM_TITLES, MAIN_PROBE, MODALITIES, PRETRAINING_FIELDS, PROBE_FIELDS, preset_values
 from study_report import MODALITY_TITLES, decide, difference_cell, final_probe_stats, probe_curve
-from study_utils import fmt, signed
+from study_utils import comma_list, fmt, pyplot, save_figure, signed
 
 
 @dataclass
@@ -53,12 +52,12 @@ class StudyBudgetsArguments:
 
     @property
     def modality_list(self) -> list[str]:
-        return [m.strip() for m in self.modalities.split(",") if m.strip()]
+        return comma_list(self.modalities)
 
     def result_paths(self) -> list[str]:
         """Each pattern's files, sorted, once each; a pattern that matches nothing is named."""
         paths = []
-        for pattern in (p.strip() for p in self.results.split(",") if p.strip()):
+        for pattern in comma_list(self.results):
             matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
             if not matched or not all(Path(path).is_file() for path in matched):
                 raise ValueError(f"--results {pattern}: no such file.")
@@ -159,11 +158,7 @@ def _setting_title(setting: tuple) -> str:
 
 def plot_budgets(rows: dict[tuple, list[dict]], modality: str, path: Path) -> None:
     """The final paired difference against random init (95% interval) at each budget, one line per arm and setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     arms = list(dict.fromkeys(arm for arm, _ in rows))
     settings = list(dict.fromkeys(setting for _, setting in rows))
@@ -187,8 +182,7 @@ def plot_budgets(rows: dict[tuple, list[dict]], modality: str, path: Path) -> No
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_write_file(path, functools.partial(fig.savefig, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def budgets_markdown(runs: list[dict], modalities: list[str], command: str, output: Path) -> str:

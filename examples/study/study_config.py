@@ -16,6 +16,8 @@ from transformers import CONFIG_MAPPING
 
 from d2v_hf.configuration_data2vec_pretraining import TEXT_MASK_STRATEGIES
 
+from study_utils import comma_list
+
 
 MODALITIES = ("text", "vision", "audio")
 
@@ -413,23 +415,23 @@ class StudyArguments:
 
     @property
     def longer_budget_result_list(self) -> list[str]:
-        return [path.strip() for path in (self.longer_budget_results or "").split(",") if path.strip()]
+        return comma_list(self.longer_budget_results)
 
     @property
     def modality_list(self) -> list[str]:
-        return [m.strip() for m in self.modalities.split(",") if m.strip()]
+        return comma_list(self.modalities)
 
     @property
     def arm_list(self) -> list[str]:
-        return [a.strip() for a in self.arms.split(",") if a.strip()]
+        return comma_list(self.arms)
 
     @property
     def seed_list(self) -> list[int]:
-        return [int(s) for s in str(self.seeds).split(",") if s.strip()]
+        return [int(seed) for seed in comma_list(self.seeds)]
 
     @property
     def finetune_task_list(self) -> list[str]:
-        return [t.strip() for t in (self.finetune_tasks or "").split(",") if t.strip()]
+        return comma_list(self.finetune_tasks)
 
     def arms_of(self, modality: str) -> list[str]:
         """The arms of `modality` that run, in the report's order."""
@@ -438,7 +440,7 @@ class StudyArguments:
     def learning_rates(self, modality: str) -> list[float]:
         text = getattr(self, f"{modality}_learning_rates")
         try:
-            return [float(rate) for rate in str(text).split(",") if rate.strip()]
+            return [float(rate) for rate in comma_list(text)]
         except ValueError:
             raise ValueError(f"--{modality}_learning_rates {text!r} must be comma-separated numbers.") from None
 

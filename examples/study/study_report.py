@@ -12,17 +12,16 @@ at which it does.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
 
-from d2v_hf.atomic_io import atomic_write_file, atomic_write_text
+from d2v_hf.atomic_io import atomic_write_text
 
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
 from study_config import ARM_TITLES, BACKBONE_TYPES, DATA2VEC_ARMS, MAIN_PROBE, PROBES, backbone_size
-from study_utils import difference_interval, fmt, paired_bootstrap, signed, stats
+from study_utils import difference_interval, fmt, paired_bootstrap, pyplot, save_figure, signed, stats
 
 
 MODALITY_TITLES = {"text": "Text", "vision": "Images", "audio": "Speech"}
@@ -146,11 +145,7 @@ def finetune_stats(results: dict, task: str, arm: str) -> dict:
 
 def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, str]:
     """One figure per modality: each probe's score (mean ± std over seeds) against training FLOPs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     paths = {}
     Path(img_dir).mkdir(parents=True, exist_ok=True)
     for modality, entry in results["modalities"].items():
@@ -174,8 +169,7 @@ def plot_probe_curves(results: dict, img_dir: str | os.PathLike) -> dict[str, st
         axes[0][0].legend(fontsize=8)
         fig.tight_layout()
         path = Path(img_dir) / f"study_{modality}_probes.png"
-        atomic_write_file(path, functools.partial(fig.savefig, dpi=110, format="png"))
-        plt.close(fig)
+        save_figure(fig, path)
         paths[modality] = f"img/{path.name}"
     return paths
 

@@ -3,6 +3,7 @@ seeds, and running jobs side by side in worker processes."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from d2v_hf.atomic_io import atomic_write_file
 
 
 # Where each example script (and its helper modules) lives, relative to examples/.
@@ -41,6 +44,27 @@ def load_example(name: str):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     return importlib.import_module(name)
+
+
+def comma_list(text: str | None) -> list[str]:
+    """A comma-separated flag's items, stripped, empty ones dropped (`None` -> `[]`)."""
+    return [item.strip() for item in ("" if text is None else str(text)).split(",") if item.strip()]
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: the study writes PNG files and never opens a window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """The figure as a PNG, whole or not at all (a stopped run leaves no half-written image), then closed."""
+    atomic_write_file(path, functools.partial(fig.savefig, dpi=110, format="png"))
+    pyplot().close(fig)
 
 
 def cli_args(**kwargs) -> list[str]:
