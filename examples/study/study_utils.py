@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from d2v_hf.atomic_io import atomic_write_file
-
 
 # Where each example script (and its helper modules) lives, relative to examples/.
 EXAMPLE_FOLDERS = {
@@ -63,6 +61,9 @@ def pyplot():
 
 def save_figure(fig, path: str | os.PathLike) -> None:
     """The figure as a PNG, whole or not at all (a stopped run leaves no half-written image), then closed."""
+    # imported here: this module stays free of torch, so the study's worker processes start fast
+    from d2v_hf.atomic_io import atomic_write_file
+
     atomic_write_file(path, functools.partial(fig.savefig, dpi=110, format="png"))
     pyplot().close(fig)
 
