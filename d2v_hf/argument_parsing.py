@@ -4,6 +4,7 @@ the training arguments, and a `--model_name_or_path` that is named when it canno
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +53,14 @@ def load_config(name_or_path: str, flag: str = "--model_name_or_path", **hub_kwa
         ) from None
 
 
+def split_overrides(text: str | None) -> list[str]:
+    """
+    `'a=1,backbone.b=[8,8]'` -> `['a=1', 'backbone.b=[8,8]']`: the items of a `key=value` list flag, split at the
+    commas that precede a `key=` (a dotted name allowed), so that JSON lists keep theirs; blank items are dropped.
+    """
+    return [item.strip() for item in re.split(r",(?=\s*[A-Za-z_][\w.]*\s*=)", text or "") if item.strip()]
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults after each flag (as HfArgumentParser) and the script's description with its line breaks."""
 
@@ -83,4 +92,4 @@ def parse_arguments(
     return parsed
 
 
-__all__ = ["check_model_path", "check_training_arguments", "load_config", "parse_arguments"]
+__all__ = ["check_model_path", "check_training_arguments", "load_config", "parse_arguments", "split_overrides"]

@@ -320,6 +320,25 @@ def test_audio_collator_cuts_normalizes_and_pads():
     assert evaluation(long)["input_values"][0, -1] == 999
 
 
+def test_held_out_split_is_datasets_stratified_split():
+    """The held-out part is the rows of `train_test_split(stratify_by_column="label")`, read faster."""
+    import datasets
+
+    from d2v_hf.finetuning.classification_data import _split_train
+
+    labels = np.random.default_rng(1).integers(0, 10, 600).tolist()
+    train = datasets.Dataset.from_dict({"row": list(range(600)), "label": labels})
+    train = train.cast_column("label", datasets.ClassLabel(num_classes=10)).shuffle(seed=3).select(range(500))
+    for fraction, seed in ((0.1, 0), (0.25, 42)):
+        reference = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column="label")
+        kept, held_out = _split_train(train, fraction, seed)
+        assert kept["row"][:] == reference["train"]["row"][:] and held_out["row"][:] == reference["test"]["row"][:]
+    one_each = datasets.Dataset.from_dict({"row": [0, 1, 2], "label": [0, 1, 2]})
+    one_each = one_each.cast_column("label", datasets.ClassLabel(num_classes=3))
+    kept, held_out = _split_train(one_each, 0.34, 0)  # too few per class to stratify: a plain random split
+    assert sorted(kept["row"][:] + held_out["row"][:]) == [0, 1, 2] and len(held_out) == 2
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Clear errors
 # --------------------------------------------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ def _lazy_audio_dataset(
         iterable = base.to_iterable_dataset(num_shards=min(len(base), 16))
         return iterable.map(decode, batched=True, batch_size=1)
     # Headers only (no decoding): catches corrupt files now and tells which files need resampling.
-    rates = [_audio_info(p).samplerate for p in base["path"]]
+    # [:] reads the whole column at once (datasets >= 4 returns a lazy Column, read row by row when iterated)
+    rates = [_audio_info(p).samplerate for p in base["path"][:]]
     for rate in sorted(set(rates)):
         if rate != sampling_rate:
             _log_resampling(rate, sampling_rate, sum(r == rate for r in rates))

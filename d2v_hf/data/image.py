@@ -131,7 +131,8 @@ def load_image_folder(
     decode = functools.partial(_decode_image_batch, image_size=image_size, transform=transform)
     if streaming:
         return dataset.map(decode, batched=True, batch_size=1)
-    paths = [item["path"] for item in dataset["image"]]
+    # [:] reads the whole column at once (datasets >= 4 returns a lazy Column, read row by row when iterated)
+    paths = [item["path"] for item in dataset["image"][:]]
     for path in paths:
         _check_image_header(path)
     return dataset.add_column("path", paths).with_transform(decode)

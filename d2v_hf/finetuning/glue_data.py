@@ -309,7 +309,8 @@ def encode_glue_labels(raw_datasets: datasets.DatasetDict, label_info: GlueLabel
         if "label" not in dataset.column_names or split.startswith("test"):
             encoded[split] = dataset
             continue
-        values = dataset["label"]
+        # [:] reads the whole column at once (datasets >= 4 returns a lazy Column, read row by row when iterated)
+        values = dataset["label"][:]
         if label_info.is_regression:
             new_values = []
             for row, value in enumerate(values):

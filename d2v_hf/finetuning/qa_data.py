@@ -177,7 +177,8 @@ def validate_squad_dataset(dataset: datasets.Dataset, version_2_with_negative: b
         raise ValueError(f"{name} lacks the column(s) {missing}; columns present: {dataset.column_names}.")
     if len(dataset) == 0:
         raise ValueError(f"{name} contains no questions.")
-    for qid, context, answers in zip(dataset["id"], dataset["context"], dataset["answers"]):
+    # [:] reads each column at once (datasets >= 4 returns a lazy Column, read row by row when iterated)
+    for qid, context, answers in zip(dataset["id"][:], dataset["context"][:], dataset["answers"][:]):
         if len(answers["text"]) != len(answers["answer_start"]):
             raise ValueError(f"Question {qid!r} in {name} has {answers!r}: texts and answer_start differ in length.")
         for text, start in zip(answers["text"], answers["answer_start"]):
@@ -229,14 +230,14 @@ def split_by_article(dataset: datasets.Dataset, test_fraction: float = 0.5, seed
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
     if "title" not in dataset.column_names:
         raise ValueError(f"Cannot split by article without a 'title' column; columns: {dataset.column_names}.")
-    titles = list(dict.fromkeys(dataset["title"]))  # unique, in order of appearance
+    titles = list(dict.fromkeys(dataset["title"][:]))  # unique, in order of appearance
     if len(titles) < 2:
         raise ValueError(f"Need at least 2 articles to split by article, got {len(titles)}: {titles}.")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(titles))
     num_test = min(max(1, int(round(test_fraction * len(titles)))), len(titles) - 1)
     test_titles = {titles[i] for i in order[:num_test]}
-    is_test = [title in test_titles for title in dataset["title"]]
+    is_test = [title in test_titles for title in dataset["title"][:]]
     test_indices = [i for i, t in enumerate(is_test) if t]
     train_indices = [i for i, t in enumerate(is_test) if not t]
     return datasets.DatasetDict(train=dataset.select(train_indices), test=dataset.select(test_indices))
@@ -257,13 +258,13 @@ def select_parallel_articles(
         (the files are not parallel).
     """
     titles = list(titles)
-    known_titles = set(reference["title"])
+    known_titles = set(reference["title"][:])
     unknown = [t for t in titles if t not in known_titles]
     if unknown:
         raise ValueError(f"Article title(s) {unknown[:5]} not found in the reference dataset.")
     wanted = set(titles)
-    ids = [qid for qid, title in zip(reference["id"], reference["title"]) if title in wanted]
-    target_index = {qid: i for i, qid in enumerate(target["id"])}
+    ids = [qid for qid, title in zip(reference["id"][:], reference["title"][:]) if title in wanted]
+    target_index = {qid: i for i, qid in enumerate(target["id"][:])}
     missing = [qid for qid in ids if qid not in target_index]
     if missing:
         raise ValueError(
@@ -306,7 +307,7 @@ def load_qa_datasets(
         languages = list(dict.fromkeys(xquad_languages))
         xquad = load_xquad(xquad_dir, list(dict.fromkeys(["en", *languages])))
         splits = split_by_article(xquad["en"], test_fraction=xquad_test_fraction, seed=seed)
-        test_titles = list(dict.fromkeys(splits["test"]["title"]))
+        test_titles = list(dict.fromkeys(splits["test"]["title"][:]))
         logger.info(
             f"XQuAD: {len(splits['train'])} English training questions, {len(splits['test'])} held-out questions "
             f"from {len(test_titles)} articles, evaluated in {', '.join(languages)}."

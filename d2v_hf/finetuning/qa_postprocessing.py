@@ -66,14 +66,15 @@ def postprocess_qa_predictions(
     if len(all_start_logits) != len(features):
         raise ValueError(f"Got {len(all_start_logits)} predictions and {len(features)} features.")
 
-    example_id_to_index = {k: i for i, k in enumerate(examples["id"])}
+    # [:] reads the whole column at once (datasets >= 4 returns a lazy Column, read row by row when iterated)
+    example_id_to_index = {k: i for i, k in enumerate(examples["id"][:])}
     features_per_example = collections.defaultdict(list)
-    for i, example_id in enumerate(features["example_id"]):
+    for i, example_id in enumerate(features["example_id"][:]):
         if example_id not in example_id_to_index:
             raise ValueError(f"Feature {i} points at example id {example_id!r}, which is not among the examples.")
         features_per_example[example_id_to_index[example_id]].append(i)
-    all_offsets = features["offset_mapping"]
-    all_max_context = features["token_is_max_context"] if "token_is_max_context" in features.column_names else None
+    all_offsets = features["offset_mapping"][:]
+    all_max_context = features["token_is_max_context"][:] if "token_is_max_context" in features.column_names else None
 
     all_predictions = collections.OrderedDict()
     all_nbest_json = collections.OrderedDict()

@@ -5,14 +5,13 @@ anything is written, and the artifacts written at the end (model card, loss plot
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import CONFIG_MAPPING, AutoTokenizer
 
 from d2v_hf import Data2VecForPretraining, Data2VecPretrainingConfig
-from d2v_hf.argument_parsing import load_config
+from d2v_hf.argument_parsing import load_config, split_overrides
 from d2v_hf.backbone_registry import BACKBONES, get_family, modality_of
 from d2v_hf.backbones import backbone_class, pretraining_kwargs
 from d2v_hf.configuration_data2vec_pretraining import _PRESETS, base_backbone_config, tiny_backbone_config
@@ -235,7 +234,7 @@ def parse_config_overrides(overrides: str | None) -> tuple[dict, dict]:
     possible. Items are separated by the commas that precede a `key=`, so JSON lists keep theirs.
     """
     recipe, backbone = {}, {}
-    for item in filter(None, re.split(r",(?=\s*[A-Za-z_][\w.]*\s*=)", overrides or "")):
+    for item in split_overrides(overrides):
         if "=" not in item:
             raise ValueError(f"--config_overrides item {item!r} is not of the form key=value.")
         key, value = (part.strip() for part in item.split("=", 1))

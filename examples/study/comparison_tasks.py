@@ -239,8 +239,9 @@ def glue_probe_data(args, task: Task, data: dict, seed: int):
     def take(dataset, limit, shuffle):
         if limit is not None and limit < len(dataset):
             dataset = (dataset.shuffle(seed=seed) if shuffle else dataset).select(range(limit))
-        texts = (dataset[first], dataset[second] if second else None)
-        return texts, np.array(dataset["label"])
+        # [:] reads each column at once (datasets >= 4 returns a lazy Column, read row by row when iterated)
+        texts = (dataset[first][:], dataset[second][:] if second else None)
+        return texts, np.array(dataset["label"][:])
 
     # a seeded training subset; the first evaluation examples, as run_glue.py's --max_eval_samples
     train_texts, train_targets = take(raw["train"], args.probe_train_samples, shuffle=True)

@@ -7,13 +7,13 @@ field left at `None` takes its mode's value). The rest of the study reads these 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from transformers import CONFIG_MAPPING
 
+from d2v_hf.argument_parsing import split_overrides
 from d2v_hf.configuration_data2vec_pretraining import TEXT_MASK_STRATEGIES
 
 from study_utils import comma_list
@@ -372,11 +372,7 @@ class StudyArguments:
     @property
     def backbone_override_items(self) -> list[str]:
         """`'a=1,b=[8,8]'` -> `['a=1', 'b=[8,8]']`: split at the commas before a `field=`, so lists keep theirs."""
-        return [
-            item.strip()
-            for item in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", self.backbone_overrides or "")
-            if item.strip()
-        ]
+        return split_overrides(self.backbone_overrides)
 
     def _check_longer_runs(self) -> None:
         """

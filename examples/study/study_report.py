@@ -450,8 +450,8 @@ def _setup(results: dict) -> list[str]:
         "training subset and of the fine-tuning runs; paired differences pair equal seeds.",
         "- Backbones: one family per modality for every arm ("
         + ", ".join(f"{m}: `{t}`" for m, t in BACKBONE_TYPES.items())
-        + f"), {backbone_size(config)} size; every arm of a modality shares data, optimizer (AdamW, peak learning "
-        + "rate "
+        + f"), {backbone_size(config)} size; every arm of a modality shares data, optimizer (AdamW, peak "
+        + "learning rate "
         + ", ".join(f"{m} {config[f'{m}_learning_rate']:g}" for m in results["modalities"])
         + ", linear warmup over 10% then linear decay) and batch; data2vec 2.0 takes a quarter of the samples per "
         "step (it trains on several masked copies of each).",
