@@ -146,19 +146,19 @@ def _split_train(train: datasets.Dataset, fraction: float, seed: int):
     """
     if fraction <= 0:
         return train, None
-    n_test = math.ceil(fraction * len(train))
-    try:
-        if not isinstance(train.features.get("label"), datasets.ClassLabel):
-            raise ValueError("datasets stratifies by a ClassLabel column only")
+    if isinstance(train.features.get("label"), datasets.ClassLabel):  # datasets stratifies by a ClassLabel only
         labels = np.asarray(train.with_format("numpy")["label"][:])
+        n_test = math.ceil(fraction * len(train))
         generator = np.random.default_rng(seed)  # as train_test_split builds it from `seed`
-        train_rows, test_rows = next(
-            stratified_shuffle_split_generate_indices(labels, len(train) - n_test, n_test, rng=generator)
-        )
-    except ValueError:  # too few examples per class to stratify
-        split = train.train_test_split(test_size=fraction, seed=seed)
-        return split["train"], split["test"]
-    return train.select(train_rows), train.select(test_rows)
+        try:
+            train_rows, test_rows = next(
+                stratified_shuffle_split_generate_indices(labels, len(train) - n_test, n_test, rng=generator)
+            )
+            return train.select(train_rows), train.select(test_rows)
+        except ValueError:  # too few examples per class to stratify
+            pass
+    split = train.train_test_split(test_size=fraction, seed=seed)
+    return split["train"], split["test"]
 
 
 def _hub_label_names(dataset: datasets.DatasetDict, column: str) -> tuple[datasets.DatasetDict, list[str]]:
