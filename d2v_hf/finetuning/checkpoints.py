@@ -206,6 +206,7 @@ def load_processor_settings(model_args: ModelArguments, modality: str) -> dict:
 def make_processor(modality: str, settings: dict, image_size: int | None = None):
     """The image processor / feature extractor saved with the fine-tuned model (so pipelines can use it)."""
     if modality == "vision":
+        # imported here: without torchvision, importing the name warns, which text and speech runs need not show
         from transformers import ViTImageProcessor
 
         return ViTImageProcessor(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import EvalResult
-from transformers import ViTImageProcessor
 
 from d2v_hf import Data2VecForPretraining
 from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file
@@ -170,6 +169,9 @@ def write_artifacts(trainer, model: Data2VecForPretraining, tokenizer, card, stu
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         if model.config.modality == "vision":  # the pretraining statistics, for fine-tuning and pipelines
+            # imported here: without torchvision, importing the name warns, which text and speech runs need not show
+            from transformers import ViTImageProcessor
+
             side = image_side(model.config.backbone_config)
             processor = ViTImageProcessor(
                 size={"height": side, "width": side}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, resample=3

@@ -34,7 +34,6 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
-    ViTImageProcessor,
     ViTMAEConfig,
     ViTMAEForPreTraining,
     ViTModel,
@@ -115,6 +114,9 @@ def save_preprocessor(modality: str, folder: str | Path, tokenizer=None) -> None
     if modality == "text":
         tokenizer.save_pretrained(folder)
     elif modality == "vision":  # the pretraining normalisation (ImageNet statistics, as both data2vec releases)
+        # imported here: without torchvision, importing the name warns, which text and speech runs need not show
+        from transformers import ViTImageProcessor
+
         size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
         ViTImageProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)).save_pretrained(
             folder
