@@ -127,6 +127,25 @@ def test_no_module_much_over_600_lines(folder):
     assert {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES} == {}
 
 
+def top_level_image_processor_imports(path: Path) -> list[str]:
+    """Image processor names imported from transformers at a module's top level: without torchvision, importing
+    one warns ("requires torchvision (not installed)"), so a text or speech run that loads the module would show it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("transformers")
+        for alias in node.names
+        if alias.name.endswith("ImageProcessor") and alias.name != "AutoImageProcessor"  # the Auto class does not warn
+    ]
+
+
+@pytest.mark.parametrize("folder", [PACKAGE, EXAMPLES, BENCHMARKS], ids=["d2v_hf", "examples", "benchmarks"])
+def test_image_processors_are_imported_where_a_vision_run_needs_them(folder):
+    found = {str(path.relative_to(REPO)): top_level_image_processor_imports(path) for path in folder.rglob("*.py")}
+    assert {path: names for path, names in found.items() if names} == {}
+
+
 def test_the_checks_can_fail(tmp_path):
     """The reader above finds a planted cycle (relative and absolute imports) and a planted examples import."""
     package = tmp_path / "pkg"
@@ -141,3 +160,5 @@ def test_the_checks_can_fail(tmp_path):
     assert outside_imports(graph) == [("pkg.a", "examples.run")]
     (package / "sub" / "b.py").write_text("import numpy\n")
     assert find_cycle(import_graph(package)) is None
+    (package / "c.py").write_text("from transformers import AutoImageProcessor, ViTImageProcessor\n")
+    assert top_level_image_processor_imports(package / "c.py") == ["ViTImageProcessor"]
