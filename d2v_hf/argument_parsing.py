@@ -14,13 +14,22 @@ from transformers import AutoConfig, HfArgumentParser, TrainingArguments
 
 def check_training_arguments(training_args: TrainingArguments) -> None:
     """
-    Raises a `ValueError` naming the flag for values the Trainer would only reject deep inside torch (a batch size
-    of 0), and turns off `dataloader_pin_memory` where there is no GPU (it only prints warnings there).
+    Raises a `ValueError` naming the flag for values the Trainer would only reject deep inside torch, after the data
+    is built (a batch size of 0, a negative learning rate), and turns off `dataloader_pin_memory` where there is no
+    GPU (it only prints warnings there).
     """
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         value = getattr(training_args, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name} {value!r}: expected a whole number >= 1.")
+    # the checks torch.optim's Adam family makes when the Trainer creates the optimizer (lr and weight decay: all)
+    bounds = {"learning_rate": "a number >= 0", "weight_decay": "a number >= 0"}
+    if "adam" in str(getattr(training_args.optim, "value", training_args.optim)):
+        bounds |= {"adam_epsilon": "a number >= 0", "adam_beta1": "in [0, 1)", "adam_beta2": "in [0, 1)"}
+    for name, expected in bounds.items():
+        value = getattr(training_args, name)
+        if value < 0 or (name.startswith("adam_beta") and value >= 1):
+            raise ValueError(f"--{name} {value!r}: expected {expected}.")
     if training_args.dataloader_pin_memory and (training_args.use_cpu or not torch.cuda.is_available()):
         training_args.dataloader_pin_memory = False
 

@@ -127,6 +127,31 @@ def test_batch_size_zero_is_named(corpus, sst2, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("--learning_rate=-1", "--learning_rate -1.0: expected a number >= 0"),
+        ("--weight_decay=-0.1", "--weight_decay -0.1: expected a number >= 0"),
+        ("--adam_beta2=1.0", "--adam_beta2 1.0: expected in \\[0, 1\\)"),
+        ("--adam_epsilon=-1e-8", "--adam_epsilon -1e-08: expected a number >= 0"),
+    ],
+)
+def test_optimizer_values_torch_would_reject_are_named_before_the_data_is_built(flag, expected, corpus, tmp_path):
+    with pytest.raises(ValueError, match=expected):
+        run_pretraining.main(pretraining_args(corpus, tmp_path / "out", "--max_steps=1", flag))
+    assert not (tmp_path / "out").exists()
+
+
+def test_adam_betas_are_not_checked_for_an_optimizer_without_them():
+    from transformers import TrainingArguments
+
+    from d2v_hf.argument_parsing import check_training_arguments
+
+    check_training_arguments(TrainingArguments(output_dir="unused", optim="sgd", adam_beta1=1.5))
+    with pytest.raises(ValueError, match="--adam_beta1 1.5"):
+        check_training_arguments(TrainingArguments(output_dir="unused", adam_beta1=1.5))
+
+
 def test_glue_max_seq_length_zero_is_named(sst2, tmp_path):
     with pytest.raises(ValueError, match="--max_seq_length 0: too short"):
         run_glue.main([*glue_args(sst2, tmp_path / "out"), "--max_seq_length=0"])
