@@ -15,6 +15,7 @@ from d2v_hf import Data2VecForPretraining
 from d2v_hf.atomic_io import atomic_write_dir, atomic_write_file
 from d2v_hf.configuration_data2vec_pretraining import image_side
 from d2v_hf.data import IMAGENET_MEAN, IMAGENET_STD
+from d2v_hf.finetuning.checkpoints import make_processor
 from d2v_hf.modelcard import build_model_card, save_model_card
 
 
@@ -169,14 +170,8 @@ def write_artifacts(trainer, model: Data2VecForPretraining, tokenizer, card, stu
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
         if model.config.modality == "vision":  # the pretraining statistics, for fine-tuning and pipelines
-            # imported here: without torchvision, importing the name warns, which text and speech runs need not show
-            from transformers import ViTImageProcessor
-
-            side = image_side(model.config.backbone_config)
-            processor = ViTImageProcessor(
-                size={"height": side, "width": side}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, resample=3
-            )
-            processor.save_pretrained(folder)
+            statistics = {"image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD}
+            make_processor("vision", statistics, image_side(model.config.backbone_config)).save_pretrained(folder)
 
     atomic_write_dir(paths["student"], export)
     plot_training_curves(trainer.state.log_history, paths["plot"])
