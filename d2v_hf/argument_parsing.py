@@ -22,13 +22,15 @@ def check_training_arguments(training_args: TrainingArguments) -> None:
         value = getattr(training_args, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name} {value!r}: expected a whole number >= 1.")
-    # the checks torch.optim's Adam family makes when the Trainer creates the optimizer (lr and weight decay: all)
-    bounds = {"learning_rate": "a number >= 0", "weight_decay": "a number >= 0"}
+    # the checks torch.optim's Adam family makes when the Trainer creates the optimizer (lr and weight decay: all):
+    # each value must be >= 0 and below its upper bound, if it has one
+    upper = {"learning_rate": None, "weight_decay": None}
     if "adam" in str(getattr(training_args.optim, "value", training_args.optim)):
-        bounds |= {"adam_epsilon": "a number >= 0", "adam_beta1": "in [0, 1)", "adam_beta2": "in [0, 1)"}
-    for name, expected in bounds.items():
+        upper |= {"adam_epsilon": None, "adam_beta1": 1, "adam_beta2": 1}
+    for name, bound in upper.items():
         value = getattr(training_args, name)
-        if value < 0 or (name.startswith("adam_beta") and value >= 1):
+        if value < 0 or (bound is not None and value >= bound):
+            expected = "a number >= 0" if bound is None else f"in [0, {bound})"
             raise ValueError(f"--{name} {value!r}: expected {expected}.")
     if training_args.dataloader_pin_memory and (training_args.use_cpu or not torch.cuda.is_available()):
         training_args.dataloader_pin_memory = False
