@@ -218,6 +218,31 @@ def test_mae_encoder_exports_as_the_vit_it_pretrains():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_saved_image_processor_reads_images_as_the_study_does(tmp_path):
+    """
+    The processor saved beside each vision backbone gives a pipeline the study's own eval pixels, for an image of
+    another size too (resized bicubic, ImageNet statistics); with the processor's default (bilinear) it would not.
+    """
+    from PIL import Image
+    from transformers import AutoFeatureExtractor, AutoImageProcessor
+
+    from d2v_hf.data import IMAGENET_MEAN, IMAGENET_STD, image_transform
+
+    from study_arms import IMAGE_SIZE, save_preprocessor
+
+    save_preprocessor("vision", tmp_path / "vision")
+    save_preprocessor("audio", tmp_path / "audio")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (45, 45), dtype=np.uint8)).convert("RGB")
+    expected = image_transform(IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD)(image)
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "vision")
+    got = processor(image, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    bilinear = processor(image, resample=Image.Resampling.BILINEAR, return_tensors="pt")["pixel_values"][0]
+    assert (bilinear - expected).abs().max() > 0.05  # the comparison can tell the two resamplings apart
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path / "audio")
+    assert (extractor.sampling_rate, extractor.do_normalize, extractor.return_attention_mask) == (16000, True, True)
+
+
 def test_wav2vec2_collator_draws_negatives_among_masked_frames_of_the_same_clip():
     args = StudyArguments()
     d2v = data2vec_config(args, "audio", "data2vec")

@@ -37,7 +37,6 @@ from transformers import (
     ViTMAEConfig,
     ViTMAEForPreTraining,
     ViTModel,
-    Wav2Vec2FeatureExtractor,
     Wav2Vec2ForPreTraining,
     set_seed,
 )
@@ -56,6 +55,7 @@ from d2v_hf.data import (
     tokenize_and_group,
 )
 from d2v_hf.ema import get_annealed_rate
+from d2v_hf.finetuning.checkpoints import AUDIO_SAMPLING_RATE, make_processor
 from d2v_hf.trainer import Data2VecPretrainingArguments
 
 from study_config import BACKBONE_TYPES, DATA2VEC_ARMS
@@ -113,16 +113,15 @@ def save_preprocessor(modality: str, folder: str | Path, tokenizer=None) -> None
     """What the probes and fine-tuning scripts read the inputs with: the same for every arm of a modality."""
     if modality == "text":
         tokenizer.save_pretrained(folder)
-    elif modality == "vision":  # the pretraining normalisation (ImageNet statistics, as both data2vec releases)
-        # imported here: without torchvision, importing the name warns, which text and speech runs need not show
-        from transformers import ViTImageProcessor
-
-        size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-        ViTImageProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)).save_pretrained(
-            folder
-        )
-    else:
-        Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+        return
+    # the fine-tuning scripts' own constructor: ImageNet statistics (as both data2vec releases) and bicubic resizing
+    # (as the study's image transform), or 16 kHz normalised audio with an attention mask
+    settings = (
+        {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD)}
+        if modality == "vision"
+        else {"sampling_rate": AUDIO_SAMPLING_RATE, "do_normalize": True, "return_attention_mask": True}
+    )
+    make_processor(modality, settings, IMAGE_SIZE if modality == "vision" else None).save_pretrained(folder)
 
 
 def save_backbone(backbone, modality: str, folder: str | Path, tokenizer=None) -> None:
