@@ -27,10 +27,11 @@ def _save_run(root: Path, name: str, scores: dict, steps: int, **config) -> Path
 def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_setting(tmp_path):
     level, ahead = [60.0, 62.0, 61.0], [70.0, 71.0, 72.0]
     _save_run(tmp_path / "runs", "quick", {"mae": {150: level, 300: level}, "data2vec": {300: ahead}}, 300)
-    # 4x: MAE is level halfway through, ahead from three quarters on; data2vec 1.0 falls back to random init's level
-    _save_run(
-        tmp_path / "runs", "longer", {"mae": {600: level, 900: ahead, 1200: ahead}, "data2vec": {1200: level}}, 1200
-    )
+    # 4x: MAE is level halfway through, ahead from three quarters on; data2vec 1.0 is far ahead halfway through, then
+    # falls back to random init's level
+    peak = [73.0, 74.0, 75.0]
+    longer = {"mae": {600: level, 900: ahead, 1200: ahead}, "data2vec": {600: peak, 1200: level}}
+    _save_run(tmp_path / "runs", "longer", longer, 1200)
     # a third of the learning rate, at 4x: a setting of its own, never ahead
     _save_run(tmp_path / "runs", "lr", {"mae": {1200: level}}, 1200, vision_learning_rate=3e-4)
     _save_run(tmp_path / "runs", "seeds", {"mae": {300: ahead}}, 300, seeds="3,4,5")  # other seeds: not pooled
@@ -51,6 +52,12 @@ def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_settin
         "- data2vec 1.0 (quick mode's settings): by 1x, the smallest budget measured (ahead from 1x on in that run); "
         "yet not ahead at the end of the 4x run(s)." in report
     )
+    # over all its runs: the largest lead is read along the runs (halfway through the 4x one), not only at their ends
+    assert (
+        "- data2vec 1.0: 2 run(s) from 1x to 4x (up to 1.2 TFLOPs a run); ahead of random init at the end of 1; "
+        "paired difference at the end from +0.0 to +10.0; largest lead at any probed point +13.0." in report
+    )
+    assert "- MAE: 4 run(s) from 1x to 4x (up to 1.2 TFLOPs a run); ahead of random init at the end of 2;" in report
     row = next(line for line in report.splitlines() if line.startswith("| MAE | quick mode's | 4x"))
     assert (
         "| 71.0 ± 1.0 | 61.0 ± 1.0 | +10.0" in row and "| yes (+10.0 vs spread 1.0) | 3x | 61.0, 71.0, 71.0 |" in row

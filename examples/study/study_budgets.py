@@ -10,6 +10,8 @@ this script reads their `study_results.json` (the raw numbers, nothing else) and
   the first probed point from which the arm stays ahead, and the probe along the run;
 - per arm and setting, the smallest budget measured at which it beats random init and the largest at which it does
   not;
+- per arm over all its runs: how many end ahead, the range of the final differences, and its largest lead at any
+  probed point (what an arm that is never ahead came closest to);
 - a plot per modality of the final difference against budget.
 
 Budgets are multiples of the quick mode's (its steps x batch of the modality); a setting is what a run changed from
@@ -148,6 +150,23 @@ def smallest_budget(rows: list[dict]) -> str:
     return said
 
 
+def arm_overview(arm: str, rows: dict[tuple, list[dict]]) -> str:
+    """
+    One arm over every run and setting: how many runs end ahead of random init, the range of the paired difference
+    at their ends, and the largest lead of its probe (mean over seeds) at any probed point over random init's score.
+    """
+    found = [row for (name, _), runs in rows.items() if name == arm for row in runs]
+    ends = [row["decision"]["difference"]["mean"] for row in found]
+    lead = max(value - row["random"]["mean"] for row in found for value in row["along"])
+    ratios = [row["ratio"] for row in found]
+    return (
+        f"- {ARM_TITLES[arm]}: {len(found)} run(s) from {_ratio(min(ratios))} to {_ratio(max(ratios))} (up to "
+        f"{max(row['tflops'] for row in found):.3g} TFLOPs a run); ahead of random init at the end of "
+        f"{sum(row['decision']['beats_random'] for row in found)}; paired difference at the end from "
+        f"{signed(min(ends))} to {signed(max(ends))}; largest lead at any probed point {signed(lead)}."
+    )
+
+
 def _ratio(value: float) -> str:
     return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"  # 128x, 1.5x, 0.25x
 
@@ -201,7 +220,9 @@ def budgets_markdown(runs: list[dict], modalities: list[str], command: str, outp
         "spread at the end of the run). Budgets are multiples of the quick mode's (steps x samples per step); a "
         "setting lists what a run changed from the quick mode's pretraining, seed and probe settings. *First ahead* "
         "is the first probed point from which the arm stays ahead to the end of that run: a point of a longer run is "
-        "on that run's learning-rate schedule, not at the end of a run of that budget.",
+        "on that run's learning-rate schedule, not at the end of a run of that budget. *Each arm over all its runs* "
+        "pools every setting; its largest lead is the arm's probe (mean over seeds) at any probed point of any run "
+        "minus random init's score in that run.",
     ]
     for modality in modalities:
         rows = budget_rows([run for run in runs if modality in run["modalities"]], modality)
@@ -220,6 +241,8 @@ def budgets_markdown(runs: list[dict], modalities: list[str], command: str, outp
             f"- {ARM_TITLES[arm]} ({_setting_title(setting)} settings): {smallest_budget(found)}."
             for (arm, setting), found in rows.items()
         ]
+        lines += ["", "### Each arm over all its runs", ""]
+        lines += [arm_overview(arm, rows) for arm in dict.fromkeys(arm for arm, _ in rows)]
         lines += ["", f"![{modality} budgets]({os.path.relpath(image, output.parent)})", "", "### Every run", ""]
         lines.append(
             "| arm | setting | budget (TFLOPs) | arm's score | random init | difference [95% interval] | beats random "
