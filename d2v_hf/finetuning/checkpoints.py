@@ -24,6 +24,8 @@ from .lora import apply_lora
 logger = logging.getLogger(__name__)
 
 AUDIO_SAMPLING_RATE = 16000
+# data2vec's speech input (`normalize: true` in its configs): 16 kHz, each clip normalised, with an attention mask
+AUDIO_PROCESSOR_SETTINGS = {"sampling_rate": AUDIO_SAMPLING_RATE, "do_normalize": True, "return_attention_mask": True}
 
 
 # Model types per modality, beyond what the Auto mappings tell (see `detect_modality`).
@@ -188,7 +190,7 @@ def load_processor_settings(model_args: ModelArguments, modality: str) -> dict:
     settings = (
         {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
         if modality == "vision"
-        else {"sampling_rate": AUDIO_SAMPLING_RATE, "do_normalize": True, "return_attention_mask": True}
+        else dict(AUDIO_PROCESSOR_SETTINGS)  # a copy: the checkpoint's own values replace these below
     )
     try:
         loader = AutoImageProcessor if modality == "vision" else AutoFeatureExtractor
@@ -264,6 +266,7 @@ def build_classification_model(config, model_args: ClassificationModelArguments,
 
 
 __all__ = [
+    "AUDIO_PROCESSOR_SETTINGS",
     "AUDIO_SAMPLING_RATE",
     "build_classification_model",
     "check_head_size",

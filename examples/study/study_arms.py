@@ -55,7 +55,7 @@ from d2v_hf.data import (
     tokenize_and_group,
 )
 from d2v_hf.ema import get_annealed_rate
-from d2v_hf.finetuning.checkpoints import AUDIO_SAMPLING_RATE, make_processor
+from d2v_hf.finetuning.checkpoints import AUDIO_PROCESSOR_SETTINGS, make_processor
 from d2v_hf.trainer import Data2VecPretrainingArguments
 
 from study_config import BACKBONE_TYPES, DATA2VEC_ARMS
@@ -119,7 +119,7 @@ def save_preprocessor(modality: str, folder: str | Path, tokenizer=None) -> None
     settings = (
         {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD)}
         if modality == "vision"
-        else {"sampling_rate": AUDIO_SAMPLING_RATE, "do_normalize": True, "return_attention_mask": True}
+        else AUDIO_PROCESSOR_SETTINGS
     )
     make_processor(modality, settings, IMAGE_SIZE if modality == "vision" else None).save_pretrained(folder)
 
