@@ -8,7 +8,7 @@ import pytest
 
 from .fixtures import vision_study_results  # (fixtures puts examples/study on sys.path)
 from study_budgets import main as study_budgets  # noqa: E402
-from study_budgets import run_setting  # noqa: E402
+from study_budgets import run_setting, setting_style  # noqa: E402
 
 
 RANDOM = {0: [60.0, 61.0, 62.0]}
@@ -83,6 +83,13 @@ def test_a_setting_is_what_the_run_changed_for_that_arm():
         ("probe_train_samples", "4000"),
         ("tokenizer_vocab_size", "8000"),
     )
+
+
+def test_settings_of_one_arm_draw_alike_in_no_two_lines():
+    # the text plot has 5 settings of data2vec 1.0: with one cycle of 4 styles the fifth drew as the first
+    styles = [(s["linestyle"], s["marker"]) for s in (setting_style(0, index) for index in range(12))]
+    assert len(set(styles)) == 12
+    assert {setting_style(arm, 0)["color"] for arm in range(3)} == {"C0", "C1", "C2"}
 
 
 def test_bad_inputs_are_named_before_anything_is_written(tmp_path):

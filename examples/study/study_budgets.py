@@ -175,10 +175,19 @@ def _setting_title(setting: tuple) -> str:
     return ", ".join(f"{name}={value}" for name, value in setting) or "quick mode's"
 
 
+def setting_style(arm_index: int, setting_index: int) -> dict:
+    """Colour for the arm; line style and marker for the setting: 4 line styles and 6 markers cycled together repeat a
+    pair only after 12 settings, so two settings of one arm do not draw alike (with one cycle of 4, a fifth setting
+    drew as the first)."""
+    return dict(
+        color=f"C{arm_index}", linestyle=("-", "--", ":", "-.")[setting_index % 4], marker="osD^vP"[setting_index % 6]
+    )
+
+
 def plot_budgets(rows: dict[tuple, list[dict]], modality: str, path: Path) -> None:
     """The final paired difference against random init (95% interval) at each budget, one line per arm and setting."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 7))
     arms = list(dict.fromkeys(arm for arm, _ in rows))
     settings = list(dict.fromkeys(setting for _, setting in rows))
     for index, ((arm, setting), found) in enumerate(rows.items()):
@@ -191,15 +200,15 @@ def plot_budgets(rows: dict[tuple, list[dict]], modality: str, path: Path) -> No
             [d.get("high", d["mean"]) - d["mean"] for d in differences],
         ]
         label = f"{ARM_TITLES[arm]} ({_setting_title(setting)})"
-        kind = settings.index(setting) % 4  # colour: the arm; line and marker: the setting
-        style = dict(color=f"C{arms.index(arm)}", linestyle=("-", "--", ":", "-.")[kind], marker="osD^"[kind])
+        style = setting_style(arms.index(arm), settings.index(setting))
         ax.errorbar(x, y, yerr=errors, markersize=4, capsize=2, label=label, **style)
     ax.axhline(0.0, color="grey", linestyle="--")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("pretraining budget (x the quick mode's)")
     ax.set_ylabel(f"{MAIN_PROBE[modality]}: arm - random init")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # below the axes: with a dozen arms and settings, a legend inside covers the points at small budgets
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     save_figure(fig, path)
 
