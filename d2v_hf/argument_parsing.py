@@ -2,6 +2,7 @@
 the training arguments, and a `--model_name_or_path` that is named when it cannot be loaded."""
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -74,6 +75,14 @@ def split_overrides(text: str | None) -> list[str]:
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults after each flag (as HfArgumentParser) and the script's description with its line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # a dataclass field's help is prose ("15% of tokens"), which argparse would read as a %-format template and
+        # fail on in `--help`; the default this formatter appends after it stays a template
+        if action.help and action.help != argparse.SUPPRESS:
+            action = copy.copy(action)
+            action.help = action.help.replace("%", "%%")
+        return super()._get_help_string(action)
 
 
 def parse_arguments(

@@ -3,6 +3,7 @@ The inputs users get wrong, each with an error that names the value, file or fla
 inputs that used to pass silently wrong (a NaN batch, a misplaced answer_start, a 16-bit PNG).
 """
 
+import importlib
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from d2v_hf import Data2VecForPretraining, data_collator_for
 from d2v_hf.data import load_image_folder
 from d2v_hf.finetuning import load_squad_json
 
-from .fixtures import build_tokenizer, load_example, save_tiny_backbone, tiny_config, tiny_inputs
+from .fixtures import EXAMPLE_FOLDERS, build_tokenizer, load_example, save_tiny_backbone, tiny_config, tiny_inputs
 
 
 run_pretraining = load_example("run_pretraining")
@@ -284,3 +285,19 @@ def test_bad_teacher_dtype_and_backbone_type_are_refused(tmp_path):
     args = pretraining_utils.Data2VecModelArguments(model_name_or_path=str(folder), backbone_type="bert")
     with pytest.raises(ValueError, match="--backbone_type bert differs from .*'data2vec-text'"):
         pretraining_utils.load_or_build_model(args)
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["run_pretraining", "run_glue", "run_qa", "run_image_classification", "run_audio_classification", "run_study",
+     "layer_probes", "text_probe_reference", "compare_checkpoints", "study_budgets"],
+)  # fmt: skip
+def test_help_of_every_script_prints(script, capsys):
+    # the study's help says "15% of tokens": argparse read it as a %-format template and `--help` raised a TypeError
+    main = (importlib.import_module(script) if script not in EXAMPLE_FOLDERS else load_example(script)).main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:")
+    assert "15% of tokens" in out or script not in ("run_study", "layer_probes")
