@@ -77,6 +77,11 @@ def test_study_arguments_presets_and_bad_values():
         ("audio_clip_seconds", 0.0, "--audio_clip_seconds 0.0"),
         ("backbone_overrides", "hidden_size", "--backbone_overrides item 'hidden_size' is not of the form"),
         ("backbone_overrides", "hiden_size=8", "'hiden_size': the text backbone \\(Data2VecTextConfig\\) has no"),
+        ("data2vec_overrides", "ema_decay", "--data2vec_overrides 'ema_decay': .*not of the form key=value"),
+        ("data2vec_overrides", "ema_decai=0.9", "--data2vec_overrides 'ema_decai=0.9': unknown recipe field"),
+        ("data2vec_overrides", "ema_decay=1.5", "--data2vec_overrides 'ema_decay=1.5': ema_decay=1.5 must be in"),
+        ("data2vec_overrides", "mode=data2vec2", "--data2vec_overrides 'mode=data2vec2': .*the mode is the arm's"),
+        ("data2vec_overrides", "backbone.hidden_size=8", "--data2vec_overrides .*go in --backbone_overrides"),
     ]
     for name, value, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -118,6 +123,28 @@ def test_backbone_overrides_widen_every_arm_and_key_the_runs():
     results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
     results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
     assert "tiny (hidden_size=128,intermediate_size=512) size" in "\n".join(_setup(results))
+
+
+def test_data2vec_overrides_change_only_the_data2vec_1_recipe_and_key_the_runs():
+    """--data2vec_overrides sets fields of data2vec 1.0's recipe (here data2vec 2.0's teacher decays) and no other
+    arm's; a resumed study keeps no run of another recipe, and the report says the recipe was changed."""
+    changed = StudyArguments(modalities="text", data2vec_overrides="ema_decay=0.9999,ema_end_decay=0.99999")
+    released = StudyArguments(modalities="text")
+    config = data2vec_config(changed, "text", "data2vec")
+    assert (config.ema_decay, config.ema_end_decay) == (0.9999, 0.99999)
+    assert data2vec_config(released, "text", "data2vec").ema_decay == 0.999
+    for mode in ("data2vec2",):  # the backbone every other arm reads is data2vec 1.0's, and unchanged
+        assert data2vec_config(changed, "text", mode).to_dict() == data2vec_config(released, "text", mode).to_dict()
+    assert data2vec_config(changed, "text", "data2vec").backbone_config.to_dict() == (
+        data2vec_config(released, "text", "data2vec").backbone_config.to_dict()
+    )
+    assert "data2vec_overrides" not in _key(released, "text")
+    assert _key(changed, "text")["data2vec_overrides"] == "ema_decay=0.9999,ema_end_decay=0.99999"
+    for args, said in ((changed, True), (released, False)):
+        results = {"config": {**args.to_dict(), "seed_list": args.seed_list}, "finished": "now", "wall_time_s": 60.0}
+        results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
+        results["finetune"] = {}
+        assert ("changed from the released one: `ema_decay=0.9999" in "\n".join(_setup(results))) == said
 
 
 def test_study_refuses_missing_data_before_writing(tmp_path):

@@ -87,6 +87,8 @@ def data2vec_config(args, modality: str, mode: str, tokenizer=None):
     overrides = [f"mode={mode}"]
     if modality == "text" and mode == "data2vec" and args.text_mask_strategy == "bert":
         overrides.append("text_mask_strategy=bert,mask_prob=0.15")  # the paper's main row (15%, 80/10/10)
+    if mode == "data2vec" and args.data2vec_overrides:
+        overrides.append(args.data2vec_overrides)
     if modality == "vision":
         overrides.append(f"backbone.patch_size={PATCH_SIZE}")
     if modality == "audio" and args.model_size == "tiny":

@@ -14,9 +14,9 @@ from typing import Any
 from transformers import CONFIG_MAPPING
 
 from d2v_hf.argument_parsing import split_overrides
-from d2v_hf.configuration_data2vec_pretraining import TEXT_MASK_STRATEGIES
+from d2v_hf.configuration_data2vec_pretraining import TEXT_MASK_STRATEGIES, Data2VecPretrainingConfig
 
-from study_utils import comma_list
+from study_utils import comma_list, load_example
 
 
 MODALITIES = ("text", "vision", "audio")
@@ -219,6 +219,13 @@ class StudyArguments:
             "'hidden_size=256,intermediate_size=1024,num_attention_heads=4' (a wider backbone, same data and steps)."
         ),
     )
+    data2vec_overrides: str | None = field(
+        default=None,
+        metadata=_help(
+            "Recipe fields of the data2vec 1.0 arm set over the released ones (the other arms unchanged), e.g. "
+            "data2vec 2.0's teacher decays: 'ema_decay=0.9999,ema_end_decay=0.99999'."
+        ),
+    )
     probe_points: int | None = field(default=None, metadata=_help("Probed checkpoints along each pretraining run."))
     text_corpus: str | None = field(
         default=None,
@@ -329,6 +336,7 @@ class StudyArguments:
         if self.model_size not in ("tiny", "base"):
             raise ValueError(f"--model_size {self.model_size!r}; expected tiny or base.")
         self._check_backbone_overrides()
+        self._check_data2vec_overrides()
         self._check_sizes()
         for modality in MODALITIES:
             rates = self.learning_rates(modality)
@@ -368,6 +376,20 @@ class StudyArguments:
                         f"--backbone_overrides {name!r}: the {modality} backbone ({config_class.__name__}) has no "
                         "such field."
                     )
+
+    def _check_data2vec_overrides(self) -> None:
+        """Every override is `field=value` with a value the data2vec 1.0 recipe of each modality that runs accepts."""
+        if not self.data2vec_overrides:
+            return
+        try:
+            recipe, backbone = load_example("pretraining_utils").parse_config_overrides(self.data2vec_overrides)
+            if backbone or "mode" in recipe:
+                raise ValueError("backbone fields go in --backbone_overrides, and the mode is the arm's own.")
+            for modality in self.modality_list:  # checked after --modalities
+                Data2VecPretrainingConfig.from_preset(modality, **recipe)
+        except ValueError as err:
+            reason = str(err).removeprefix("--config_overrides: ")  # the script's flag is not the one given here
+            raise ValueError(f"--data2vec_overrides {self.data2vec_overrides!r}: {reason}") from None
 
     @property
     def backbone_override_items(self) -> list[str]:
@@ -458,13 +480,13 @@ def backbone_size(config: dict[str, Any]) -> str:
 
 # The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
-    "text": ("model_size", "backbone_overrides", "text_corpus", "text_mask_strategy", "corpus_lines",
-             "tokenizer_vocab_size", "max_seq_length", "text_steps", "text_batch_size", "text_learning_rate",
-             "probe_points"),
-    "vision": ("model_size", "backbone_overrides", "vision_steps", "vision_batch_size", "vision_learning_rate",
-               "probe_points"),
-    "audio": ("model_size", "backbone_overrides", "audio_steps", "audio_batch_size", "audio_learning_rate",
-              "audio_max_seconds", "probe_points"),
+    "text": ("model_size", "backbone_overrides", "data2vec_overrides", "text_corpus", "text_mask_strategy",
+             "corpus_lines", "tokenizer_vocab_size", "max_seq_length", "text_steps", "text_batch_size",
+             "text_learning_rate", "probe_points"),
+    "vision": ("model_size", "backbone_overrides", "data2vec_overrides", "vision_steps", "vision_batch_size",
+               "vision_learning_rate", "probe_points"),
+    "audio": ("model_size", "backbone_overrides", "data2vec_overrides", "audio_steps", "audio_batch_size",
+              "audio_learning_rate", "audio_max_seconds", "probe_points"),
 }  # fmt: skip
 PROBE_FIELDS = ("probe_train_samples", "probe_eval_samples", "max_seq_length", "audio_clip_seconds", "digit_voices")
 FINETUNE_FIELDS = (
