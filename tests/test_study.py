@@ -133,8 +133,9 @@ def test_data2vec_overrides_change_only_the_data2vec_1_recipe_and_key_the_runs()
     config = data2vec_config(changed, "text", "data2vec")
     assert (config.ema_decay, config.ema_end_decay) == (0.9999, 0.99999)
     assert data2vec_config(released, "text", "data2vec").ema_decay == 0.999
-    for mode in ("data2vec2",):  # the backbone every other arm reads is data2vec 1.0's, and unchanged
-        assert data2vec_config(changed, "text", mode).to_dict() == data2vec_config(released, "text", mode).to_dict()
+    two = [data2vec_config(args, "text", "data2vec2").to_dict() for args in (changed, released)]
+    assert two[0] == two[1]
+    # MLM and random init read the data2vec 1.0 config's backbone, which the recipe overrides leave alone
     assert data2vec_config(changed, "text", "data2vec").backbone_config.to_dict() == (
         data2vec_config(released, "text", "data2vec").backbone_config.to_dict()
     )
