@@ -1,5 +1,6 @@
-"""The study (examples/study/run_study.py): its arguments, its arms' building blocks, its decision rule and report,
-and a slice of it end to end on real data (every arm of every modality, a few steps)."""
+"""The study (examples/study/run_study.py): its data, its arms' building blocks, resumable parallel runs, the layer
+probes, and a slice of it end to end on real data (every arm of every modality, a few steps). Its arguments are tested
+in test_study_arguments.py, its decision rule and report in test_study_report.py."""
 
 import dataclasses
 import json
@@ -22,130 +23,13 @@ from .fixtures import (  # (fixtures puts examples/study on sys.path)
     vision_study_results,
 )
 from layer_probes import layer_report, layer_scores  # noqa: E402
-from study import PartialResults, _key, run_study  # noqa: E402
+from study import PartialResults, run_study  # noqa: E402
 from study_arms import Wav2Vec2PretrainingCollator, _mae, _mae_backbone, data2vec_config  # noqa: E402
 from study_config import ARMS, StudyArguments  # noqa: E402
 from study_data import prepare_data, read_text_corpus  # noqa: E402
-from study_report import (  # noqa: E402
-    _baseline_losses,
-    _longer_budget_sentence,
-    _probe_table,
-    _ranking,
-    _setup,
-    compute_to_reach,
-    decide,
-    difference_cell,
-    measured_probes,
-    paired_difference,
-    study_report_markdown,
-    write_study_report,
-)
-from study_utils import run_jobs, signed  # noqa: E402
+from study_report import study_report_markdown, write_study_report  # noqa: E402
+from study_utils import run_jobs  # noqa: E402
 from text_probe_reference import main as text_probe_reference  # noqa: E402
-
-
-def test_study_arguments_presets_and_bad_values():
-    quick = StudyArguments(mode="quick")
-    assert quick.model_size == "tiny" and len(quick.seed_list) >= 3
-    assert StudyArguments(mode="full").model_size == "base"
-    assert StudyArguments(mode="standard").finetune_task_list == [
-        "sst2",
-        "stsb",
-        "xquad",
-        "fashion_mnist",
-        "spoken_digits",
-    ]
-    assert StudyArguments(mode="quick", text_steps=7).text_steps == 7
-    assert StudyArguments(arms="data2vec,mae,random").arms_of("vision") == ["data2vec", "mae", "random"]
-    assert StudyArguments(mode="full", dry_run=True).vision_batch_size == 4
-    bad = [
-        ("mode", "huge", "--mode"),
-        ("arms", "data2vec,bert", "--arms"),
-        ("modalities", "text,video", "--modalities"),
-        ("finetune_tasks", "mnli", "--finetune_tasks"),
-        ("seeds", "0,x", "--seeds"),
-        ("probe_points", 0, "--probe_points"),
-        ("vision_learning_rates", "1e-3,-1", "--vision_learning_rates"),
-        ("longer_budget_results", "missing/study_results.json", "--longer_budget_results missing"),
-        ("text_corpus", "wiki", "--text_corpus 'wiki'"),
-        ("text_mask_strategy", "whole_word", "--text_mask_strategy 'whole_word'"),
-        ("seeds", "1,1", "--seeds '1,1' repeats a seed"),
-        ("model_size", "small", "--model_size 'small'"),
-        ("corpus_lines", -5, "--corpus_lines -5; expected 0"),
-        ("finetune_batch_size", 0, "--finetune_batch_size 0"),
-        ("torch_threads", -1, "--torch_threads -1"),
-        ("audio_clip_seconds", 0.0, "--audio_clip_seconds 0.0"),
-        ("backbone_overrides", "hidden_size", "--backbone_overrides item 'hidden_size' is not of the form"),
-        ("backbone_overrides", "hiden_size=8", "'hiden_size': the text backbone \\(Data2VecTextConfig\\) has no"),
-        ("data2vec_overrides", "ema_decay", "--data2vec_overrides 'ema_decay': .*not of the form key=value"),
-        ("data2vec_overrides", "ema_decai=0.9", "--data2vec_overrides 'ema_decai=0.9': unknown recipe field"),
-        ("data2vec_overrides", "ema_decay=1.5", "--data2vec_overrides 'ema_decay=1.5': ema_decay=1.5 must be in"),
-        ("data2vec_overrides", "mode=data2vec2", "--data2vec_overrides 'mode=data2vec2': .*the mode is the arm's"),
-        ("data2vec_overrides", "backbone.hidden_size=8", "--data2vec_overrides .*go in --backbone_overrides"),
-    ]
-    for name, value, message in bad:
-        with pytest.raises(ValueError, match=message):
-            StudyArguments(**{name: value})
-    with pytest.raises(ValueError, match="hub_org"):
-        StudyArguments(push_to_hub=True)
-
-
-def test_text_mask_strategy_changes_only_the_data2vec_text_masks():
-    """--text_mask_strategy bert gives data2vec 1.0 the paper's main-row masks; 2.0 keeps its own, span is the key's
-    default (the runs saved before the flag, all with spans, still resume)."""
-    bert, span = StudyArguments(text_mask_strategy="bert"), StudyArguments()
-    assert span.text_mask_strategy == "span"
-    config = data2vec_config(bert, "text", "data2vec")
-    assert (config.text_mask_strategy, config.mask_prob) == ("bert", 0.15)
-    assert (config.mask_random_token_prob, config.mask_leave_unmasked_prob) == (0.1, 0.1)
-    released = data2vec_config(span, "text", "data2vec")
-    assert (released.text_mask_strategy, released.mask_prob, released.mask_length) == ("span", 0.35, 4)
-    assert data2vec_config(bert, "text", "data2vec2").to_dict() == data2vec_config(span, "text", "data2vec2").to_dict()
-    assert "text_mask_strategy" not in _key(span, "text") and _key(bert, "text")["text_mask_strategy"] == "bert"
-    for args, said in ((bert, True), (span, False)):  # the report says which masks data2vec 1.0 trained with
-        config = {**args.to_dict(), "seed_list": args.seed_list}
-        results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
-        results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
-        assert ("the BERT way" in "\n".join(_setup(results))) == said
-
-
-def test_backbone_overrides_widen_every_arm_and_key_the_runs():
-    """--backbone_overrides sets the backbone of every arm (data2vec 1.0 / 2.0, and the baselines, which read the
-    data2vec 1.0 config's backbone); a resumed study keeps no run of another width, and the report names the width."""
-    wide = StudyArguments(modalities="text", backbone_overrides="hidden_size=128,intermediate_size=512")
-    assert wide.backbone_override_items == ["hidden_size=128", "intermediate_size=512"]
-    for mode in ("data2vec", "data2vec2"):
-        backbone = data2vec_config(wide, "text", mode).backbone_config
-        assert (backbone.hidden_size, backbone.intermediate_size, backbone.num_hidden_layers) == (128, 512, 4)
-    assert data2vec_config(StudyArguments(), "text", "data2vec").backbone_config.hidden_size == 64
-    assert _key(wide, "text")["backbone_overrides"] != _key(StudyArguments(), "text").get("backbone_overrides")
-    config = {**wide.to_dict(), "seed_list": wide.seed_list}
-    results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
-    results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
-    assert "tiny (hidden_size=128,intermediate_size=512) size" in "\n".join(_setup(results))
-
-
-def test_data2vec_overrides_change_only_the_data2vec_1_recipe_and_key_the_runs():
-    """--data2vec_overrides sets fields of data2vec 1.0's recipe (here data2vec 2.0's teacher decays) and no other
-    arm's; a resumed study keeps no run of another recipe, and the report says the recipe was changed."""
-    changed = StudyArguments(modalities="text", data2vec_overrides="ema_decay=0.9999,ema_end_decay=0.99999")
-    released = StudyArguments(modalities="text")
-    config = data2vec_config(changed, "text", "data2vec")
-    assert (config.ema_decay, config.ema_end_decay) == (0.9999, 0.99999)
-    assert data2vec_config(released, "text", "data2vec").ema_decay == 0.999
-    two = [data2vec_config(args, "text", "data2vec2").to_dict() for args in (changed, released)]
-    assert two[0] == two[1]
-    # MLM and random init read the data2vec 1.0 config's backbone, which the recipe overrides leave alone
-    assert data2vec_config(changed, "text", "data2vec").backbone_config.to_dict() == (
-        data2vec_config(released, "text", "data2vec").backbone_config.to_dict()
-    )
-    assert "data2vec_overrides" not in _key(released, "text")
-    assert _key(changed, "text")["data2vec_overrides"] == "ema_decay=0.9999,ema_end_decay=0.99999"
-    for args, said in ((changed, True), (released, False)):
-        results = {"config": {**args.to_dict(), "seed_list": args.seed_list}, "finished": "now", "wall_time_s": 60.0}
-        results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
-        results["finetune"] = {}
-        assert ("changed from the released one: `ema_decay=0.9999" in "\n".join(_setup(results))) == said
 
 
 def test_study_refuses_missing_data_before_writing(tmp_path):
@@ -336,127 +220,6 @@ def test_teacher_schedule_is_the_share_of_its_initialisation_the_teacher_keeps(t
     assert 0.97 < schedule["init_weight"] < 0.99  # a 40-update run barely moves its teacher
 
 
-def test_a_baseline_is_said_not_to_learn_only_while_its_loss_stays_at_chance():
-    def results(*finals):
-        seeds = {str(i): {"pretraining": {"final_loss": loss}} for i, loss in enumerate(finals)}
-        return {
-            "chance_losses": {"text": {"mlm": (7.0, "the entropy of the corpus's token frequencies")}},
-            "modalities": {"text": {"arms": {"mlm": {"seeds": seeds}}}},
-        }
-
-    assert "has not started learning" in _baseline_losses(results(7.05, 6.9), "text")[0]  # at chance, or above
-    assert _baseline_losses(results(7.05, 6.5), "text") == []  # one seed 7% below chance: it learns
-    assert _baseline_losses(results(6.51, 6.5), "text") == []
-
-
-def test_decision_needs_a_margin_larger_than_the_seed_spread():
-    results = vision_study_results(
-        {
-            "data2vec": {5: [60.0, 61.0, 62.0], 10: [70.0, 71.0, 72.0]},  # +10 at the end, +0 halfway
-            "mae": {5: [60.0, 64.0, 56.0], 10: [63.0, 66.0, 57.0]},  # +1 on average, spread 4.6
-            "data2vec2": {4: [70.0, 71.0, 72.0], 8: [61.0, 62.0, 63.0], 12: [69.0, 70.0, 71.0]},  # ahead, not, ahead
-            "random": {0: [60.0, 61.0, 62.0]},
-        }
-    )
-    decisions = decide(results, "vision")
-    assert decisions["data2vec"]["beats_random"] and decisions["data2vec"]["first_point"]["step"] == 10
-    assert decisions["data2vec"]["difference"]["significant"]
-    assert not decisions["mae"]["beats_random"] and decisions["mae"]["first_point"] is None
-    assert decisions["data2vec2"]["first_point"]["step"] == 12  # from where it stays ahead, not where it first was
-    assert paired_difference({"0": 1.0, "1": 2.0}, {"0": 0.0, "1": 0.0}) == {
-        "mean": 1.5,
-        "n": 2,
-        "differences": [1.0, 2.0],
-    }  # no interval from 2 seeds
-
-
-def test_ranking_and_compute_to_reach_compare_only_arms_that_ran():
-    both = vision_study_results(
-        {
-            "data2vec": {5: [62.0, 63.0, 64.0], 10: [70.0, 71.0, 72.0]},
-            "mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]},
-            "random": {0: [60.0, 61.0, 62.0]},
-        }
-    )
-    assert compute_to_reach(both, "vision") == (67.0, {"data2vec": 1e12, "mae": 1e12})  # MAE's best, at step 10
-    assert _ranking(both, "vision", "fashion_mnist") == [
-        "Ranking on the fashion_mnist probe at equal training FLOPs: data2vec 1.0 71.0, MAE 67.0; the highest is "
-        "data2vec 1.0."
-    ]
-    both["modalities"]["vision"]["arms"]["mae"]["seeds"]["0"]["probes"]["10"]["fashion_mnist"] = 90.0
-    assert _ranking(both, "vision", "fashion_mnist")[0].endswith(
-        "the highest is MAE, the modality's own objective, so at this scale data2vec does not win on vision."
-    )
-    # a longer run of the baseline alone: nothing to rank it against, and no word on data2vec, which did not run
-    alone = vision_study_results(
-        {"mae": {5: [60.0, 61.0, 62.0], 10: [66.0, 67.0, 68.0]}, "random": {0: [60.0, 61.0, 62.0]}}
-    )
-    assert _ranking(alone, "vision", "fashion_mnist") == [] and compute_to_reach(alone, "vision") == (None, {})
-    del both["modalities"]["vision"]["arms"]["data2vec"]
-    both["modalities"]["vision"]["arms"]["mlm"] = both["modalities"]["vision"]["arms"]["mae"]
-    assert "data2vec" not in _ranking(both, "vision", "fashion_mnist")[0]
-
-
-def test_report_names_the_smallest_longer_budget_at_which_an_arm_beats_random():
-    here = vision_study_results({"mae": {10: [60.0, 61.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}})
-    not_yet = vision_study_results(
-        {"mae": {20: [60.0, 62.0, 61.0], 40: [61.0, 60.0, 62.0]}, "random": {0: [60.0, 61.0, 62.0]}}, 4e12
-    )
-    later = vision_study_results(
-        {"mae": {40: [61.0, 62.0, 60.0], 80: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}}, 8e12
-    )
-    runs = {"4x": not_yet, "8x": later}
-    for name, run in runs.items():
-        run.update(report=f"docs/{name}/study.md", command=f"python run_study.py # {name}")
-    assert "no longer run is linked" in _longer_budget_sentence(here, "vision", "mae")
-    here["longer_budgets"] = [runs["8x"], runs["4x"]]  # read in order of budget, not of the command line
-    assert _longer_budget_sentence(here, "vision", "mae") == (
-        "It does not in the 4x-budget run (docs/4x/study.md, same seeds and settings); it does in the 8x-budget run "
-        "(docs/8x/study.md, same seeds and settings) from 8 TFLOPs on (8.0x this budget, the first probed point from "
-        "which it stays ahead: 71.0 ± 1.0)."
-    )
-    here["longer_budgets"] = [runs["4x"]]
-    assert _longer_budget_sentence(here, "vision", "mae") == (
-        "It does not in the 4x-budget run (docs/4x/study.md, same seeds and settings) either: the smallest budget at "
-        "which it would is above 4x this one."
-    )
-    del not_yet["modalities"]["vision"]["arms"]["random"]  # a run without random init decides nothing
-    assert "no longer run is linked" in _longer_budget_sentence(here, "vision", "mae")
-
-
-def test_longer_runs_must_be_this_study_at_a_larger_budget(tmp_path):
-    def saved_run(name, **changes):
-        args = StudyArguments(mode="quick", modalities="text")
-        config = {**args.to_dict(), "seed_list": args.seed_list, **changes}  # as run_study saves it
-        path = tmp_path / name / "study_results.json"
-        path.parent.mkdir()
-        path.write_text(json.dumps({"config": config, "command": "python run_study.py", "modalities": {"text": {}}}))
-        return str(path)
-
-    longer = saved_run("longer", text_steps=3200, probe_points=8)
-    assert StudyArguments(mode="quick", longer_budget_results=longer).longer_budget_result_list == [longer]
-    old = saved_run("old", text_steps=3200)
-    config = json.loads(Path(old).read_text())
-    del config["config"]["text_corpus"]  # saved before the field existed: it ran the preset's corpus
-    del config["config"]["text_mask_strategy"]  # and the preset's (released) masks
-    Path(old).write_text(json.dumps(config))
-    StudyArguments(mode="quick", longer_budget_results=f"{longer}, {old}")
-    (tmp_path / "notes.json").write_text("[]")
-    bad = [
-        (saved_run("other_corpus", text_steps=3200, corpus_lines=None), "it ran text with corpus_lines=None"),
-        (saved_run("other_seeds", text_steps=3200, seed_list=[0, 1]), r"seed_list=\[0, 1\]"),
-        (saved_run("bert", text_steps=3200, text_mask_strategy="bert"), "text_mask_strategy='bert', this run"),
-        (saved_run("shorter", text_steps=400), "its text_steps=400 is not larger than this run's 400"),
-        (str(tmp_path / "notes.json"), "notes.json: not the study_results.json of a study run"),
-        (f"{longer},{tmp_path / 'missing.json'}", "missing.json: no such file"),
-    ]
-    for paths, message in bad:
-        with pytest.raises(ValueError, match=message):
-            StudyArguments(mode="quick", longer_budget_results=paths)
-    with pytest.raises(ValueError, match="it ran none of --modalities 'vision'"):
-        StudyArguments(mode="quick", modalities="vision", longer_budget_results=longer)
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_run_jobs_queues_the_jobs_that_a_finished_job_returns(workers):
     """How the study probes a run while the next trains: `on_done` returns the jobs that needed this result."""
@@ -527,23 +290,6 @@ def test_a_stopped_study_has_saved_its_wall_clock_while_no_run_had_finished(tmp_
     last_write = partial.path.stat().st_mtime_ns
     time.sleep(0.2)
     assert partial.path.stat().st_mtime_ns == last_write, "the clock stops with its block"
-
-
-def test_differences_keep_their_sign_and_a_small_one_its_size():
-    """A difference that rounds to zero at one decimal gets two, so "-0.0 [-0.0, -0.0], significant" cannot print."""
-    assert [signed(v) for v in (-0.0, -0.004, -0.03, 0.06, -1.26)] == ["+0.0", "+0.00", "-0.03", "+0.1", "-1.3"]
-    assert difference_cell({"mean": -0.03, "low": -0.05, "high": -0.01, "significant": True, "n": 3}) == (
-        "-0.03 [-0.05, -0.01], significant"
-    )
-
-
-def test_report_leaves_out_a_probe_that_an_older_run_did_not_measure():
-    results = vision_study_results({"data2vec": {10: [70.0, 71.0, 72.0]}, "random": {0: [60.0, 61.0, 62.0]}})
-    assert [probe for probe, _ in measured_probes(results, "vision")] == ["fashion_mnist", "fashion_mnist_knn"]
-    for seed in results["modalities"]["vision"]["arms"]["random"]["seeds"].values():
-        del seed["probes"]["0"]["fashion_mnist_knn"]  # as a run saved before the probe existed
-    assert [probe for probe, _ in measured_probes(results, "vision")] == ["fashion_mnist"]
-    assert "20-NN" not in "\n".join(_probe_table(results, "vision"))
 
 
 @pytest.mark.real_data
