@@ -9,7 +9,7 @@ import pytest
 
 from . import fixtures  # noqa: F401  (puts examples/study on sys.path)
 from study import _key  # noqa: E402
-from study_arms import data2vec_config  # noqa: E402
+from study_arms import batch_size, data2vec_config  # noqa: E402
 from study_config import StudyArguments  # noqa: E402
 from study_report import _setup  # noqa: E402
 
@@ -52,6 +52,8 @@ def test_study_arguments_presets_and_bad_values():
         ("data2vec_overrides", "ema_decay=1.5", "--data2vec_overrides 'ema_decay=1.5': ema_decay=1.5 must be in"),
         ("data2vec_overrides", "mode=data2vec2", "--data2vec_overrides 'mode=data2vec2': .*the mode is the arm's"),
         ("data2vec_overrides", "backbone.hidden_size=8", "--data2vec_overrides .*go in --backbone_overrides"),
+        ("data2vec2_overrides", "clone_batch=0", "--data2vec2_overrides 'clone_batch=0': clone_batch=0 must be an"),
+        ("data2vec2_overrides", "mode=data2vec", "--data2vec2_overrides 'mode=data2vec': .*the mode is the arm's"),
     ]
     for name, value, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -116,6 +118,30 @@ def test_data2vec_overrides_change_only_the_data2vec_1_recipe_and_key_the_runs()
         results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
         results["finetune"] = {}
         assert ("changed from the released one: `ema_decay=0.9999" in "\n".join(_setup(results))) == said
+
+
+def test_data2vec2_overrides_change_only_the_data2vec_2_recipe_and_one_copy_takes_the_others_batch():
+    """--data2vec2_overrides sets fields of data2vec 2.0's recipe and no other arm's; with one masked copy of each
+    sample (clone_batch=1) it takes the other arms' samples per step, with several a quarter of them."""
+    one_copy = StudyArguments(modalities="text", data2vec2_overrides="clone_batch=1")
+    released = StudyArguments(modalities="text")
+    assert data2vec_config(one_copy, "text", "data2vec2").clone_batch == 1
+    assert data2vec_config(released, "text", "data2vec2").clone_batch == 8
+    one = [data2vec_config(args, "text", "data2vec").to_dict() for args in (one_copy, released)]
+    assert one[0] == one[1]
+    assert [batch_size(one_copy, "text", arm) for arm in ("data2vec", "data2vec2")] == [32, 32]
+    assert [batch_size(released, "text", arm) for arm in ("data2vec", "data2vec2")] == [32, 8]
+    two_copies = StudyArguments(modalities="text", data2vec2_overrides="clone_batch=2")
+    assert batch_size(two_copies, "text", "data2vec2") == 8
+    assert "data2vec2_overrides" not in _key(released, "text") and "data2vec2_overrides" in _key(one_copy, "text")
+    for args, said in ((one_copy, True), (released, False)):
+        results = {"config": {**args.to_dict(), "seed_list": args.seed_list}, "finished": "now", "wall_time_s": 60.0}
+        results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
+        results["finetune"] = {}
+        setup = "\n".join(_setup(results))
+        assert ("data2vec 2.0's recipe, changed from the released one: `clone_batch=1`" in setup) == said
+        assert ("data2vec 2.0 takes the same samples per step (one masked copy of each)" in setup) == said
+        assert ("data2vec 2.0 takes a quarter of the samples per step" in setup) != said
 
 
 def test_longer_runs_must_be_this_study_at_a_larger_budget(tmp_path):

@@ -69,11 +69,14 @@ def test_runs_at_several_budgets_give_the_smallest_budget_of_each_arm_and_settin
 
 def test_a_setting_is_what_the_run_changed_for_that_arm():
     config = {"mode": "quick", "text_mask_strategy": "bert", "text_corpus": "glue", "corpus_lines": None}
+    config.update(data2vec_overrides="loss_beta=0", data2vec2_overrides="clone_batch=1")
     results = {"config": config}
-    # the masks are data2vec 1.0's alone; None is every line
-    glue = (("corpus_lines", "all"), ("text_corpus", "glue"))
-    assert run_setting(results, "text", "data2vec") == (*glue, ("text_mask_strategy", "bert"))
-    assert run_setting(results, "text", "mlm") == glue
+    # the masks and the first recipe overrides are data2vec 1.0's alone, the second data2vec 2.0's; None: every line
+    lines, glue = ("corpus_lines", "all"), ("text_corpus", "glue")
+    one = (lines, ("data2vec_overrides", "loss_beta=0"), glue, ("text_mask_strategy", "bert"))
+    assert run_setting(results, "text", "data2vec") == one
+    assert run_setting(results, "text", "data2vec2") == (lines, ("data2vec2_overrides", "clone_batch=1"), glue)
+    assert run_setting(results, "text", "mlm") == (lines, glue)
     # a run saved before a field existed ran its mode's preset: the quick mode's, so no setting
     assert run_setting({"config": {"mode": "quick"}}, "text", "data2vec") == ()
     assert run_setting({"config": {"mode": "standard"}}, "text", "data2vec") == (

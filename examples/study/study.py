@@ -65,9 +65,11 @@ logger = logging.getLogger(__name__)
 
 # Settings added after runs were saved, at the value those runs had: left out of the key there, so they still resume
 # (the runs before --text_corpus trained on GCIDE, those before --text_mask_strategy with the released spans, those
-# before --backbone_overrides at --model_size's own, those before --data2vec_overrides with the released recipe).
+# before --backbone_overrides at --model_size's own, those before --data2vec_overrides / --data2vec2_overrides with
+# the released recipes).
 _KEYLESS_DEFAULTS = {
     "text_corpus": "gcide", "text_mask_strategy": "span", "backbone_overrides": None, "data2vec_overrides": None,
+    "data2vec2_overrides": None,
 }  # fmt: skip
 
 

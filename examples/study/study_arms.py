@@ -58,14 +58,15 @@ from d2v_hf.ema import get_annealed_rate
 from d2v_hf.finetuning.checkpoints import AUDIO_PROCESSOR_SETTINGS, make_processor
 from d2v_hf.trainer import Data2VecPretrainingArguments
 
-from study_config import BACKBONE_TYPES, DATA2VEC_ARMS
+from study_config import BACKBONE_TYPES, DATA2VEC_ARMS, one_masked_copy
 from study_utils import device_kwargs, load_example, series
 
 
 IMAGE_SIZE, PATCH_SIZE = 28, 4  # Fashion-MNIST at its own size, 7 x 7 patches
 # data2vec 2.0 amortises each teacher forward over M masked copies of a sample (8 or 16): at the other arms' batch
 # a step would cost 4-8x theirs and the arm would get a handful of steps. It takes a quarter of the samples per step
-# (the paper's ImageNet ratio: 512 images for 2.0 against 2048 for 1.0), and the FLOP budget gives it the steps.
+# (the paper's ImageNet ratio: 512 images for 2.0 against 2048 for 1.0), and the FLOP budget gives it the steps;
+# with one copy (--data2vec2_overrides clone_batch=1) a step costs about the others', and it takes their batch.
 DATA2VEC2_BATCH_DIVISOR = 4
 WAV2VEC2_NEGATIVES = 100  # distractors per masked frame, as wav2vec 2.0 base
 
@@ -73,7 +74,8 @@ WAV2VEC2_NEGATIVES = 100  # distractors per masked frame, as wav2vec 2.0 base
 def batch_size(args, modality: str, arm: str) -> int:
     """Samples per pretraining step of an arm."""
     size = getattr(args, f"{modality}_batch_size")
-    return max(1, size // DATA2VEC2_BATCH_DIVISOR) if arm == "data2vec2" else size
+    several_copies = not one_masked_copy(args.data2vec2_overrides)
+    return max(1, size // DATA2VEC2_BATCH_DIVISOR) if arm == "data2vec2" and several_copies else size
 
 
 def text_tokenizer(modality: str, data: dict):
@@ -89,6 +91,8 @@ def data2vec_config(args, modality: str, mode: str, tokenizer=None):
         overrides.append("text_mask_strategy=bert,mask_prob=0.15")  # the paper's main row (15%, 80/10/10)
     if mode == "data2vec" and args.data2vec_overrides:
         overrides.append(args.data2vec_overrides)
+    if mode == "data2vec2" and args.data2vec2_overrides:
+        overrides.append(args.data2vec2_overrides)
     if modality == "vision":
         overrides.append(f"backbone.patch_size={PATCH_SIZE}")
     if modality == "audio" and args.model_size == "tiny":

@@ -39,7 +39,8 @@ from study_report import MODALITY_TITLES, decide, difference_cell, final_probe_s
 from study_utils import comma_list, fmt, pyplot, save_figure, signed
 
 
-DATA2VEC1_ONLY = ("text_mask_strategy", "data2vec_overrides")  # settings the other arms do not read
+# settings that one arm alone reads
+ARM_ONLY = {"text_mask_strategy": "data2vec", "data2vec_overrides": "data2vec", "data2vec2_overrides": "data2vec2"}
 
 
 @dataclass
@@ -88,13 +89,13 @@ def run_setting(results: dict, modality: str, arm: str) -> tuple[tuple[str, str]
     """
     The pretraining, seed and probe settings of `arm` in this run that differ from the quick mode's, as sorted
     `(name, value)` pairs: `()` for the quick mode's own. The text mask strategy and the recipe overrides are
-    data2vec 1.0's alone.
+    data2vec 1.0's or 2.0's alone.
     """
     config, quick = results["config"], preset_values("quick")
     ran = preset_values(config["mode"])
     setting = []
     for name in dict.fromkeys((*PRETRAINING_FIELDS[modality], "seeds", *PROBE_FIELDS)):
-        if name in (f"{modality}_steps", "probe_points") or (name in DATA2VEC1_ONLY and arm != "data2vec"):
+        if name in (f"{modality}_steps", "probe_points") or ARM_ONLY.get(name, arm) != arm:
             continue
         value = config.get(name, ran.get(name))  # a run saved before a field existed ran its mode's preset
         if value != quick.get(name):

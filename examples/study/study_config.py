@@ -226,6 +226,13 @@ class StudyArguments:
             "data2vec 2.0's teacher decays: 'ema_decay=0.9999,ema_end_decay=0.99999'."
         ),
     )
+    data2vec2_overrides: str | None = field(
+        default=None,
+        metadata=_help(
+            "Recipe fields of the data2vec 2.0 arm set over the released ones (the other arms unchanged), e.g. "
+            "'clone_batch=1': one masked copy of each sample, which then takes the other arms' samples per step."
+        ),
+    )
     probe_points: int | None = field(default=None, metadata=_help("Probed checkpoints along each pretraining run."))
     text_corpus: str | None = field(
         default=None,
@@ -336,7 +343,7 @@ class StudyArguments:
         if self.model_size not in ("tiny", "base"):
             raise ValueError(f"--model_size {self.model_size!r}; expected tiny or base.")
         self._check_backbone_overrides()
-        self._check_data2vec_overrides()
+        self._check_recipe_overrides()
         self._check_sizes()
         for modality in MODALITIES:
             rates = self.learning_rates(modality)
@@ -377,19 +384,22 @@ class StudyArguments:
                         "such field."
                     )
 
-    def _check_data2vec_overrides(self) -> None:
-        """Every override is `field=value` with a value the data2vec 1.0 recipe of each modality that runs accepts."""
-        if not self.data2vec_overrides:
-            return
-        try:
-            recipe, backbone = load_example("pretraining_utils").parse_config_overrides(self.data2vec_overrides)
-            if backbone or "mode" in recipe:
-                raise ValueError("backbone fields go in --backbone_overrides, and the mode is the arm's own.")
-            for modality in self.modality_list:  # checked after --modalities
-                Data2VecPretrainingConfig.from_preset(modality, **recipe)
-        except ValueError as err:
-            reason = str(err).removeprefix("--config_overrides: ")  # the script's flag is not the one given here
-            raise ValueError(f"--data2vec_overrides {self.data2vec_overrides!r}: {reason}") from None
+    def _check_recipe_overrides(self) -> None:
+        """Every item of --data2vec_overrides / --data2vec2_overrides is `field=value` with a value that the data2vec
+        1.0 / 2.0 recipe of each modality that runs accepts."""
+        for flag, mode in (("data2vec_overrides", "data2vec"), ("data2vec2_overrides", "data2vec2")):
+            overrides = getattr(self, flag)
+            if not overrides:
+                continue
+            try:
+                recipe, backbone = load_example("pretraining_utils").parse_config_overrides(overrides)
+                if backbone or "mode" in recipe:
+                    raise ValueError("backbone fields go in --backbone_overrides, and the mode is the arm's own.")
+                for modality in self.modality_list:  # checked after --modalities
+                    Data2VecPretrainingConfig.from_preset(modality, **recipe, mode=mode)
+            except ValueError as err:
+                reason = str(err).removeprefix("--config_overrides: ")  # the script's flag is not the one given here
+                raise ValueError(f"--{flag} {overrides!r}: {reason}") from None
 
     @property
     def backbone_override_items(self) -> list[str]:
@@ -478,14 +488,23 @@ def backbone_size(config: dict[str, Any]) -> str:
     return f"{config['model_size']} ({overrides})" if overrides else config["model_size"]
 
 
+def one_masked_copy(data2vec2_overrides: str | None) -> bool:
+    """Whether --data2vec2_overrides trains data2vec 2.0 on one masked copy of each sample (`clone_batch=1`)."""
+    recipe, _ = load_example("pretraining_utils").parse_config_overrides(data2vec2_overrides)
+    return recipe.get("clone_batch") == 1
+
+
 # The settings that change a modality's pretrained checkpoints; a resumed study keeps a run only when they are equal.
 PRETRAINING_FIELDS = {
-    "text": ("model_size", "backbone_overrides", "data2vec_overrides", "text_corpus", "text_mask_strategy",
+    "text": ("model_size", "backbone_overrides", "data2vec_overrides", "data2vec2_overrides",
+             "text_corpus", "text_mask_strategy",
              "corpus_lines", "tokenizer_vocab_size", "max_seq_length", "text_steps", "text_batch_size",
              "text_learning_rate", "probe_points"),
-    "vision": ("model_size", "backbone_overrides", "data2vec_overrides", "vision_steps", "vision_batch_size",
+    "vision": ("model_size", "backbone_overrides", "data2vec_overrides", "data2vec2_overrides",
+             "vision_steps", "vision_batch_size",
                "vision_learning_rate", "probe_points"),
-    "audio": ("model_size", "backbone_overrides", "data2vec_overrides", "audio_steps", "audio_batch_size",
+    "audio": ("model_size", "backbone_overrides", "data2vec_overrides", "data2vec2_overrides",
+             "audio_steps", "audio_batch_size",
               "audio_learning_rate", "audio_max_seconds", "probe_points"),
 }  # fmt: skip
 PROBE_FIELDS = ("probe_train_samples", "probe_eval_samples", "max_seq_length", "audio_clip_seconds", "digit_voices")

@@ -20,7 +20,15 @@ from d2v_hf.atomic_io import atomic_write_text
 
 from comparison_report import MIN_SEEDS_FOR_INTERVAL
 from comparison_tasks import TASKS
-from study_config import ARM_TITLES, BACKBONE_TYPES, DATA2VEC_ARMS, MAIN_PROBE, PROBES, backbone_size
+from study_config import (
+    ARM_TITLES,
+    BACKBONE_TYPES,
+    DATA2VEC_ARMS,
+    MAIN_PROBE,
+    PROBES,
+    backbone_size,
+    one_masked_copy,
+)
 from study_utils import difference_interval, fmt, paired_bootstrap, pyplot, save_figure, signed, stats
 
 
@@ -219,7 +227,8 @@ def _compute_table(results: dict, modality: str) -> list[str]:
         if "teacher" in plan
     ]
     if teachers:
-        decays = "recipe's" if results["config"].get("data2vec_overrides") else "released"
+        changed = results["config"].get("data2vec_overrides") or results["config"].get("data2vec2_overrides")
+        decays = "recipe's" if changed else "released"
         lines.append(
             "\nShare of the teacher's averaged weights still at their random initialisation after the last update "
             f"(the product of the EMA decays over the run; the {decays} decays, their ramp shortened to the run): "
@@ -454,8 +463,12 @@ def _setup(results: dict) -> list[str]:
         + f"), {backbone_size(config)} size; every arm of a modality shares data, optimizer (AdamW, peak "
         + "learning rate "
         + ", ".join(f"{m} {config[f'{m}_learning_rate']:g}" for m in results["modalities"])
-        + ", linear warmup over 10% then linear decay) and batch; data2vec 2.0 takes a quarter of the samples per "
-        "step (it trains on several masked copies of each).",
+        + ", linear warmup over 10% then linear decay) and batch; data2vec 2.0 takes "
+        + (
+            "the same samples per step (one masked copy of each)."
+            if one_masked_copy(config.get("data2vec2_overrides"))
+            else "a quarter of the samples per step (it trains on several masked copies of each)."
+        ),
         "- Equal compute: every arm gets the steps that spend the data2vec 1.0 arm's training FLOPs, counted per step "
         "by `torch.utils.flop_counter.FlopCounterMode` over a forward and backward pass on a real batch (the "
         "teacher's forward included).",
@@ -485,8 +498,9 @@ def _setup(results: dict) -> list[str]:
             "- Text masks: data2vec 1.0 masks 15% of the tokens the BERT way (80% `<mask>`, 10% a random token, 10% "
             "unchanged: the paper's main row, and the MLM arm's masks), not the released recipe's spans of 4 `<mask>`."
         )
-    if config.get("data2vec_overrides"):  # absent from runs saved before the field existed
-        lines.append(f"- data2vec 1.0's recipe, changed from the released one: `{config['data2vec_overrides']}`.")
+    for flag, title in (("data2vec_overrides", "data2vec 1.0"), ("data2vec2_overrides", "data2vec 2.0")):
+        if config.get(flag):  # absent from runs saved before the field existed
+            lines.append(f"- {title}'s recipe, changed from the released one: `{config[flag]}`.")
     longer_runs = results.get("longer_budgets", [])
     if longer_runs:
         runs = []
