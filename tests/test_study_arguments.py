@@ -14,6 +14,14 @@ from study_config import StudyArguments  # noqa: E402
 from study_report import _setup  # noqa: E402
 
 
+def _setup_text(args: StudyArguments) -> str:
+    """The report's setup lines for a text run of `args`, from the config run_study saves (no run needed)."""
+    results = {"config": {**args.to_dict(), "seed_list": args.seed_list}, "finished": "now", "wall_time_s": 60.0}
+    results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
+    results["finetune"] = {}
+    return "\n".join(_setup(results))
+
+
 def test_study_arguments_presets_and_bad_values():
     quick = StudyArguments(mode="quick")
     assert quick.model_size == "tiny" and len(quick.seed_list) >= 3
@@ -75,10 +83,7 @@ def test_text_mask_strategy_changes_only_the_data2vec_text_masks():
     assert data2vec_config(bert, "text", "data2vec2").to_dict() == data2vec_config(span, "text", "data2vec2").to_dict()
     assert "text_mask_strategy" not in _key(span, "text") and _key(bert, "text")["text_mask_strategy"] == "bert"
     for args, said in ((bert, True), (span, False)):  # the report says which masks data2vec 1.0 trained with
-        config = {**args.to_dict(), "seed_list": args.seed_list}
-        results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
-        results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
-        assert ("the BERT way" in "\n".join(_setup(results))) == said
+        assert ("the BERT way" in _setup_text(args)) == said
 
 
 def test_backbone_overrides_widen_every_arm_and_key_the_runs():
@@ -91,10 +96,7 @@ def test_backbone_overrides_widen_every_arm_and_key_the_runs():
         assert (backbone.hidden_size, backbone.intermediate_size, backbone.num_hidden_layers) == (128, 512, 4)
     assert data2vec_config(StudyArguments(), "text", "data2vec").backbone_config.hidden_size == 64
     assert _key(wide, "text")["backbone_overrides"] != _key(StudyArguments(), "text").get("backbone_overrides")
-    config = {**wide.to_dict(), "seed_list": wide.seed_list}
-    results = {"config": config, "environment": {"device": "CPU", "torch": "t", "transformers": "t"}}
-    results.update(finished="now", wall_time_s=60.0, modalities={"text": {}}, finetune={})
-    assert "tiny (hidden_size=128,intermediate_size=512) size" in "\n".join(_setup(results))
+    assert "tiny (hidden_size=128,intermediate_size=512) size" in _setup_text(wide)
 
 
 def test_data2vec_overrides_change_only_the_data2vec_1_recipe_and_key_the_runs():
@@ -114,10 +116,7 @@ def test_data2vec_overrides_change_only_the_data2vec_1_recipe_and_key_the_runs()
     assert "data2vec_overrides" not in _key(released, "text")
     assert _key(changed, "text")["data2vec_overrides"] == "ema_decay=0.9999,ema_end_decay=0.99999"
     for args, said in ((changed, True), (released, False)):
-        results = {"config": {**args.to_dict(), "seed_list": args.seed_list}, "finished": "now", "wall_time_s": 60.0}
-        results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
-        results["finetune"] = {}
-        assert ("changed from the released one: `ema_decay=0.9999" in "\n".join(_setup(results))) == said
+        assert ("changed from the released one: `ema_decay=0.9999" in _setup_text(args)) == said
 
 
 def test_data2vec2_overrides_change_only_the_data2vec_2_recipe_and_one_copy_takes_the_others_batch():
@@ -135,10 +134,7 @@ def test_data2vec2_overrides_change_only_the_data2vec_2_recipe_and_one_copy_take
     assert batch_size(two_copies, "text", "data2vec2") == 8
     assert "data2vec2_overrides" not in _key(released, "text") and "data2vec2_overrides" in _key(one_copy, "text")
     for args, said in ((one_copy, True), (released, False)):
-        results = {"config": {**args.to_dict(), "seed_list": args.seed_list}, "finished": "now", "wall_time_s": 60.0}
-        results.update(environment={"device": "CPU", "torch": "t", "transformers": "t"}, modalities={"text": {}})
-        results["finetune"] = {}
-        setup = "\n".join(_setup(results))
+        setup = _setup_text(args)
         assert ("data2vec 2.0's recipe, changed from the released one: `clone_batch=1`" in setup) == said
         assert ("data2vec 2.0 takes the same samples per step (one masked copy of each)" in setup) == said
         assert ("data2vec 2.0 takes a quarter of the samples per step" in setup) != said

@@ -58,7 +58,7 @@ from d2v_hf.ema import get_annealed_rate
 from d2v_hf.finetuning.checkpoints import AUDIO_PROCESSOR_SETTINGS, make_processor
 from d2v_hf.trainer import Data2VecPretrainingArguments
 
-from study_config import BACKBONE_TYPES, DATA2VEC_ARMS, one_masked_copy
+from study_config import BACKBONE_TYPES, DATA2VEC_ARMS, RECIPE_OVERRIDES, one_masked_copy
 from study_utils import device_kwargs, load_example, series
 
 
@@ -89,10 +89,8 @@ def data2vec_config(args, modality: str, mode: str, tokenizer=None):
     overrides = [f"mode={mode}"]
     if modality == "text" and mode == "data2vec" and args.text_mask_strategy == "bert":
         overrides.append("text_mask_strategy=bert,mask_prob=0.15")  # the paper's main row (15%, 80/10/10)
-    if mode == "data2vec" and args.data2vec_overrides:
-        overrides.append(args.data2vec_overrides)
-    if mode == "data2vec2" and args.data2vec2_overrides:
-        overrides.append(args.data2vec2_overrides)
+    if getattr(args, RECIPE_OVERRIDES[mode]):
+        overrides.append(getattr(args, RECIPE_OVERRIDES[mode]))
     if modality == "vision":
         overrides.append(f"backbone.patch_size={PATCH_SIZE}")
     if modality == "audio" and args.model_size == "tiny":

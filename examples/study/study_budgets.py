@@ -34,13 +34,21 @@ from pathlib import Path
 from d2v_hf.argument_parsing import parse_arguments
 from d2v_hf.atomic_io import atomic_write_text
 
-from study_config import ARM_TITLES, MAIN_PROBE, MODALITIES, PRETRAINING_FIELDS, PROBE_FIELDS, preset_values
+from study_config import (
+    ARM_TITLES,
+    MAIN_PROBE,
+    MODALITIES,
+    PRETRAINING_FIELDS,
+    PROBE_FIELDS,
+    RECIPE_OVERRIDES,
+    preset_values,
+)
 from study_report import MODALITY_TITLES, decide, difference_cell, final_probe_stats, probe_curve
 from study_utils import comma_list, fmt, pyplot, save_figure, signed
 
 
 # settings that one arm alone reads
-ARM_ONLY = {"text_mask_strategy": "data2vec", "data2vec_overrides": "data2vec", "data2vec2_overrides": "data2vec2"}
+ARM_ONLY = {"text_mask_strategy": "data2vec", **{flag: arm for arm, flag in RECIPE_OVERRIDES.items()}}
 
 
 @dataclass

@@ -28,6 +28,8 @@ ARMS = {
     "audio": ("data2vec", "data2vec2", "wav2vec2", "random"),
 }
 DATA2VEC_ARMS = ("data2vec", "data2vec2")  # the arms trained by Data2VecForPretraining (with an EMA teacher)
+# the flag that sets each of these arms' recipe fields over the released ones
+RECIPE_OVERRIDES = {"data2vec": "data2vec_overrides", "data2vec2": "data2vec2_overrides"}
 ALL_ARMS = (*DATA2VEC_ARMS, "mlm", "mae", "wav2vec2", "random")
 
 ARM_TITLES = {
@@ -387,7 +389,7 @@ class StudyArguments:
     def _check_recipe_overrides(self) -> None:
         """Every item of --data2vec_overrides / --data2vec2_overrides is `field=value` with a value that the data2vec
         1.0 / 2.0 recipe of each modality that runs accepts."""
-        for flag, mode in (("data2vec_overrides", "data2vec"), ("data2vec2_overrides", "data2vec2")):
+        for mode, flag in RECIPE_OVERRIDES.items():
             overrides = getattr(self, flag)
             if not overrides:
                 continue

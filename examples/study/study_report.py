@@ -26,6 +26,7 @@ from study_config import (
     DATA2VEC_ARMS,
     MAIN_PROBE,
     PROBES,
+    RECIPE_OVERRIDES,
     backbone_size,
     one_masked_copy,
 )
@@ -227,7 +228,7 @@ def _compute_table(results: dict, modality: str) -> list[str]:
         if "teacher" in plan
     ]
     if teachers:
-        changed = results["config"].get("data2vec_overrides") or results["config"].get("data2vec2_overrides")
+        changed = any(results["config"].get(flag) for flag in RECIPE_OVERRIDES.values())
         decays = "recipe's" if changed else "released"
         lines.append(
             "\nShare of the teacher's averaged weights still at their random initialisation after the last update "
@@ -498,9 +499,9 @@ def _setup(results: dict) -> list[str]:
             "- Text masks: data2vec 1.0 masks 15% of the tokens the BERT way (80% `<mask>`, 10% a random token, 10% "
             "unchanged: the paper's main row, and the MLM arm's masks), not the released recipe's spans of 4 `<mask>`."
         )
-    for flag, title in (("data2vec_overrides", "data2vec 1.0"), ("data2vec2_overrides", "data2vec 2.0")):
+    for arm, flag in RECIPE_OVERRIDES.items():
         if config.get(flag):  # absent from runs saved before the field existed
-            lines.append(f"- {title}'s recipe, changed from the released one: `{config[flag]}`.")
+            lines.append(f"- {ARM_TITLES[arm]}'s recipe, changed from the released one: `{config[flag]}`.")
     longer_runs = results.get("longer_budgets", [])
     if longer_runs:
         runs = []
