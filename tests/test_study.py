@@ -85,6 +85,30 @@ def test_glue_text_corpus_reads_the_training_sentences_and_remakes_the_tokenizer
 
 
 @pytest.mark.real_data
+def test_plan_only_counts_each_arms_steps_and_trains_nothing(shared_data, tmp_path, capsys):
+    """--plan_only prints every arm's steps and FLOPs at equal compute and the hours at --plan_tflops, trains no arm,
+    and leaves the plan in partial_results.json for the run of the same settings."""
+    from run_study import main
+
+    out = tmp_path / "out"
+    flags = ["--data_dir", shared_data, "--output_dir", out, "--modalities", "text", "--arms", "data2vec,mlm,random"]
+    flags += ["--corpus_lines", "300", "--tokenizer_vocab_size", "400", "--max_seq_length", "32", "--text_steps", "40"]
+    plan = main([*flags, "--seeds", "0,1", "--plan_only", "--plan_tflops", "0.001"])["plan"]["text"]
+    d2v, mlm = plan["arms"]["data2vec"], plan["arms"]["mlm"]
+    assert set(plan["arms"]) == {"data2vec", "mlm"} and d2v["steps"] == 40
+    assert d2v["flops_per_step"] > mlm["flops_per_step"] and mlm["steps"] > 40  # the teacher's forward costs steps
+    assert abs(mlm["total_flops"] - plan["budget_flops"]) <= mlm["flops_per_step"] / 2
+    printed = capsys.readouterr().out
+    assert "plan text data2vec (d2v_hf.Data2VecForPretraining): 40 steps of 32 samples" in printed
+    total = 2 * (d2v["total_flops"] + mlm["total_flops"])
+    hours = total / 1e9 / 3600
+    assert f"{total / 1e15:.3g} PFLOPs of pretraining over 2 seed(s), {hours:.3g} hours at 0.001" in printed
+    assert not (out / "pretrain").exists() and not (out / "random").exists()
+    saved = json.loads((out / "partial_results.json").read_text())["plan"]["text"]
+    assert saved["budget_flops"] == plan["budget_flops"]
+
+
+@pytest.mark.real_data
 def test_text_probe_reference_points(shared_data, tmp_path):
     out = text_probe_reference(["--data_dir", shared_data, "--docs_dir", tmp_path, "--seeds", "0"])
     report = out.read_text()

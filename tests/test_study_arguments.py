@@ -62,12 +62,15 @@ def test_study_arguments_presets_and_bad_values():
         ("data2vec_overrides", "backbone.hidden_size=8", "--data2vec_overrides .*go in --backbone_overrides"),
         ("data2vec2_overrides", "clone_batch=0", "--data2vec2_overrides 'clone_batch=0': clone_batch=0 must be an"),
         ("data2vec2_overrides", "mode=data2vec", "--data2vec2_overrides 'mode=data2vec': .*the mode is the arm's"),
+        ("plan_tflops", 0.0, "--plan_tflops 0.0: expected a sustained throughput above 0"),
     ]
     for name, value, message in bad:
         with pytest.raises(ValueError, match=message):
             StudyArguments(**{name: value})
     with pytest.raises(ValueError, match="hub_org"):
         StudyArguments(push_to_hub=True)
+    with pytest.raises(ValueError, match="--plan_only and --dry_run: choose one"):
+        StudyArguments(plan_only=True, dry_run=True)
 
 
 def test_text_mask_strategy_changes_only_the_data2vec_text_masks():

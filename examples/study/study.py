@@ -274,6 +274,8 @@ def run_study(args: StudyArguments, command: str | None = None) -> dict:
     if args.dry_run:
         return {"dry_run": _dry_run(args, data)}
     partial = PartialResults(args)
+    if args.plan_only:  # kept in partial_results.json: the run of these settings starts from it
+        return {"plan": compute_plan(args, partial, data)}
     if "corpus_info" in data:
         partial.data["corpus"] = data["corpus_info"]
     with partial.clock():

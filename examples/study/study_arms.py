@@ -295,8 +295,14 @@ def _stack_pixels(examples):
 
 
 def count_step_flops(model, batch: dict) -> int:
-    """FLOPs of one training forward and backward of `model` on `batch` (the model's loss), by `FlopCounterMode`."""
-    model.train()
+    """
+    FLOPs of one training forward and backward of `model` on `batch` (the model's loss), by `FlopCounterMode`, on the
+    device the arms train on: a GPU when there is one, since a base-size step of the full mode's batch holds more
+    than 22 GB of fp32 activations on a CPU.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).train()
+    batch = {name: value.to(device) if torch.is_tensor(value) else value for name, value in batch.items()}
     with FlopCounterMode(display=False) as counter:
         model(**batch).loss.backward()
     model.zero_grad(set_to_none=True)

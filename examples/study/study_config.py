@@ -213,6 +213,20 @@ class StudyArguments:
             "Build every arm at the mode's size and run 2 pretraining steps of each at batch 4 (no probes, no report)."
         ),
     )
+    plan_only: bool = field(
+        default=False,
+        metadata=_help(
+            "Count each arm's FLOPs per step at the mode's size, print the pretraining compute plan (steps, FLOPs, "
+            "hours at --plan_tflops) and stop before any training; the plan is kept for the run of these settings."
+        ),
+    )
+    plan_tflops: float = field(
+        default=300.0,
+        metadata=_help(
+            "Sustained TFLOP/s that --plan_only turns FLOPs into hours with (300: about 0.3 of an H100's dense "
+            "bf16 peak, an assumption, not a measurement)."
+        ),
+    )
     model_size: str | None = field(default=None, metadata=_help("tiny (4 x 64) or base (12 x 768)."))
     backbone_overrides: str | None = field(
         default=None,
@@ -314,6 +328,10 @@ class StudyArguments:
             raise ValueError(f"--corpus_lines {self.corpus_lines}; expected 0 (every line) or more.")
         if self.corpus_lines == 0:
             self.corpus_lines = None
+        if self.plan_only and self.dry_run:
+            raise ValueError("--plan_only and --dry_run: choose one (the plan counts the mode's batches, not 4).")
+        if not self.plan_tflops > 0:
+            raise ValueError(f"--plan_tflops {self.plan_tflops}: expected a sustained throughput above 0.")
         if self.dry_run:  # the mode's models, 4 samples a step (one for data2vec 2.0's masked copies), 1 s of audio
             for modality in MODALITIES:
                 setattr(self, f"{modality}_batch_size", 4)
