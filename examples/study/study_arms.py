@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
     AutoTokenizer,
@@ -302,7 +303,7 @@ def count_step_flops(model, batch: dict) -> int:
     """
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
-    batch = {name: value.to(device) if torch.is_tensor(value) else value for name, value in batch.items()}
+    batch = send_to_device(batch, device)  # nested lists and dicts of tensors too
     with FlopCounterMode(display=False) as counter:
         model(**batch).loss.backward()
     model.zero_grad(set_to_none=True)
