@@ -44,14 +44,16 @@ class ParameterCounts:
     teacher: int
     root: int  # outside the encoder layers of student and teacher: FSDP's root group
     layer: int  # one encoder layer: FSDP's unit
+    frozen: int = 0  # student weights that are not trained (the text recipes' zero token-type embeddings)
 
     @classmethod
     def of(cls, model: Data2VecForPretraining) -> "ParameterCounts":
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         teacher = sum(p.numel() for p in model.teacher.parameters())
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad) - teacher
         in_layers = sum(p.numel() for b in (model.student, model.teacher) for p in encoder_layers(b).parameters())
         layer = sum(p.numel() for p in encoder_layers(model.student)[0].parameters())
-        return cls(trainable, teacher, trainable + teacher - in_layers, layer)
+        return cls(trainable, teacher, trainable + frozen + teacher - in_layers, layer, frozen)
 
 
 def count_parameters(modality: str, size: str, mode: str = "data2vec") -> ParameterCounts:
@@ -73,16 +75,17 @@ def count_parameters(modality: str, size: str, mode: str = "data2vec") -> Parame
 def bytes_per_gpu(counts: ParameterCounts, setup: str, num_gpus: int) -> dict[str, float]:
     """Bytes of each kind of model state per GPU (see the module docstring for what each setup holds)."""
     t, p, n = counts.trainable, counts.teacher, num_gpus
+    w = t + counts.frozen  # the student's (and head's) weights, trained or not
     if setup == "DDP":
-        return {"weights": 4 * (t + p), "gradients": 8 * t, "optimizer": 8 * t}
+        return {"weights": 4 * (w + p), "gradients": 8 * t, "optimizer": 8 * t}
     if setup == "FSDP2":
         gathered = 2 * counts.root + 2 * 2 * counts.layer + 4 * counts.layer
-        return {"weights": 4 * (t + p) / n, "gradients": 4 * t / n, "optimizer": 8 * t / n, "gathered": gathered}
+        return {"weights": 4 * (w + p) / n, "gradients": 4 * t / n, "optimizer": 8 * t / n, "gathered": gathered}
     if setup == "ZeRO-2":
-        return {"weights": 2 * (t + p) + 4 * p, "gradients": 2 * t / n, "optimizer": 12 * t / n}
+        return {"weights": 2 * (w + p) + 4 * p, "gradients": 2 * t / n, "optimizer": 12 * t / n}
     if setup == "ZeRO-3":
-        states = {"weights": 2 * (t + p) / n + 4 * p, "gradients": 2 * t / n, "optimizer": 12 * t / n}
-        return {**states, "gathered": 2 * (t + p)}
+        states = {"weights": 2 * (w + p) / n + 4 * p, "gradients": 2 * t / n, "optimizer": 12 * t / n}
+        return {**states, "gathered": 2 * (w + p)}
     raise ValueError(f"setup {setup!r}; expected one of {SETUPS}.")
 
 

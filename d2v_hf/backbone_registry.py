@@ -44,6 +44,8 @@ class BackboneFamily:
             longest sequence by `pad_token_id + 1`.
         layer_takes_resolution: vision: each layer needs the image size (BEiT's relative position bias).
         data2vec2_refusal: why the data2vec 2.0 sparse student cannot run on this family (`None`: it can).
+        token_type_embeddings: text: the segment embeddings (one learned vector added to every token of a
+            pretraining row), which fairseq's data2vec has no counterpart for (`zero_token_type_embeddings`).
     """
 
     model_type: str
@@ -60,6 +62,7 @@ class BackboneFamily:
     text_position_offset: bool = False
     layer_takes_resolution: bool = False
     data2vec2_refusal: str | None = None
+    token_type_embeddings: str | None = None
 
     @property
     def student_masking(self) -> str:
@@ -77,6 +80,7 @@ def _text(model_type: str, model_class: str, position_offset: bool = True) -> Ba
         ffn_projection="output.dense",
         shared_params=TEXT_SHARED,
         text_position_offset=position_offset,
+        token_type_embeddings="embeddings.token_type_embeddings",
     )
 
 

@@ -73,6 +73,10 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
         teacher_shared_params (`list[str]`, *optional*, defaults to `[]`):
             Backbone parameter-name prefixes that the teacher shares with the student: they are copied from the
             student at every EMA step instead of being averaged (fairseq's `ema_transformer_layers_only`).
+        zero_token_type_embeddings (`bool`, *optional*, defaults to `False`):
+            Text only: the backbone's `token_type_embeddings` (Transformers' segment embeddings, one vector added to
+            every token of a pretraining row) start at zero and are not trained, as fairseq's data2vec, which has
+            none (the text presets set it). A student loaded from a pretrained encoder keeps its own values, frozen.
         text_mask_strategy (`str`, *optional*, defaults to `"span"`):
             Text only: `"span"` (released recipe: spans of `mask_length` tokens, all replaced by `<mask>`) or
             `"bert"` (paper's main row: `mask_prob` of tokens, 80% `<mask>`, 10% random, 10% unchanged).
@@ -181,6 +185,7 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
     ema_end_decay: float = 0.9999
     ema_anneal_end_step: int = 30_000
     teacher_shared_params: list[str] | None = None
+    zero_token_type_embeddings: bool = False
     # Parameters that control masking
     text_mask_strategy: str = "span"
     mask_prob: float = 0.65
@@ -314,7 +319,15 @@ class Data2VecPretrainingConfig(PreTrainedConfig):
             raise ValueError(f"ema_anneal_end_step={self.ema_anneal_end_step} must be >= 0.")
         if self.mask_length < 1:
             raise ValueError(f"mask_length={self.mask_length} must be >= 1.")
-        if self.modality == "vision":
+        if (
+            self.zero_token_type_embeddings
+            and get_family(self.backbone_config.model_type).token_type_embeddings is None
+        ):
+            raise ValueError(
+                f"zero_token_type_embeddings=True is for text backbones with segment embeddings; this backbone is "
+                f"{self.backbone_config.model_type}."
+            )
+        if self.modality == "vision" and self.mode == "data2vec":  # BEiT block masks: data2vec 1.0 only
             backbone = self.backbone_config
             num_patches = (image_side(backbone) // backbone.patch_size) ** 2
             if not 1 <= self.min_mask_patches_per_block <= self.num_mask_patches <= num_patches:

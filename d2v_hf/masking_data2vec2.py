@@ -76,7 +76,8 @@ def compute_inverse_block_mask(
             raise ValueError(f"{name}={value!r} must be an integer >= 1.")
     num_patches = grid_size * grid_size
     keep_prob = 1.0 - mask_prob
-    num_centres = int(num_patches * (keep_prob + mask_prob_adjust) / mask_length**2)
+    # fairseq's order of operations, so that the same RNG state draws the same mask (tests/test_fairseq_parity.py)
+    num_centres = int(num_patches * ((keep_prob + mask_prob_adjust) / mask_length**2))
     num_visible = max(1, int(num_patches * keep_prob))
     visible = torch.zeros(num_copies, grid_size, grid_size)
     centres = torch.randint(0, num_patches, (num_copies, num_centres), generator=generator)

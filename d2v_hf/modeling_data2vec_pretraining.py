@@ -21,6 +21,7 @@ from .backbones import (
     check_teacher_shared_params,
     encoder_layers,
     export_backbone,
+    family_of,
     init_beit_backbone,
     num_output_positions,
     packed_text_inputs,
@@ -103,6 +104,28 @@ def feature_std(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
     mean = (x * weights).sum(positions) / count.clamp(min=1)
     var = ((x - mean).square() * weights).sum(positions) / (count - 1).clamp(min=1)
     return torch.where(count >= 2, torch.sqrt(var + 1e-6).mean(), 0.0)
+
+
+def average_layer_targets(features: list[torch.Tensor], config, padding: torch.Tensor | None = None) -> torch.Tensor:
+    """
+    The data2vec targets from the teacher's top-K layer features `(batch, seq, hidden)` each (paper Sec. 3.3): each
+    normalised as the config says, averaged, then optionally normalised again; fp32. `padding` (bool, True where
+    real) keeps padded positions out of the instance-norm statistics.
+    """
+    target = 0
+    for feature in features:
+        feature = feature.float()
+        if config.instance_norm_target_layer:
+            feature = instance_norm_over_time(feature, padding)
+        if config.layer_norm_target_layer:
+            feature = F.layer_norm(feature, feature.shape[-1:])
+        target = target + feature
+    target = target / len(features)
+    if config.layer_norm_targets:
+        target = F.layer_norm(target, target.shape[-1:])
+    if config.instance_norm_targets:
+        target = instance_norm_over_time(target, padding)
+    return target
 
 
 class TargetFeatureTap:
@@ -200,6 +223,11 @@ class Data2VecForPretraining(PreTrainedModel):
                 init_data2vec2_image_backbone(self.student, self.teacher)
             else:
                 init_beit_backbone(self.student)
+        if config.zero_token_type_embeddings:
+            # fairseq's data2vec text has no segment embeddings: a zero vector that is never trained stands for none
+            segments = self.student.get_submodule(family_of(self.student).token_type_embeddings)
+            nn.init.zeros_(segments.weight)
+            segments.weight.requires_grad_(False)
         # the teacher starts as an exact copy of the student (fairseq deep-copies the student)
         with torch.no_grad():
             for teacher_tensor, student_tensor in zip(
@@ -389,21 +417,7 @@ class Data2VecForPretraining(PreTrainedModel):
         features = features[-config.average_top_k_layers :]
         if self.modality == "vision":
             features = [feature[:, prefix_tokens(config.backbone_config) :] for feature in features]
-
-        target = 0
-        for feature in features:
-            feature = feature.float()
-            if config.instance_norm_target_layer:
-                feature = instance_norm_over_time(feature, padding)
-            if config.layer_norm_target_layer:
-                feature = F.layer_norm(feature, feature.shape[-1:])
-            target = target + feature
-        target = target / len(features)
-        if config.layer_norm_targets:
-            target = F.layer_norm(target, target.shape[-1:])
-        if config.instance_norm_targets:
-            target = instance_norm_over_time(target, padding)
-        return target
+        return average_layer_targets(features, config, padding)
 
     def _teacher_feature_tap(self) -> TargetFeatureTap:
         """
@@ -438,8 +452,11 @@ class Data2VecForPretraining(PreTrainedModel):
         return loss.sum() * self.config.effective_loss_scale
 
     def ema_decay_at(self, step: int | None = None) -> float:
-        """The scheduled teacher decay at optimizer step `step` (default: the number of EMA steps taken)."""
-        step = int(self.ema_num_updates) if step is None else step
+        """
+        The scheduled teacher decay of EMA update `step` (default: the next one, `ema_num_updates + 1`). Update k,
+        the one after optimizer step k, uses the decay of step k, as fairseq's `set_num_updates(k)` does.
+        """
+        step = int(self.ema_num_updates) + 1 if step is None else step
         config = self.config
         return get_annealed_rate(config.ema_decay, config.ema_end_decay, step, config.ema_anneal_end_step)
 
@@ -448,7 +465,7 @@ class Data2VecForPretraining(PreTrainedModel):
         """
         One teacher update, once per optimizer step: `teacher <- decay * teacher + (1 - decay) * student` for the
         averaged parameters (fp32 arithmetic), a copy of the student for `config.teacher_shared_params` and buffers.
-        `decay` defaults to the config's schedule at the current step. Returns the decay used.
+        `decay` defaults to the config's schedule at this update ([`ema_decay_at`]). Returns the decay used.
 
         Under FSDP2 each process updates its shard of the teacher from the same shard of the student. Under DeepSpeed
         ZeRO-3 both are gathered whole for the update and partitioned again (every process computes the same update;
@@ -519,4 +536,4 @@ AutoConfig.register("data2vec-pretraining", Data2VecPretrainingConfig, exist_ok=
 AutoModel.register(Data2VecPretrainingConfig, Data2VecForPretraining, exist_ok=True)
 AutoModelForPreTraining.register(Data2VecPretrainingConfig, Data2VecForPretraining, exist_ok=True)
 
-__all__ = ["Data2VecForPretraining", "Data2VecForPretrainingOutput", "Data2VecRegressionHead"]
+__all__ = ["Data2VecForPretraining", "Data2VecForPretrainingOutput", "Data2VecRegressionHead", "average_layer_targets"]

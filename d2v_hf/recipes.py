@@ -23,6 +23,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "ema_end_decay": 0.9999,
         "ema_anneal_end_step": 300_000,
         "teacher_shared_params": ["embeddings."],
+        "zero_token_type_embeddings": True,  # data2vec_text.py has no segment embeddings
         "text_mask_strategy": "span",
         "mask_prob": 0.35,
         "mask_length": 4,
@@ -84,6 +85,7 @@ _PRESETS_V2: dict[str, dict[str, Any]] = {
         "ema_end_decay": 0.99999,
         "ema_anneal_end_step": 100_000,
         "teacher_shared_params": ["embeddings."],
+        "zero_token_type_embeddings": True,  # modalities/text.py has no segment embeddings
         "mask_prob": 0.48,
         "mask_length": 1,
         "decoder_dim": None,

@@ -23,6 +23,7 @@ def one_thread():
 
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FAIRSEQ_FIXTURES = SHARED_DATA.parent / "reference" / "fairseq_fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -31,4 +32,13 @@ def shared_data():
     path = Path(os.environ.get("D2V_HF_SHARED_DATA", SHARED_DATA))
     if not path.is_dir():
         pytest.skip(f"real data folder {path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fairseq_fixtures():
+    """Path to ../shared/reference/fairseq_fixtures (fairseq's own outputs); skips cleanly when it is absent."""
+    path = Path(os.environ.get("D2V_HF_FAIRSEQ_FIXTURES", FAIRSEQ_FIXTURES))
+    if not path.is_dir():
+        pytest.skip(f"fairseq fixture folder {path} not found")
     return path

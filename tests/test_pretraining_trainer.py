@@ -22,7 +22,7 @@ def test_ema_once_per_optimizer_step_and_logs(tmp_path):
     assert len(logs) == 4
     for key in ("loss", "target_var", "prediction_var", "ema_decay", "learning_rate"):
         assert all(key in entry for entry in logs), key
-    assert logs[0]["ema_decay"] == model.config.ema_decay
+    assert logs[0]["ema_decay"] == model.ema_decay_at(1)  # the decay of step 1 at update 1, as fairseq
     assert "eval_loss" in trainer.evaluate()
 
 

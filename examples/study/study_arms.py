@@ -276,7 +276,9 @@ def teacher_schedule(args, modality: str, arm: str, steps: int, data: dict) -> d
     tokenizer = text_tokenizer(modality, data)
     d2v = _run_config(args, modality, arm, tokenizer, steps)
     decays = [
-        get_annealed_rate(d2v.ema_decay, d2v.ema_end_decay, step, d2v.ema_anneal_end_step) for step in range(steps)
+        # update k uses the decay of step k (Data2VecForPretraining.ema_decay_at)
+        get_annealed_rate(d2v.ema_decay, d2v.ema_end_decay, step, d2v.ema_anneal_end_step)
+        for step in range(1, steps + 1)
     ]
     return {
         "updates": steps,
