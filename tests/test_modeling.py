@@ -264,3 +264,30 @@ def test_bad_image_and_token_inputs():
     text = Data2VecForPretraining(tiny_config("text"))
     with pytest.raises(ValueError, match="token id 500"):
         text(input_ids=torch.full((1, 4), 500), mask=torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_text_recipes_keep_token_type_embeddings_zero_and_untrained():
+    """fairseq's data2vec text has no segment embeddings: the presets zero Transformers' and never train them."""
+    for mode in ("data2vec", "data2vec2"):
+        model = Data2VecForPretraining(tiny_config("text", mode=mode))
+        segments = model.student.embeddings.token_type_embeddings.weight
+        assert model.config.zero_token_type_embeddings and not segments.any() and not segments.requires_grad
+        inputs = tiny_inputs(model.config)
+        if mode == "data2vec2":  # one mask row per copy, drawn by the model
+            del inputs["mask"]
+        model(**inputs).loss.backward()
+        assert segments.grad is None
+    with pytest.raises(ValueError, match="zero_token_type_embeddings=True is for text backbones"):
+        tiny_config("audio", zero_token_type_embeddings=True)
+
+
+def test_vision_2_0_preset_needs_no_beit_mask_fields():
+    """The BEiT block-mask fields are data2vec 1.0's: a 2.0 image preset on an 8 x 8 patch grid needs no override."""
+    from transformers import ViTConfig
+
+    backbone = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         image_size=32, patch_size=4)  # fmt: skip
+    config = Data2VecPretrainingConfig.from_preset("vision", backbone, mode="data2vec2", average_top_k_layers=2)
+    assert config.num_mask_patches > 64  # 1.0's 120 of 196, unused here
+    with pytest.raises(ValueError, match="num_mask_patches"):
+        Data2VecPretrainingConfig.from_preset("vision", backbone, average_top_k_layers=2)
