@@ -59,7 +59,7 @@ def _one_step(
     config = model.config
     grads = expected["grads"]
     diffs["gradients (every mapped parameter)"] = max(
-        _max_diff(fairseq_gradient(model, converter, rule), grads[rule.source])
+        _max_diff(fairseq_gradient(model, rule), grads[rule.source])
         for rule in converter.student_rules(config)
     )
     with torch.no_grad():

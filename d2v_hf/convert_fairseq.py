@@ -107,7 +107,7 @@ def save_converted(converted: ConvertedModel, output_dir: str | os.PathLike, stu
     atomic_write_dir(output_dir, write)
 
 
-def fairseq_gradient(model: Data2VecForPretraining, converter: FairseqConverter, rule: KeyRule) -> torch.Tensor:
+def fairseq_gradient(model: Data2VecForPretraining, rule: KeyRule) -> torch.Tensor:
     """The gradient of a fairseq tensor as d2v_hf computed it (fused tensors concatenated back), for parity checks."""
     parameters = dict(model.named_parameters())
     return torch.cat([parameters[target].grad for target in rule.targets])

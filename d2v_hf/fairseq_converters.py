@@ -85,7 +85,16 @@ ALT_BLOCK = {
     "mlp.fc2": "output.dense",
     "norm2": "output.LayerNorm",
 }
-TEXT_EMBEDDINGS = {"embed_positions": "embeddings.position_embeddings", "layernorm_embedding": "embeddings.LayerNorm"}
+
+
+def text_embedding_rules(prefix: str) -> list[KeyRule]:
+    """fairseq's text embeddings (tokens, learned positions with RoBERTa's padding offset, LayerNorm; no segments)."""
+    words = {"embed_tokens": "embeddings.word_embeddings", "embed_positions": "embeddings.position_embeddings"}
+    return _rules(prefix, "student.", words, ("weight",)) + _rules(
+        prefix, "student.", {"layernorm_embedding": "embeddings.LayerNorm"}
+    )
+
+
 # fairseq's wav2vec 2.0-style encoder layer -> Transformers' Data2VecAudioEncoderLayer
 AUDIO_LAYER = {
     "self_attn.q_proj": "attention.q_proj",
@@ -201,9 +210,7 @@ class Data2VecText1Converter(FairseqConverter):
         return tokens.shape[0], checkpoint.model[f"{self.source}embed_positions.weight"].shape[0]
 
     def student_rules(self, config):
-        rules = _rules(self.source, "student.", {"embed_tokens": "embeddings.word_embeddings"}, ("weight",))
-        rules += _rules(self.source, "student.", {"embed_positions": TEXT_EMBEDDINGS["embed_positions"]}, ("weight",))
-        rules += _rules(self.source, "student.", {"layernorm_embedding": TEXT_EMBEDDINGS["layernorm_embedding"]})
+        rules = text_embedding_rules(self.source)
         for i in range(config.backbone_config.num_hidden_layers):
             rules += _rules(f"{self.source}layers.{i}.", f"student.encoder.layer.{i}.", TEXT_LAYER)
         head = {f"encoder.regression_head.{j}": f"layers.{j}" for j in range(0, 2 * config.head_layers - 1, 2)}
@@ -368,9 +375,7 @@ class Data2Vec2TextConverter(FairseqConverter):
         )
 
     def student_rules(self, config):
-        rules = _rules(self.local, "student.", {"embed_tokens": "embeddings.word_embeddings"}, ("weight",))
-        rules += _rules(self.local, "student.", {"embed_positions": TEXT_EMBEDDINGS["embed_positions"]}, ("weight",))
-        rules += _rules(self.local, "student.", {"layernorm_embedding": TEXT_EMBEDDINGS["layernorm_embedding"]})
+        rules = text_embedding_rules(self.local)
         for i in range(config.backbone_config.num_hidden_layers):
             rules += _rules(f"blocks.{i}.", f"student.encoder.layer.{i}.", ALT_BLOCK)
         rules += _rules(

@@ -26,19 +26,21 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FAIRSEQ_FIXTURES = SHARED_DATA.parent / "reference" / "fairseq_fixtures"
 
 
+def _shared_folder(variable: str, default: Path, what: str) -> Path:
+    """A folder of ../shared (or the one `variable` names); skips the test cleanly when it is absent."""
+    path = Path(os.environ.get(variable, default))
+    if not path.is_dir():
+        pytest.skip(f"{what} folder {path} not found")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """Path to ../shared/data; skips the test cleanly when the folder is absent."""
-    path = Path(os.environ.get("D2V_HF_SHARED_DATA", SHARED_DATA))
-    if not path.is_dir():
-        pytest.skip(f"real data folder {path} not found")
-    return path
+    return _shared_folder("D2V_HF_SHARED_DATA", SHARED_DATA, "real data")
 
 
 @pytest.fixture(scope="session")
 def fairseq_fixtures():
     """Path to ../shared/reference/fairseq_fixtures (fairseq's own outputs); skips cleanly when it is absent."""
-    path = Path(os.environ.get("D2V_HF_FAIRSEQ_FIXTURES", FAIRSEQ_FIXTURES))
-    if not path.is_dir():
-        pytest.skip(f"fairseq fixture folder {path} not found")
-    return path
+    return _shared_folder("D2V_HF_FAIRSEQ_FIXTURES", FAIRSEQ_FIXTURES, "fairseq fixture")
